@@ -1,0 +1,11 @@
+//! verdict: a policy decision point for AWS IAM and KMS JSON policies.
+//!
+//! The crate is a pipeline (see `STYLE.md` of the project): [`policy`] parses
+//! and validates documents, [`bundle`] loads a whole bundle of them with its
+//! attachments, and [`eval`] decides requests exactly as AWS's evaluation
+//! logic does. [`cli`] wires these into the `verdict` binary.
+
+pub mod bundle;
+pub mod cli;
+pub mod eval;
+pub mod policy;

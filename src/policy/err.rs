@@ -1,0 +1,194 @@
+//! Errors and warnings of policy parsing and validation.
+//!
+//! Each carries the JSON pointer of the offending element inside its document
+//! (and, for serde errors, the byte offset serde reported); the bundle loader
+//! turns these into file, pointer and line:column.
+
+use super::model::PolicyKind;
+
+/// A policy that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyError {
+    /// Pointer inside the document.
+    pub pointer: String,
+    /// Byte offset inside the document text, when serde gave one.
+    pub offset: Option<usize>,
+    /// What is wrong.
+    pub kind: PolicyErrorKind,
+}
+
+/// What is wrong with a policy.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyErrorKind {
+    /// Not valid JSON, or not the document grammar (unknown element, repeated key, wrong type).
+    #[error("{0}")]
+    Json(String),
+    /// `Version` other than the two AWS defines.
+    #[error("unknown `Version` `{0}` (expected `2012-10-17` or `2008-10-17`)")]
+    Version(String),
+    /// No `Effect`.
+    #[error("statement has no `Effect`")]
+    MissingEffect,
+    /// `Effect` other than `Allow`/`Deny`.
+    #[error("`Effect` must be `Allow` or `Deny` (case-sensitive), not `{0}`")]
+    Effect(String),
+    /// Neither or both of `X` and `NotX`.
+    #[error("statement needs exactly one of `{0}` and `Not{0}`")]
+    ExactlyOne(&'static str),
+    /// An empty list where a value is needed.
+    #[error("`{0}` must not be empty")]
+    Empty(&'static str),
+    /// An action that is not `*` or `service:name`.
+    #[error("action `{0}` is not `*` or `service:action`")]
+    Action(String),
+    /// A wildcard in an action's service prefix.
+    #[error("action `{0}` has a wildcard in its service prefix")]
+    ActionServiceWildcard(String),
+    /// A resource that is not `*` or an ARN.
+    #[error("resource `{0}` is neither `*` nor an ARN")]
+    Resource(String),
+    /// A wildcard in a resource's service piece.
+    #[error("resource `{0}` has a wildcard in its service piece")]
+    ResourceServiceWildcard(String),
+    /// A malformed principal value.
+    #[error("principal `{value}`: {reason}")]
+    Principal {
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// An operator AWS does not define.
+    #[error("unknown condition operator `{0}`")]
+    Operator(String),
+    /// `Null` with a set qualifier or `IfExists`.
+    #[error("`{0}`: `Null` takes no `ForAllValues:`/`ForAnyValue:` prefix and no `IfExists`")]
+    NullQualified(String),
+    /// Two keys equal ignoring case under one operator.
+    #[error("condition key `{0}` repeats (keys compare ignoring case)")]
+    DuplicateKey(String),
+    /// An empty condition key.
+    #[error("empty condition key")]
+    EmptyKey,
+    /// A condition value that is not a string, number or boolean.
+    #[error("condition values must be strings, numbers or booleans")]
+    ValueType,
+    /// A value that does not parse for its operator.
+    #[error("`{operator}` value `{value}` is not {expected}")]
+    Value {
+        /// The operator.
+        operator: String,
+        /// The value.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// `Principal`/`NotPrincipal` where the place forbids it.
+    #[error("`{element}` is not allowed in a {place}")]
+    PrincipalNotAllowed {
+        /// `Principal` or `NotPrincipal`.
+        element: &'static str,
+        /// Where the document is attached.
+        place: &'static str,
+    },
+    /// No `Principal`/`NotPrincipal` where the place requires one.
+    #[error("every statement of a {0} needs `Principal` or `NotPrincipal`")]
+    PrincipalRequired(&'static str),
+    /// `NotPrincipal` with `Allow`.
+    #[error("`NotPrincipal` is only allowed with `\"Effect\": \"Deny\"`")]
+    NotPrincipalWithAllow,
+    /// No `Resource`/`NotResource`.
+    #[error("statement needs `Resource` or `NotResource`")]
+    MissingResource,
+}
+
+/// A policy that loads but deserves a second look.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyWarning {
+    /// Pointer inside the document.
+    pub pointer: String,
+    /// What was noticed.
+    pub kind: PolicyWarningKind,
+}
+
+/// What was noticed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyWarningKind {
+    /// A `${` that is not a well-formed variable.
+    #[error("`${{` does not start a well-formed policy variable here; it is literal text")]
+    MalformedVariable,
+    /// `${…}` in a document whose `Version` is not `2012-10-17`.
+    #[error("policy variables need `\"Version\": \"2012-10-17\"`; here `${{…}}` is literal text")]
+    VariablesNeedVersion,
+    /// A variable on a multivalued key.
+    #[error(
+        "policy variable `${{{0}}}` names a multivalued key; it has no value when the key has several"
+    )]
+    MultivaluedVariable(String),
+    /// A variable before the fifth colon of a resource (U32).
+    #[error(
+        "policy variable in the {0} piece of a resource ARN; AWS documents variables only after the fifth colon"
+    )]
+    VariableInArnPiece(&'static str),
+    /// `ForAllValues` in an `Allow`.
+    #[error("`{0}` in an `Allow` statement is true when the key is absent or empty")]
+    ForAllValuesInAllow(String),
+    /// A set operator on `kms:EncryptionContext:` or `aws:RequestTag/` keys (U39).
+    #[error("`{operator}` on single-valued key `{key}`: KMS rejects set operators on it")]
+    SetOperatorOnSingleValued {
+        /// Operator.
+        operator: String,
+        /// Key.
+        key: String,
+    },
+    /// A plain operator on a multivalued key (U12).
+    #[error(
+        "`{operator}` on multivalued key `{key}` never matches several values; use `ForAnyValue:` or `ForAllValues:`"
+    )]
+    PlainOperatorOnMultivalued {
+        /// Operator.
+        operator: String,
+        /// Key.
+        key: String,
+    },
+    /// `NotAction` with `Allow`.
+    #[error("`NotAction` with `Allow` allows every action not listed, in every service")]
+    NotActionWithAllow,
+    /// `NotResource` with `Allow`.
+    #[error("`NotResource` with `Allow` allows every resource not listed")]
+    NotResourceWithAllow,
+    /// A `Deny` testing a key that callers often do not send.
+    #[error(
+        "`Deny` with `{operator}` on `{key}` fires only when the caller sends the key; add `IfExists` to deny when it is absent"
+    )]
+    DenyOnOptionalKey {
+        /// Operator.
+        operator: String,
+        /// Key.
+        key: String,
+    },
+    /// A `Sid` that is not alphanumeric outside resource and key policies.
+    #[error("`Sid` `{0}` is not alphanumeric; AWS rejects it in this kind of policy")]
+    SidNotAlphanumeric(String),
+    /// Two statements with one `Sid`.
+    #[error("`Sid` `{0}` is used by more than one statement")]
+    DuplicateSid(String),
+    /// A key-policy statement without `Resource`.
+    #[error("key-policy statement without `Resource` or `NotResource` applies to nothing")]
+    KeyPolicyWithoutResource,
+    /// `kms:ResourceAliases` in a key policy.
+    #[error(
+        "`kms:ResourceAliases` is valid only in IAM policies; in a key policy it is always absent"
+    )]
+    ResourceAliasesInKeyPolicy,
+    /// A document attached nowhere.
+    #[error("policy is attached nowhere; validated as an identity policy")]
+    Unattached,
+}
+
+impl PolicyKind {
+    /// Whether a `Sid` may hold more than letters and digits here.
+    pub fn allows_free_sid(self) -> bool {
+        matches!(self, Self::Resource | Self::KeyPolicy)
+    }
+}

@@ -1,0 +1,426 @@
+//! The validated policy model: what the evaluator and the compiler trust.
+//!
+//! Every value here has been checked by [`super::parse`]: effects are known,
+//! actions have a service, resources are `*` or ARNs with a literal service,
+//! principals are well-formed, operators are known and their values parsed.
+
+use std::fmt;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::locate::Position;
+use super::principal::PrincipalArn;
+use super::template::Template;
+use super::value::OwnedDecimal;
+
+/// `Version` of a document; variables are recognised only under `2012-10-17`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// `2012-10-17`.
+    V2012_10_17,
+    /// `2008-10-17`.
+    V2008_10_17,
+    /// No `Version` element.
+    Unspecified,
+}
+
+impl Version {
+    /// Whether policy variables are substituted.
+    pub fn variables(self) -> bool {
+        self == Self::V2012_10_17
+    }
+}
+
+/// `Effect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Effect {
+    /// `Allow`.
+    Allow,
+    /// `Deny`.
+    Deny,
+}
+
+impl Effect {
+    /// The spelling used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "Allow",
+            Self::Deny => "Deny",
+        }
+    }
+}
+
+/// Where a policy is attached, which decides how it is validated and how
+/// decisions name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PolicyKind {
+    /// Service control policy.
+    Scp,
+    /// Resource control policy.
+    Rcp,
+    /// Resource-based policy of a resource other than a KMS key.
+    Resource,
+    /// KMS key policy.
+    KeyPolicy,
+    /// Identity policy attached to the user or role.
+    Identity,
+    /// Identity policy attached to one of the user's groups.
+    Group,
+    /// Permissions boundary.
+    Boundary,
+    /// The request's session policy.
+    Session,
+    /// A KMS grant (not a document; named for decisions).
+    Grant,
+}
+
+impl PolicyKind {
+    /// The spelling used in decisions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scp => "scp",
+            Self::Rcp => "rcp",
+            Self::Resource => "resource",
+            Self::KeyPolicy => "key_policy",
+            Self::Identity => "identity",
+            Self::Group => "group",
+            Self::Boundary => "boundary",
+            Self::Session => "session",
+            Self::Grant => "grant",
+        }
+    }
+
+    /// Whether statements of this kind carry `Principal`/`NotPrincipal`.
+    pub fn has_principals(self) -> bool {
+        matches!(self, Self::Resource | Self::KeyPolicy | Self::Rcp)
+    }
+
+    /// Human name, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Scp => "service control policy",
+            Self::Rcp => "resource control policy",
+            Self::Resource => "resource-based policy",
+            Self::KeyPolicy => "key policy",
+            Self::Identity => "identity policy",
+            Self::Group => "group policy",
+            Self::Boundary => "permissions boundary",
+            Self::Session => "session policy",
+            Self::Grant => "grant",
+        }
+    }
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed, validated policy document.
+#[derive(Clone, Debug)]
+pub struct PolicyDocument {
+    /// `Version`.
+    pub version: Version,
+    /// `Id`.
+    pub id: Option<String>,
+    /// Whether `Statement` was written as a list (statement pointers then
+    /// carry an index).
+    pub listed: bool,
+    /// Statements in written order.
+    pub statements: Vec<Statement>,
+}
+
+impl PolicyDocument {
+    /// JSON pointer of statement `index` inside the document.
+    pub fn statement_pointer(&self, index: u32) -> String {
+        if self.listed {
+            format!("/Statement/{index}")
+        } else {
+            "/Statement".to_owned()
+        }
+    }
+}
+
+/// One statement.
+#[derive(Clone, Debug)]
+pub struct Statement {
+    /// 0-based position in `Statement` (0 for a single object).
+    pub index: u32,
+    /// `Sid`.
+    pub sid: Option<Arc<str>>,
+    /// `Effect`.
+    pub effect: Effect,
+    /// `Action` or `NotAction`.
+    pub action: Block<ActionPattern>,
+    /// `Resource` or `NotResource`; `None` only in key policies, where such a
+    /// statement applies to nothing.
+    pub resource: Option<Block<ResourcePattern>>,
+    /// `Principal` or `NotPrincipal` (resource-based kinds only).
+    pub principal: Option<Block<PrincipalEntry>>,
+    /// `Condition`, flattened: every entry must hold.
+    pub conditions: Vec<Condition>,
+    /// Where the statement starts in its file.
+    pub position: Position,
+}
+
+/// A list element with its negation (`NotAction`, `NotResource`, `NotPrincipal`).
+#[derive(Clone, Debug)]
+pub struct Block<T> {
+    /// Whether this is the `Not…` form.
+    pub negated: bool,
+    /// The values (never empty).
+    pub items: Vec<T>,
+}
+
+/// One `Action` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionPattern {
+    /// `*`.
+    Any,
+    /// `service:pattern`, both lower-cased; the pattern may hold `*` and `?`.
+    Named {
+        /// Service prefix, no wildcards.
+        service: Box<str>,
+        /// Action name pattern.
+        name: Box<str>,
+    },
+}
+
+/// One `Resource` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResourcePattern {
+    /// `*`.
+    Any,
+    /// An ARN pattern.
+    Arn(ArnPattern),
+}
+
+/// An ARN pattern cut at its first five colons: 1 to 6 pieces, the last of
+/// which keeps any further colons. The service piece (index 2) never holds a
+/// wildcard or a live variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArnPattern {
+    /// The pieces.
+    pub pieces: Vec<Template>,
+}
+
+/// One `Principal`/`NotPrincipal` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrincipalEntry {
+    /// `"*"` or `{"AWS": "*"}`.
+    Everyone,
+    /// `{"AWS": "A"}` or the account's root ARN.
+    Account(Box<str>),
+    /// A user, role, role session or federated user (canonical).
+    Arn(PrincipalArn),
+    /// `{"Service": "x.amazonaws.com"}`.
+    Service(Box<str>),
+    /// `Federated` and `CanonicalUser` values: valid, but never match a caller.
+    Unmatchable(Box<str>),
+}
+
+/// A condition operator: base, set qualifier and `IfExists`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Operator {
+    /// The comparison.
+    pub base: BaseOperator,
+    /// `ForAllValues:` / `ForAnyValue:`.
+    pub set: Option<SetQualifier>,
+    /// `…IfExists`.
+    pub if_exists: bool,
+}
+
+/// Set qualifiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetQualifier {
+    /// `ForAllValues:`.
+    ForAllValues,
+    /// `ForAnyValue:`.
+    ForAnyValue,
+}
+
+/// How a base operator compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueType {
+    /// Strings (with variables).
+    String,
+    /// Exact decimals.
+    Numeric,
+    /// Instants.
+    Date,
+    /// Booleans.
+    Bool,
+    /// base64 bytes.
+    Binary,
+    /// IP ranges.
+    Ip,
+    /// ARNs, piece by piece.
+    Arn,
+    /// Presence.
+    Null,
+}
+
+macro_rules! base_operators {
+    ($($variant:ident => $name:literal, $ty:ident, $negated:literal, $positive:ident;)*) => {
+        /// Base condition operators, as AWS spells them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum BaseOperator {
+            $(
+                #[doc = concat!("`", $name, "`")]
+                $variant,
+            )*
+        }
+
+        impl BaseOperator {
+            /// Every base operator.
+            pub const ALL: &'static [BaseOperator] = &[$(BaseOperator::$variant),*];
+
+            /// The name as written in policies.
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => $name),* }
+            }
+
+            /// Parse a base name (exact spelling).
+            pub fn from_name(s: &str) -> Option<Self> {
+                match s { $($name => Some(Self::$variant),)* _ => None }
+            }
+
+            /// What the values are.
+            pub fn value_type(self) -> ValueType {
+                match self { $(Self::$variant => ValueType::$ty),* }
+            }
+
+            /// Whether this is a negated operator (values combine as NOR).
+            pub fn negated(self) -> bool {
+                match self { $(Self::$variant => $negated),* }
+            }
+
+            /// The positive comparison behind a negated operator (itself otherwise).
+            pub fn positive(self) -> Self {
+                match self { $(Self::$variant => Self::$positive),* }
+            }
+        }
+    };
+}
+
+base_operators! {
+    StringEquals => "StringEquals", String, false, StringEquals;
+    StringNotEquals => "StringNotEquals", String, true, StringEquals;
+    StringEqualsIgnoreCase => "StringEqualsIgnoreCase", String, false, StringEqualsIgnoreCase;
+    StringNotEqualsIgnoreCase => "StringNotEqualsIgnoreCase", String, true, StringEqualsIgnoreCase;
+    StringLike => "StringLike", String, false, StringLike;
+    StringNotLike => "StringNotLike", String, true, StringLike;
+    NumericEquals => "NumericEquals", Numeric, false, NumericEquals;
+    NumericNotEquals => "NumericNotEquals", Numeric, true, NumericEquals;
+    NumericLessThan => "NumericLessThan", Numeric, false, NumericLessThan;
+    NumericLessThanEquals => "NumericLessThanEquals", Numeric, false, NumericLessThanEquals;
+    NumericGreaterThan => "NumericGreaterThan", Numeric, false, NumericGreaterThan;
+    NumericGreaterThanEquals => "NumericGreaterThanEquals", Numeric, false, NumericGreaterThanEquals;
+    DateEquals => "DateEquals", Date, false, DateEquals;
+    DateNotEquals => "DateNotEquals", Date, true, DateEquals;
+    DateLessThan => "DateLessThan", Date, false, DateLessThan;
+    DateLessThanEquals => "DateLessThanEquals", Date, false, DateLessThanEquals;
+    DateGreaterThan => "DateGreaterThan", Date, false, DateGreaterThan;
+    DateGreaterThanEquals => "DateGreaterThanEquals", Date, false, DateGreaterThanEquals;
+    Bool => "Bool", Bool, false, Bool;
+    BinaryEquals => "BinaryEquals", Binary, false, BinaryEquals;
+    IpAddress => "IpAddress", Ip, false, IpAddress;
+    NotIpAddress => "NotIpAddress", Ip, true, IpAddress;
+    ArnEquals => "ArnEquals", Arn, false, ArnEquals;
+    ArnLike => "ArnLike", Arn, false, ArnLike;
+    ArnNotEquals => "ArnNotEquals", Arn, true, ArnEquals;
+    ArnNotLike => "ArnNotLike", Arn, true, ArnLike;
+    Null => "Null", Null, false, Null;
+}
+
+impl Operator {
+    /// Parse an operator name: `[ForAllValues:|ForAnyValue:]Base[IfExists]`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (set, rest) = if let Some(r) = s.strip_prefix("ForAllValues:") {
+            (Some(SetQualifier::ForAllValues), r)
+        } else if let Some(r) = s.strip_prefix("ForAnyValue:") {
+            (Some(SetQualifier::ForAnyValue), r)
+        } else {
+            (None, s)
+        };
+        if let Some(base) = BaseOperator::from_name(rest) {
+            return Some(Self {
+                base,
+                set,
+                if_exists: false,
+            });
+        }
+        let base = BaseOperator::from_name(rest.strip_suffix("IfExists")?)?;
+        Some(Self {
+            base,
+            set,
+            if_exists: true,
+        })
+    }
+
+    /// Whether a missing key is reported for this operator (plain operators
+    /// only: no `IfExists`, no set qualifier, not `Null`).
+    pub fn reports_missing(self) -> bool {
+        !self.if_exists && self.set.is_none() && self.base != BaseOperator::Null
+    }
+}
+
+impl fmt::Display for Operator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.set {
+            Some(SetQualifier::ForAllValues) => f.write_str("ForAllValues:")?,
+            Some(SetQualifier::ForAnyValue) => f.write_str("ForAnyValue:")?,
+            None => {}
+        }
+        f.write_str(self.base.name())?;
+        if self.if_exists {
+            f.write_str("IfExists")?;
+        }
+        Ok(())
+    }
+}
+
+/// One `(operator, key, values)` entry of a condition block.
+#[derive(Clone, Debug)]
+pub struct Condition {
+    /// The operator.
+    pub op: Operator,
+    /// The context key, lower-cased.
+    pub key: Box<str>,
+    /// The key as written.
+    pub written_key: Box<str>,
+    /// The values, parsed for the operator.
+    pub values: Vec<ConditionValue>,
+}
+
+/// A condition value parsed for its operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConditionValue {
+    /// String operators.
+    String(Template),
+    /// Numeric operators.
+    Number(OwnedDecimal),
+    /// Date operators (seconds since the epoch).
+    Date(OwnedDecimal),
+    /// `Bool`: a literal, or a template holding a variable (U10).
+    Bool(BoolValue),
+    /// `BinaryEquals`: decoded bytes.
+    Binary(Box<[u8]>),
+    /// IP operators.
+    Ip(IpNet),
+    /// ARN operators.
+    Arn(ArnPattern),
+    /// `Null`: `true` means "the key is absent".
+    Null(bool),
+}
+
+/// A `Bool` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BoolValue {
+    /// `true` / `false`.
+    Literal(bool),
+    /// Text with a variable, parsed after substitution.
+    Template(Template),
+}

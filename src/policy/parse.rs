@@ -1,0 +1,762 @@
+//! Document → model: validates a policy document and collects every error.
+//!
+//! Two entry points: [`parse_document`] checks what holds wherever a document
+//! is attached, and [`check_place`] what the place it is attached to requires
+//! (`Principal` only in resource-based kinds, `Resource` required outside key
+//! policies, …). Both report all findings, never just the first.
+
+use std::collections::HashSet;
+
+use serde_json::value::RawValue;
+
+use super::document::{DocumentShape, OneOrMany, PrincipalShape, StatementShape, UniqueMap};
+use super::err::{PolicyError, PolicyErrorKind as E, PolicyWarning, PolicyWarningKind as W};
+use super::locate::{self, Position};
+use super::model::*;
+use super::principal::{PrincipalArn, is_account_id};
+use super::template::Template;
+use super::value;
+
+/// A document that validated, with what was noticed along the way.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The document.
+    pub document: PolicyDocument,
+    /// Warnings.
+    pub warnings: Vec<PolicyWarning>,
+}
+
+/// Keys that carry several values in one request (evaluation.md §1).
+pub const MULTIVALUED_KEYS: &[&str] = &[
+    "aws:tagkeys",
+    "aws:calledvia",
+    "aws:principalorgpaths",
+    "aws:principalservicenameslist",
+    "kms:encryptioncontextkeys",
+    "kms:grantoperations",
+    "kms:resourcealiases",
+];
+
+/// Keys callers often leave out, which a `Deny` should test with `IfExists`.
+const OPTIONAL_TRANSPORT_KEYS: &[&str] = &["aws:securetransport", "aws:sourceip", "aws:sourcevpc"];
+
+struct Ctx {
+    variables: bool,
+    errors: Vec<PolicyError>,
+    warnings: Vec<PolicyWarning>,
+}
+
+impl Ctx {
+    fn error(&mut self, pointer: impl Into<String>, kind: E) {
+        self.errors.push(PolicyError {
+            pointer: pointer.into(),
+            offset: None,
+            kind,
+        });
+    }
+    fn warn(&mut self, pointer: impl Into<String>, kind: W) {
+        self.warnings.push(PolicyWarning {
+            pointer: pointer.into(),
+            kind,
+        });
+    }
+}
+
+/// Byte offset in `text` of serde's 1-based (line, column).
+pub fn serde_offset(text: &str, line: usize, column: usize) -> usize {
+    let mut start = 0usize;
+    if line > 1 {
+        let mut seen = 1;
+        for (i, b) in text.bytes().enumerate() {
+            if b == b'\n' {
+                seen += 1;
+                if seen == line {
+                    start = i + 1;
+                    break;
+                }
+            }
+        }
+    }
+    (start + column).min(text.len())
+}
+
+/// Turn a serde_json error on `text` into a located policy error.
+pub fn json_error(text: &str, err: &serde_json::Error) -> PolicyError {
+    let offset = serde_offset(text, err.line(), err.column());
+    let pointer = if err.is_syntax() || err.is_eof() {
+        String::new()
+    } else {
+        locate::pointer_at_offset(text, offset)
+    };
+    let message = strip_serde_position(&err.to_string());
+    PolicyError {
+        pointer,
+        offset: Some(offset.saturating_sub(1)),
+        kind: E::Json(message),
+    }
+}
+
+/// serde_json appends " at line L column C"; positions are reported separately.
+pub fn strip_serde_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message.get(..i).unwrap_or(message).to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Parse and validate a document. `position` maps a byte offset in `text`
+/// to a position in the file the text belongs to.
+pub fn parse_document(
+    text: &str,
+    position: &dyn Fn(usize) -> Position,
+) -> Result<Parsed, Vec<PolicyError>> {
+    let shape: DocumentShape<'_> = match serde_json::from_str(text) {
+        Ok(s) => s,
+        Err(e) => return Err(vec![json_error(text, &e)]),
+    };
+    let mut cx = Ctx {
+        variables: false,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let version = match shape.version.as_deref() {
+        None => Version::Unspecified,
+        Some("2012-10-17") => Version::V2012_10_17,
+        Some("2008-10-17") => Version::V2008_10_17,
+        Some(other) => {
+            cx.error("/Version", E::Version(other.to_owned()));
+            Version::Unspecified
+        }
+    };
+    cx.variables = version.variables();
+    if !cx.variables && text.contains("${") {
+        cx.warn("", W::VariablesNeedVersion);
+    }
+    let offsets = locate::element_offsets(text, "/Statement");
+    let mut statements = Vec::with_capacity(shape.statement.values.len());
+    let mut sids = HashSet::new();
+    for (i, (pointer, st)) in shape.statement.with_pointers("/Statement").enumerate() {
+        let offset = if shape.statement.listed {
+            offsets.get(i).copied()
+        } else {
+            offsets.first().copied()
+        };
+        let pos = offset.map(position).unwrap_or_default();
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        if let Some(sid) = &st.sid {
+            if !sids.insert(sid.clone()) {
+                cx.warn(format!("{pointer}/Sid"), W::DuplicateSid(sid.clone()));
+            }
+        }
+        if let Some(s) = statement(&mut cx, &pointer, index, st, pos) {
+            statements.push(s);
+        }
+    }
+    if cx.errors.is_empty() {
+        Ok(Parsed {
+            document: PolicyDocument {
+                version,
+                id: shape.id,
+                listed: shape.statement.listed,
+                statements,
+            },
+            warnings: cx.warnings,
+        })
+    } else {
+        Err(cx.errors)
+    }
+}
+
+fn statement(
+    cx: &mut Ctx,
+    ptr: &str,
+    index: u32,
+    st: &StatementShape<'_>,
+    position: Position,
+) -> Option<Statement> {
+    let errors_before = cx.errors.len();
+    let effect = match st.effect.as_deref() {
+        Some("Allow") => Some(Effect::Allow),
+        Some("Deny") => Some(Effect::Deny),
+        Some(other) => {
+            cx.error(format!("{ptr}/Effect"), E::Effect(other.to_owned()));
+            None
+        }
+        None => {
+            cx.error(ptr, E::MissingEffect);
+            None
+        }
+    };
+    let action = match (&st.action, &st.not_action) {
+        (Some(a), None) => actions(cx, &format!("{ptr}/Action"), a, false),
+        (None, Some(a)) => actions(cx, &format!("{ptr}/NotAction"), a, true),
+        _ => {
+            cx.error(ptr, E::ExactlyOne("Action"));
+            None
+        }
+    };
+    let resource = match (&st.resource, &st.not_resource) {
+        (Some(r), None) => resources(cx, &format!("{ptr}/Resource"), r, false).map(Some),
+        (None, Some(r)) => resources(cx, &format!("{ptr}/NotResource"), r, true).map(Some),
+        (None, None) => Some(None),
+        (Some(_), Some(_)) => {
+            cx.error(ptr, E::ExactlyOne("Resource"));
+            None
+        }
+    };
+    let principal = match (&st.principal, &st.not_principal) {
+        (Some(p), None) => principals(cx, &format!("{ptr}/Principal"), p, false).map(Some),
+        (None, Some(p)) => principals(cx, &format!("{ptr}/NotPrincipal"), p, true).map(Some),
+        (None, None) => Some(None),
+        (Some(_), Some(_)) => {
+            cx.error(ptr, E::ExactlyOne("Principal"));
+            None
+        }
+    };
+    let conditions = match &st.condition {
+        Some(c) => conditions(cx, &format!("{ptr}/Condition"), c),
+        None => Vec::new(),
+    };
+    if cx.errors.len() > errors_before {
+        return None;
+    }
+    let (effect, action, resource, principal) = (effect?, action?, resource?, principal?);
+    if effect == Effect::Allow {
+        if action.negated {
+            cx.warn(format!("{ptr}/NotAction"), W::NotActionWithAllow);
+        }
+        if resource.as_ref().is_some_and(|r| r.negated) {
+            cx.warn(format!("{ptr}/NotResource"), W::NotResourceWithAllow);
+        }
+    }
+    condition_warnings(cx, ptr, effect, &conditions);
+    Some(Statement {
+        index,
+        sid: st.sid.as_deref().map(Into::into),
+        effect,
+        action,
+        resource,
+        principal,
+        conditions,
+        position,
+    })
+}
+
+fn condition_warnings(cx: &mut Ctx, ptr: &str, effect: Effect, conditions: &[Condition]) {
+    for c in conditions {
+        let cptr = format!(
+            "{ptr}/Condition/{}/{}",
+            locate::escape_segment(&c.op.to_string()),
+            locate::escape_segment(&c.written_key)
+        );
+        let key = &*c.key;
+        let multivalued = MULTIVALUED_KEYS.contains(&key);
+        match c.op.set {
+            Some(SetQualifier::ForAllValues) if effect == Effect::Allow => {
+                cx.warn(&cptr, W::ForAllValuesInAllow(c.op.to_string()));
+            }
+            _ => {}
+        }
+        if c.op.set.is_some()
+            && (key.starts_with("kms:encryptioncontext:") || key.starts_with("aws:requesttag/"))
+        {
+            cx.warn(
+                &cptr,
+                W::SetOperatorOnSingleValued {
+                    operator: c.op.to_string(),
+                    key: c.written_key.to_string(),
+                },
+            );
+        }
+        if c.op.set.is_none() && c.op.base != BaseOperator::Null && multivalued {
+            cx.warn(
+                &cptr,
+                W::PlainOperatorOnMultivalued {
+                    operator: c.op.to_string(),
+                    key: c.written_key.to_string(),
+                },
+            );
+        }
+        if effect == Effect::Deny
+            && !c.op.if_exists
+            && c.op.base != BaseOperator::Null
+            && OPTIONAL_TRANSPORT_KEYS.contains(&key)
+        {
+            cx.warn(
+                &cptr,
+                W::DenyOnOptionalKey {
+                    operator: c.op.to_string(),
+                    key: c.written_key.to_string(),
+                },
+            );
+        }
+        for v in &c.values {
+            let template = match v {
+                ConditionValue::String(t) => Some(t),
+                ConditionValue::Bool(BoolValue::Template(t)) => Some(t),
+                _ => None,
+            };
+            let vars = template
+                .into_iter()
+                .flat_map(|t| t.variables())
+                .chain(match v {
+                    ConditionValue::Arn(a) => a
+                        .pieces
+                        .iter()
+                        .flat_map(|p| p.variables())
+                        .collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                });
+            for var in vars {
+                if MULTIVALUED_KEYS.contains(&&*var.key) {
+                    cx.warn(&cptr, W::MultivaluedVariable(var.key.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn actions(
+    cx: &mut Ctx,
+    ptr: &str,
+    values: &OneOrMany<String>,
+    negated: bool,
+) -> Option<Block<ActionPattern>> {
+    if values.values.is_empty() {
+        cx.error(ptr, E::Empty(if negated { "NotAction" } else { "Action" }));
+        return None;
+    }
+    let mut items = Vec::with_capacity(values.values.len());
+    let mut ok = true;
+    for (p, v) in values.with_pointers(ptr) {
+        match action(v) {
+            Ok(a) => items.push(a),
+            Err(kind) => {
+                ok = false;
+                cx.error(p, kind);
+            }
+        }
+    }
+    ok.then_some(Block { negated, items })
+}
+
+/// Parse one action value.
+pub fn action(v: &str) -> Result<ActionPattern, E> {
+    if v == "*" {
+        return Ok(ActionPattern::Any);
+    }
+    let Some((service, name)) = v.split_once(':') else {
+        return Err(E::Action(v.to_owned()));
+    };
+    if service.contains(['*', '?']) {
+        return Err(E::ActionServiceWildcard(v.to_owned()));
+    }
+    if service.is_empty()
+        || name.is_empty()
+        || !service
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(E::Action(v.to_owned()));
+    }
+    Ok(ActionPattern::Named {
+        service: service.to_ascii_lowercase().into(),
+        name: name.to_lowercase().into(),
+    })
+}
+
+fn resources(
+    cx: &mut Ctx,
+    ptr: &str,
+    values: &OneOrMany<String>,
+    negated: bool,
+) -> Option<Block<ResourcePattern>> {
+    if values.values.is_empty() {
+        cx.error(
+            ptr,
+            E::Empty(if negated { "NotResource" } else { "Resource" }),
+        );
+        return None;
+    }
+    let mut items = Vec::with_capacity(values.values.len());
+    let mut ok = true;
+    for (p, v) in values.with_pointers(ptr) {
+        if v == "*" {
+            items.push(ResourcePattern::Any);
+            continue;
+        }
+        if !v.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("arn:")) {
+            ok = false;
+            cx.error(p, E::Resource(v.clone()));
+            continue;
+        }
+        let (template, notes) = Template::parse(v, cx.variables);
+        if notes.malformed_variable {
+            cx.warn(&p, W::MalformedVariable);
+        }
+        let mut pieces = template.split_colons(5);
+        if let Some(service) = pieces.get_mut(2) {
+            // Variables stay literal in the service piece (U32).
+            *service = service.without_variables();
+            if service.has_wildcard() {
+                ok = false;
+                cx.error(&p, E::ResourceServiceWildcard(v.clone()));
+                continue;
+            }
+        }
+        for (i, name) in [(1, "partition"), (3, "region"), (4, "account")] {
+            if pieces.get(i).is_some_and(Template::has_variables) {
+                cx.warn(&p, W::VariableInArnPiece(name));
+            }
+        }
+        items.push(ResourcePattern::Arn(ArnPattern { pieces }));
+    }
+    ok.then_some(Block { negated, items })
+}
+
+fn principals(
+    cx: &mut Ctx,
+    ptr: &str,
+    shape: &PrincipalShape,
+    negated: bool,
+) -> Option<Block<PrincipalEntry>> {
+    let element = if negated { "NotPrincipal" } else { "Principal" };
+    let mut items = Vec::new();
+    let mut ok = true;
+    match shape {
+        PrincipalShape::Bare(s) => {
+            if s == "*" {
+                items.push(PrincipalEntry::Everyone);
+            } else {
+                cx.error(
+                    ptr,
+                    E::Principal {
+                        value: s.clone(),
+                        reason:
+                            "a bare string principal must be `*`; name others as `{\"AWS\": …}`"
+                                .into(),
+                    },
+                );
+                return None;
+            }
+        }
+        PrincipalShape::Map(m) => {
+            let groups: [(&str, &Option<OneOrMany<String>>); 4] = [
+                ("AWS", &m.aws),
+                ("Service", &m.service),
+                ("Federated", &m.federated),
+                ("CanonicalUser", &m.canonical_user),
+            ];
+            if groups.iter().all(|(_, g)| g.is_none()) {
+                cx.error(ptr, E::Empty(element));
+                return None;
+            }
+            for (kind, values) in groups {
+                let Some(values) = values else { continue };
+                let base = locate::push_segment(ptr, kind);
+                if values.values.is_empty() {
+                    ok = false;
+                    cx.error(&base, E::Empty(element));
+                }
+                for (p, v) in values.with_pointers(&base) {
+                    match principal_value(kind, v) {
+                        Ok(e) => items.push(e),
+                        Err(reason) => {
+                            ok = false;
+                            cx.error(
+                                p,
+                                E::Principal {
+                                    value: v.clone(),
+                                    reason,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    ok.then_some(Block { negated, items })
+}
+
+/// Parse one principal value of a principal type.
+pub fn principal_value(kind: &str, v: &str) -> Result<PrincipalEntry, String> {
+    match kind {
+        "AWS" => {
+            if v == "*" {
+                return Ok(PrincipalEntry::Everyone);
+            }
+            if is_account_id(v) {
+                return Ok(PrincipalEntry::Account(v.into()));
+            }
+            match PrincipalArn::parse(v) {
+                Ok(PrincipalArn::Root { account, .. }) => Ok(PrincipalEntry::Account(account)),
+                Ok(arn) => Ok(PrincipalEntry::Arn(arn)),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        "Service" => {
+            if v.is_empty() || v.contains(['*', '?']) {
+                Err("a service principal is a full name such as `dynamodb.amazonaws.com`".into())
+            } else {
+                Ok(PrincipalEntry::Service(v.into()))
+            }
+        }
+        _ => {
+            if v.is_empty() {
+                Err("empty principal".into())
+            } else {
+                Ok(PrincipalEntry::Unmatchable(v.into()))
+            }
+        }
+    }
+}
+
+fn conditions(cx: &mut Ctx, ptr: &str, block: &UniqueMap<UniqueMap<&RawValue>>) -> Vec<Condition> {
+    let mut out = Vec::new();
+    for (op_name, keys) in &block.0 {
+        let op_ptr = locate::push_segment(ptr, op_name);
+        let Some(op) = Operator::parse(op_name) else {
+            cx.error(op_ptr, E::Operator(op_name.clone()));
+            continue;
+        };
+        if op.base == BaseOperator::Null && (op.set.is_some() || op.if_exists) {
+            cx.error(op_ptr, E::NullQualified(op_name.clone()));
+            continue;
+        }
+        let mut seen = HashSet::new();
+        for (key, raw) in &keys.0 {
+            let key_ptr = locate::push_segment(&op_ptr, key);
+            if key.is_empty() {
+                cx.error(key_ptr, E::EmptyKey);
+                continue;
+            }
+            let lower = key.to_lowercase();
+            if !seen.insert(lower.clone()) {
+                cx.error(key_ptr, E::DuplicateKey(key.clone()));
+                continue;
+            }
+            let Some(raw_values) = scalars(cx, &key_ptr, raw) else {
+                continue;
+            };
+            if raw_values.is_empty() {
+                cx.error(&key_ptr, E::Empty("condition values"));
+                continue;
+            }
+            let mut values = Vec::with_capacity(raw_values.len());
+            for (vptr, text) in raw_values {
+                match condition_value(cx, op, &text, &vptr) {
+                    Ok(v) => values.push(v),
+                    Err(expected) => cx.error(
+                        vptr,
+                        E::Value {
+                            operator: op_name.clone(),
+                            value: text,
+                            expected,
+                        },
+                    ),
+                }
+            }
+            out.push(Condition {
+                op,
+                key: lower.into(),
+                written_key: key.as_str().into(),
+                values,
+            });
+        }
+    }
+    out
+}
+
+/// The scalar values under a condition key, each with its pointer: strings
+/// as their content, numbers and booleans as their JSON text.
+fn scalars(cx: &mut Ctx, ptr: &str, raw: &RawValue) -> Option<Vec<(String, String)>> {
+    let text = raw.get().trim_start();
+    if text.starts_with('[') {
+        let items: Vec<&RawValue> = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                cx.error(ptr, E::Json(strip_serde_position(&e.to_string())));
+                return None;
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let p = locate::push_index(ptr, i);
+            match scalar(item) {
+                Some(s) => out.push((p, s)),
+                None => {
+                    cx.error(p, E::ValueType);
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    } else {
+        match scalar(raw) {
+            Some(s) => Some(vec![(ptr.to_owned(), s)]),
+            None => {
+                cx.error(ptr, E::ValueType);
+                None
+            }
+        }
+    }
+}
+
+/// A JSON scalar as text: a string's content; a number's or boolean's JSON text.
+pub fn scalar(raw: &RawValue) -> Option<String> {
+    let text = raw.get().trim();
+    match text.as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(text).ok(),
+        b't' | b'f' if text == "true" || text == "false" => Some(text.to_owned()),
+        b'-' | b'0'..=b'9' => Some(text.to_owned()),
+        _ => None,
+    }
+}
+
+fn condition_value(
+    cx: &mut Ctx,
+    op: Operator,
+    text: &str,
+    ptr: &str,
+) -> Result<ConditionValue, &'static str> {
+    let template = |cx: &mut Ctx| {
+        let (t, notes) = Template::parse(text, cx.variables);
+        if notes.malformed_variable {
+            cx.warn(ptr, W::MalformedVariable);
+        }
+        t
+    };
+    Ok(match op.base.value_type() {
+        ValueType::String => ConditionValue::String(template(cx)),
+        ValueType::Numeric => ConditionValue::Number(
+            value::parse_number(text)
+                .ok_or("a number (`-?digits[.digits]`, at most 38 integer digits)")?
+                .into(),
+        ),
+        ValueType::Date => ConditionValue::Date(
+            value::parse_date(text)
+                .ok_or("a date (W3C date/time or epoch seconds)")?
+                .into(),
+        ),
+        ValueType::Bool => match value::parse_bool(text) {
+            Some(b) => ConditionValue::Bool(BoolValue::Literal(b)),
+            None => {
+                let t = template(cx);
+                if t.has_variables() {
+                    ConditionValue::Bool(BoolValue::Template(t))
+                } else {
+                    return Err("`true` or `false`");
+                }
+            }
+        },
+        ValueType::Binary => ConditionValue::Binary(
+            value::parse_base64(text)
+                .ok_or("base64 (standard alphabet, padded)")?
+                .into(),
+        ),
+        ValueType::Ip => {
+            ConditionValue::Ip(value::parse_ip_net(text).ok_or("an IP address or CIDR range")?)
+        }
+        ValueType::Arn => {
+            let t = template(cx);
+            ConditionValue::Arn(ArnPattern {
+                pieces: t.split_colons(5),
+            })
+        }
+        ValueType::Null => {
+            ConditionValue::Null(value::parse_bool(text).ok_or("`true` or `false`")?)
+        }
+    })
+}
+
+/// Check what the place a document is attached to requires. `document` has
+/// already passed [`parse_document`].
+pub fn check_place(
+    doc: &PolicyDocument,
+    place: PolicyKind,
+) -> (Vec<PolicyError>, Vec<PolicyWarning>) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    for st in &doc.statements {
+        let ptr = doc.statement_pointer(st.index);
+        let mut err = |pointer: String, kind: E| {
+            errors.push(PolicyError {
+                pointer,
+                offset: None,
+                kind,
+            })
+        };
+        match (&st.principal, place.has_principals()) {
+            (Some(p), false) => err(
+                format!(
+                    "{ptr}/{}",
+                    if p.negated {
+                        "NotPrincipal"
+                    } else {
+                        "Principal"
+                    }
+                ),
+                E::PrincipalNotAllowed {
+                    element: if p.negated {
+                        "NotPrincipal"
+                    } else {
+                        "Principal"
+                    },
+                    place: place.describe(),
+                },
+            ),
+            (None, true) => err(ptr.clone(), E::PrincipalRequired(place.describe())),
+            (Some(p), true) if p.negated => {
+                if place == PolicyKind::Rcp {
+                    err(
+                        format!("{ptr}/NotPrincipal"),
+                        E::PrincipalNotAllowed {
+                            element: "NotPrincipal",
+                            place: place.describe(),
+                        },
+                    );
+                } else if st.effect == Effect::Allow {
+                    err(format!("{ptr}/NotPrincipal"), E::NotPrincipalWithAllow);
+                }
+            }
+            _ => {}
+        }
+        if st.resource.is_none() {
+            if place == PolicyKind::KeyPolicy {
+                warnings.push(PolicyWarning {
+                    pointer: ptr.clone(),
+                    kind: W::KeyPolicyWithoutResource,
+                });
+            } else {
+                err(ptr.clone(), E::MissingResource);
+            }
+        }
+        if let Some(sid) = &st.sid {
+            if !place.allows_free_sid() && !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
+                warnings.push(PolicyWarning {
+                    pointer: format!("{ptr}/Sid"),
+                    kind: W::SidNotAlphanumeric(sid.to_string()),
+                });
+            }
+        }
+        if place == PolicyKind::KeyPolicy {
+            for c in &st.conditions {
+                if &*c.key == "kms:resourcealiases" {
+                    warnings.push(PolicyWarning {
+                        pointer: format!(
+                            "{ptr}/Condition/{}/{}",
+                            locate::escape_segment(&c.op.to_string()),
+                            locate::escape_segment(&c.written_key)
+                        ),
+                        kind: W::ResourceAliasesInKeyPolicy,
+                    });
+                }
+            }
+        }
+    }
+    (errors, warnings)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,353 @@
+//! Principal ARNs and service principals: the callers a request names and
+//! the identities policies, bundles and grants refer to.
+//!
+//! Parsing is strict (evaluation.md §1): partitions `aws`, `aws-cn`,
+//! `aws-us-gov`; 12-digit accounts; no wildcards. The canonical form
+//! lower-cases the partition, service, region and account pieces and keeps
+//! the rest as written, so two spellings of one principal compare equal as
+//! strings (U31).
+
+use std::fmt;
+
+/// An IAM or STS principal ARN.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PrincipalArn {
+    /// `arn:P:iam::A:root`.
+    Root {
+        /// Partition.
+        partition: Box<str>,
+        /// Account.
+        account: Box<str>,
+    },
+    /// `arn:P:iam::A:user/[path/]N`.
+    User {
+        /// Partition.
+        partition: Box<str>,
+        /// Account.
+        account: Box<str>,
+        /// `/` or `/a/b/`.
+        path: Box<str>,
+        /// User name.
+        name: Box<str>,
+    },
+    /// `arn:P:iam::A:role/[path/]R`.
+    Role {
+        /// Partition.
+        partition: Box<str>,
+        /// Account.
+        account: Box<str>,
+        /// `/` or `/a/b/`.
+        path: Box<str>,
+        /// Role name.
+        name: Box<str>,
+    },
+    /// `arn:P:sts::A:assumed-role/R/S`.
+    AssumedRole {
+        /// Partition.
+        partition: Box<str>,
+        /// Account.
+        account: Box<str>,
+        /// Role name.
+        role: Box<str>,
+        /// Session name.
+        session: Box<str>,
+    },
+    /// `arn:P:sts::A:federated-user/N`.
+    FederatedUser {
+        /// Partition.
+        partition: Box<str>,
+        /// Account.
+        account: Box<str>,
+        /// Federated user name.
+        name: Box<str>,
+    },
+}
+
+/// Why a principal ARN was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PrincipalArnError {
+    /// Not `arn:` and six colon pieces.
+    #[error("not an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`)")]
+    NotArn,
+    /// Unknown partition.
+    #[error("unknown partition (expected `aws`, `aws-cn` or `aws-us-gov`)")]
+    Partition,
+    /// Account piece is not 12 digits.
+    #[error("the account must be 12 digits")]
+    Account,
+    /// Region piece not empty.
+    #[error("IAM and STS principal ARNs have an empty region")]
+    Region,
+    /// A wildcard somewhere.
+    #[error("wildcards are not allowed in principals")]
+    Wildcard,
+    /// Not one of the principal resource forms.
+    #[error(
+        "not a principal: expected `iam` `root`, `user/…` or `role/…`, or `sts` `assumed-role/ROLE/SESSION` or `federated-user/NAME`"
+    )]
+    Form,
+}
+
+/// Whether `s` is a 12-digit account id.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `s` looks like a service principal (`x.amazonaws.com[.cn]`).
+pub fn is_service_principal(s: &str) -> bool {
+    let base = s
+        .strip_suffix(".amazonaws.com.cn")
+        .or_else(|| s.strip_suffix(".amazonaws.com"));
+    base.is_some_and(|b| {
+        !b.is_empty()
+            && b.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+    })
+}
+
+/// Split an ARN at its first five colons.
+pub fn split_arn(s: &str) -> Option<[&str; 6]> {
+    let mut it = s.splitn(6, ':');
+    let parts = [
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+    ];
+    Some(parts)
+}
+
+fn split_path_name(rest: &str) -> Option<(&str, &str)> {
+    // rest starts with '/': "/name" or "/a/b/name".
+    let idx = rest.rfind('/')?;
+    let (path, name) = rest.split_at(idx + 1);
+    if name.is_empty() || !path.starts_with('/') || path.contains("//") {
+        return None;
+    }
+    Some((path, name))
+}
+
+impl PrincipalArn {
+    /// Parse a principal ARN.
+    pub fn parse(s: &str) -> Result<Self, PrincipalArnError> {
+        if s.contains(['*', '?']) {
+            return Err(PrincipalArnError::Wildcard);
+        }
+        let [arn, partition, service, region, account, rest] =
+            split_arn(s).ok_or(PrincipalArnError::NotArn)?;
+        if !arn.eq_ignore_ascii_case("arn") {
+            return Err(PrincipalArnError::NotArn);
+        }
+        let partition = partition.to_ascii_lowercase();
+        if !matches!(partition.as_str(), "aws" | "aws-cn" | "aws-us-gov") {
+            return Err(PrincipalArnError::Partition);
+        }
+        if !is_account_id(account) {
+            return Err(PrincipalArnError::Account);
+        }
+        if !region.is_empty() {
+            return Err(PrincipalArnError::Region);
+        }
+        let partition: Box<str> = partition.into();
+        let account: Box<str> = account.into();
+        let service = service.to_ascii_lowercase();
+        match service.as_str() {
+            "iam" => {
+                if rest == "root" {
+                    return Ok(Self::Root { partition, account });
+                }
+                if let Some(r) = rest.strip_prefix("user") {
+                    let (path, name) = split_path_name(r).ok_or(PrincipalArnError::Form)?;
+                    return Ok(Self::User {
+                        partition,
+                        account,
+                        path: path.into(),
+                        name: name.into(),
+                    });
+                }
+                if let Some(r) = rest.strip_prefix("role") {
+                    let (path, name) = split_path_name(r).ok_or(PrincipalArnError::Form)?;
+                    return Ok(Self::Role {
+                        partition,
+                        account,
+                        path: path.into(),
+                        name: name.into(),
+                    });
+                }
+                Err(PrincipalArnError::Form)
+            }
+            "sts" => {
+                if let Some(r) = rest.strip_prefix("assumed-role/") {
+                    let (role, session) = r.split_once('/').ok_or(PrincipalArnError::Form)?;
+                    if role.is_empty() || session.is_empty() || session.contains('/') {
+                        return Err(PrincipalArnError::Form);
+                    }
+                    return Ok(Self::AssumedRole {
+                        partition,
+                        account,
+                        role: role.into(),
+                        session: session.into(),
+                    });
+                }
+                if let Some(name) = rest.strip_prefix("federated-user/") {
+                    if name.is_empty() || name.contains('/') {
+                        return Err(PrincipalArnError::Form);
+                    }
+                    return Ok(Self::FederatedUser {
+                        partition,
+                        account,
+                        name: name.into(),
+                    });
+                }
+                Err(PrincipalArnError::Form)
+            }
+            _ => Err(PrincipalArnError::Form),
+        }
+    }
+
+    /// The account.
+    pub fn account(&self) -> &str {
+        match self {
+            Self::Root { account, .. }
+            | Self::User { account, .. }
+            | Self::Role { account, .. }
+            | Self::AssumedRole { account, .. }
+            | Self::FederatedUser { account, .. } => account,
+        }
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> &str {
+        match self {
+            Self::Root { partition, .. }
+            | Self::User { partition, .. }
+            | Self::Role { partition, .. }
+            | Self::AssumedRole { partition, .. }
+            | Self::FederatedUser { partition, .. } => partition,
+        }
+    }
+}
+
+impl fmt::Display for PrincipalArn {
+    /// The canonical ARN.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Root { partition, account } => write!(f, "arn:{partition}:iam::{account}:root"),
+            Self::User {
+                partition,
+                account,
+                path,
+                name,
+            } => write!(f, "arn:{partition}:iam::{account}:user{path}{name}"),
+            Self::Role {
+                partition,
+                account,
+                path,
+                name,
+            } => write!(f, "arn:{partition}:iam::{account}:role{path}{name}"),
+            Self::AssumedRole {
+                partition,
+                account,
+                role,
+                session,
+            } => write!(
+                f,
+                "arn:{partition}:sts::{account}:assumed-role/{role}/{session}"
+            ),
+            Self::FederatedUser {
+                partition,
+                account,
+                name,
+            } => write!(f, "arn:{partition}:sts::{account}:federated-user/{name}"),
+        }
+    }
+}
+
+/// Canonical form of an ARN for lookups: the first five pieces lower-cased,
+/// the rest as written. Text that is not an ARN is returned unchanged.
+pub fn canonical_arn(s: &str) -> String {
+    match split_arn(s) {
+        Some([a, p, svc, r, acct, rest]) => format!(
+            "{}:{}:{}:{}:{}:{rest}",
+            a.to_ascii_lowercase(),
+            p.to_ascii_lowercase(),
+            svc.to_ascii_lowercase(),
+            r.to_ascii_lowercase(),
+            acct.to_ascii_lowercase()
+        ),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let p = |s| PrincipalArn::parse(s).map(|p| p.to_string());
+        assert_eq!(
+            p("arn:aws:iam::111122223333:root"),
+            Ok("arn:aws:iam::111122223333:root".into())
+        );
+        assert_eq!(
+            p("ARN:AWS:IAM::111122223333:user/division/alice"),
+            Ok("arn:aws:iam::111122223333:user/division/alice".into())
+        );
+        assert_eq!(
+            p("arn:aws-cn:iam::111122223333:role/R"),
+            Ok("arn:aws-cn:iam::111122223333:role/R".into())
+        );
+        assert_eq!(
+            p("arn:aws:sts::111122223333:assumed-role/R/s@x"),
+            Ok("arn:aws:sts::111122223333:assumed-role/R/s@x".into())
+        );
+        assert!(p("arn:aws:sts::111122223333:federated-user/bob").is_ok());
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_principal() {
+        let e = |s| PrincipalArn::parse(s).unwrap_err();
+        assert_eq!(
+            e("arn:aws:iam::111122223333:group/G"),
+            PrincipalArnError::Form
+        );
+        assert_eq!(
+            e("arn:aws:iam::11112222333:root"),
+            PrincipalArnError::Account
+        );
+        assert_eq!(
+            e("arn:aws-eu:iam::111122223333:root"),
+            PrincipalArnError::Partition
+        );
+        assert_eq!(
+            e("arn:aws:iam::111122223333:user/*"),
+            PrincipalArnError::Wildcard
+        );
+        assert_eq!(
+            e("arn:aws:iam:us-east-1:111122223333:root"),
+            PrincipalArnError::Region
+        );
+        assert_eq!(e("arn:aws:s3:::bucket"), PrincipalArnError::Account);
+        assert_eq!(
+            e("arn:aws:iam::111122223333:user/"),
+            PrincipalArnError::Form
+        );
+        assert_eq!(
+            e("arn:aws:sts::111122223333:assumed-role/R"),
+            PrincipalArnError::Form
+        );
+        assert_eq!(e("anonymous"), PrincipalArnError::NotArn);
+    }
+
+    #[test]
+    fn service_principals() {
+        assert!(is_service_principal("dynamodb.us-west-2.amazonaws.com"));
+        assert!(is_service_principal("ec2.amazonaws.com.cn"));
+        assert!(!is_service_principal("amazonaws.com"));
+        assert!(!is_service_principal("Dynamodb.amazonaws.com"));
+        assert!(!is_service_principal("*.amazonaws.com"));
+    }
+}

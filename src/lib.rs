@@ -9,3 +9,4 @@ pub mod bundle;
 pub mod cli;
 pub mod eval;
 pub mod policy;
+pub mod suite;

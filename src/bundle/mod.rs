@@ -1,4 +1,55 @@
 //! Bundles: a directory or `.tar.gz` holding policies and what they are
 //! attached to, loaded whole or not at all (`bundle.md`).
+//!
+//! [`load`] reads the files ([`source`]), parses them strictly ([`shape`]),
+//! resolves every reference and validates every policy for each place it is
+//! attached, and returns a [`Bundle`] or every error found.
 
 pub mod err;
+pub mod load;
+pub mod model;
+pub mod shape;
+pub mod source;
+
+pub use err::{Diagnostic, Finding, LoadError, Severity};
+pub use load::{Loaded, load, load_raw};
+pub use model::*;
+
+/// Input limits of a bundle (`bundle.md`), each a configuration value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// One policy document as written (each `policies/` file, each inline document).
+    pub max_policy_bytes: u64,
+    /// Each of principals.json, resources.json, accounts.json, grants.json (and tests/ files).
+    pub max_data_file_bytes: u64,
+    /// One string value or pattern.
+    pub max_string_bytes: usize,
+    /// JSON nesting depth.
+    pub max_depth: usize,
+    /// Files in a bundle.
+    pub max_files: usize,
+    /// A `.tar.gz`, unpacked.
+    pub max_unpacked_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_policy_bytes: 256 * 1024,
+            max_data_file_bytes: 64 * 1024 * 1024,
+            max_string_bytes: 8 * 1024,
+            max_depth: 32,
+            max_files: 100_000,
+            max_unpacked_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// How to load.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Limits.
+    pub limits: Limits,
+    /// Keep `tests/` files (for `check` and `test`).
+    pub with_tests: bool,
+}

@@ -1,1 +1,98 @@
-//! The `verdict` command line.
+//! The `verdict` command line (api.md "CLI"): one file per subcommand, each
+//! returning an exit status (0 / 1 / 2 as api.md defines per command).
+
+mod check;
+mod eval;
+mod test;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::bundle::{Diagnostic, LoadError, LoadOptions, Loaded};
+
+/// Exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Success.
+    Ok = 0,
+    /// A failure the command reports (invalid request, failed test, bundle error).
+    Failed = 1,
+    /// Usage error, or (for `eval`) a bundle that does not load.
+    Usage = 2,
+}
+
+/// verdict: decide AWS IAM / KMS authorization requests from a policy bundle.
+#[derive(Debug, Parser)]
+#[command(name = "verdict", version, about)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decide one request (flags) or many (`--requests`, JSON lines) and print JSON.
+    Eval(eval::EvalArgs),
+    /// Validate a bundle, its tests included; print every error and warning.
+    Check(check::CheckArgs),
+    /// Run the bundle's tests/ cases.
+    Test(test::TestArgs),
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Exit {
+    match cli.command {
+        Command::Eval(a) => eval::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Test(a) => test::run(a),
+    }
+}
+
+/// A bundle path argument: a local directory or `.tar.gz`; URLs are not in v1.
+fn bundle_path(arg: &str) -> Result<PathBuf, String> {
+    if arg.contains("://") {
+        return Err(format!(
+            "`{arg}`: URL bundles are not supported; give a directory or a .tar.gz"
+        ));
+    }
+    Ok(PathBuf::from(arg))
+}
+
+/// Load a bundle, printing warnings and errors to stderr.
+fn load_bundle(
+    path: &std::path::Path,
+    with_tests: bool,
+    quiet_warnings: bool,
+) -> Result<Loaded, LoadError> {
+    let opts = LoadOptions {
+        with_tests,
+        ..Default::default()
+    };
+    match crate::bundle::load(path, &opts) {
+        Ok(loaded) => {
+            if !quiet_warnings {
+                print_diagnostics(&loaded.warnings);
+            }
+            Ok(loaded)
+        }
+        Err(e) => {
+            match &e {
+                LoadError::NotABundle { .. } => eprintln!("error: {e}"),
+                LoadError::Invalid(d) => {
+                    print_diagnostics(d);
+                    eprintln!("{e}");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+fn print_diagnostics(d: &[Diagnostic]) {
+    for d in d {
+        eprintln!("{d}");
+    }
+}

@@ -68,6 +68,19 @@ impl<'a> Decimal<'a> {
     }
 }
 
+impl std::fmt::Display for Decimal<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.neg {
+            f.write_str("-")?;
+        }
+        write!(f, "{}", self.int)?;
+        if !self.frac.is_empty() {
+            write!(f, ".{}", self.frac)?;
+        }
+        Ok(())
+    }
+}
+
 impl Ord for Decimal<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
         match (self.neg, other.neg) {

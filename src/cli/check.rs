@@ -1,0 +1,53 @@
+//! `verdict check`: validate a bundle and its tests; print every error and
+//! warning with file, JSON pointer and line:column.
+
+use clap::Args;
+
+use super::{Exit, bundle_path, load_bundle, print_diagnostics};
+use crate::bundle::{LoadError, Severity};
+use crate::eval::RequestLimits;
+use crate::suite;
+
+/// Arguments of `verdict check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The bundle: a directory or a .tar.gz.
+    #[arg(value_name = "PATH")]
+    path: String,
+}
+
+/// Run `verdict check`.
+pub fn run(args: CheckArgs) -> Exit {
+    let path = match bundle_path(&args.path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Usage;
+        }
+    };
+    match load_bundle(&path, true, false) {
+        Ok(loaded) => {
+            let (cases, errors) = suite::parse_tests(&loaded.bundle, &RequestLimits::default());
+            print_diagnostics(&errors);
+            let warnings = loaded
+                .warnings
+                .iter()
+                .filter(|d| d.severity == Severity::Warning)
+                .count();
+            eprintln!(
+                "{}: revision {}, {} error(s), {warnings} warning(s), {} test case(s)",
+                loaded.bundle.source,
+                loaded.bundle.revision,
+                errors.len(),
+                cases.len()
+            );
+            if errors.is_empty() {
+                Exit::Ok
+            } else {
+                Exit::Failed
+            }
+        }
+        Err(LoadError::NotABundle { .. }) => Exit::Usage,
+        Err(LoadError::Invalid(_)) => Exit::Failed,
+    }
+}

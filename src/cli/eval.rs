@@ -1,0 +1,191 @@
+//! `verdict eval`: one request from flags, or JSON lines from `--requests`.
+
+use std::fs;
+use std::io::{self, BufRead, BufWriter, Write};
+use std::time::SystemTime;
+
+use clap::Args;
+
+use super::{Exit, bundle_path, load_bundle};
+use crate::bundle::Bundle;
+use crate::eval::json::{DecisionJson, ErrorBody, ErrorJson, parse_request_line};
+use crate::eval::{EvalOptions, InvalidRequest, Request, RequestLimits, RequestParts, reference};
+
+/// Arguments of `verdict eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The bundle: a directory or a .tar.gz.
+    #[arg(long, value_name = "PATH")]
+    bundle: String,
+    /// The caller: a root, user, role, assumed-role, federated-user ARN or a service principal.
+    #[arg(
+        long,
+        value_name = "ARN",
+        required_unless_present = "requests",
+        conflicts_with = "requests"
+    )]
+    principal: Option<String>,
+    /// The action, `service:Name`.
+    #[arg(
+        long,
+        value_name = "ACTION",
+        required_unless_present = "requests",
+        conflicts_with = "requests"
+    )]
+    action: Option<String>,
+    /// The resource: an ARN or `*`.
+    #[arg(
+        long,
+        value_name = "ARN",
+        required_unless_present = "requests",
+        conflicts_with = "requests"
+    )]
+    resource: Option<String>,
+    /// A context entry; repeat a key to add values; `KEY=` gives one empty value.
+    #[arg(long, value_name = "KEY=VALUE", conflicts_with_all = ["requests", "context_json"])]
+    context: Vec<String>,
+    /// The whole context as JSON: `{"KEY": VALUE or [VALUES]}`.
+    #[arg(long, value_name = "JSON", conflicts_with = "requests")]
+    context_json: Option<String>,
+    /// A file holding the session policy document.
+    #[arg(long, value_name = "FILE", conflicts_with = "requests")]
+    session_policy: Option<String>,
+    /// Include the explanation: per-gate results and statement positions.
+    #[arg(long, conflicts_with = "requests")]
+    explain: bool,
+    /// Read JSON-lines requests from FILE (`-` for stdin); print one JSON line each, in order.
+    #[arg(long, value_name = "FILE")]
+    requests: Option<String>,
+}
+
+/// Run `verdict eval`.
+pub fn run(args: EvalArgs) -> Exit {
+    let path = match bundle_path(&args.bundle) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Usage;
+        }
+    };
+    let Ok(loaded) = load_bundle(&path, false, true) else {
+        return Exit::Usage;
+    };
+    let bundle = loaded.bundle;
+    let limits = RequestLimits::default();
+    let opts = EvalOptions::default();
+    match &args.requests {
+        Some(file) => run_lines(&bundle, file, &limits, &opts),
+        None => run_one(&bundle, &args, &limits, &opts),
+    }
+}
+
+fn single_parts(args: &EvalArgs) -> Result<RequestParts, InvalidRequest> {
+    let invalid = |field: &str, message: String| InvalidRequest {
+        field: field.to_owned(),
+        message,
+    };
+    let mut context: Vec<(String, Vec<String>)> = Vec::new();
+    for kv in &args.context {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(invalid("context", format!("`{kv}` is not KEY=VALUE")));
+        };
+        match context.iter_mut().find(|(key, _)| key == k) {
+            Some((_, values)) => values.push(v.to_owned()),
+            None => context.push((k.to_owned(), vec![v.to_owned()])),
+        }
+    }
+    if let Some(json) = &args.context_json {
+        let map: crate::policy::document::UniqueMap<&serde_json::value::RawValue> =
+            serde_json::from_str(json).map_err(|e| invalid("context", e.to_string()))?;
+        context = crate::eval::json::context_pairs(&map)?;
+    }
+    let session_policy = match &args.session_policy {
+        Some(file) => Some(
+            fs::read_to_string(file)
+                .map_err(|e| invalid("session_policy", format!("`{file}`: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(RequestParts {
+        principal: args.principal.clone().unwrap_or_default(),
+        action: args.action.clone().unwrap_or_default(),
+        resource: args.resource.clone().unwrap_or_default(),
+        context,
+        session_policy,
+        explain: args.explain,
+    })
+}
+
+fn print_error(out: &mut impl Write, line: Option<usize>, e: &InvalidRequest) -> io::Result<()> {
+    serde_json::to_writer(
+        &mut *out,
+        &ErrorJson {
+            error: ErrorBody {
+                line,
+                field: &e.field,
+                message: &e.message,
+            },
+        },
+    )?;
+    out.write_all(b"\n")
+}
+
+fn run_one(bundle: &Bundle, args: &EvalArgs, limits: &RequestLimits, opts: &EvalOptions) -> Exit {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let request = single_parts(args).and_then(|p| Request::new(p, limits));
+    let result = match request {
+        Ok(req) => {
+            let d = reference::evaluate(bundle, &req, opts, SystemTime::now());
+            serde_json::to_writer_pretty(&mut out, &DecisionJson::new(&d))
+                .map_err(io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+                .map(|()| Exit::Ok)
+        }
+        Err(e) => print_error(&mut out, None, &e).map(|()| Exit::Failed),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: writing output: {e}");
+        Exit::Failed
+    })
+}
+
+fn run_lines(bundle: &Bundle, file: &str, limits: &RequestLimits, opts: &EvalOptions) -> Exit {
+    let input: Box<dyn BufRead> = if file == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        match fs::File::open(file) {
+            Ok(f) => Box::new(io::BufReader::with_capacity(1 << 16, f)),
+            Err(e) => {
+                eprintln!("error: `{file}`: {e}");
+                return Exit::Usage;
+            }
+        }
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut any_invalid = false;
+    let now = SystemTime::now();
+    let result = (|| -> io::Result<()> {
+        for (i, line) in input.lines().enumerate() {
+            let line = line?;
+            match parse_request_line(&line).and_then(|p| Request::new(p, limits)) {
+                Ok(req) => {
+                    let d = reference::evaluate(bundle, &req, opts, now);
+                    serde_json::to_writer(&mut out, &DecisionJson::new(&d))?;
+                    out.write_all(b"\n")?;
+                }
+                Err(e) => {
+                    any_invalid = true;
+                    print_error(&mut out, Some(i + 1), &e)?;
+                }
+            }
+        }
+        out.flush()
+    })();
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        return Exit::Failed;
+    }
+    if any_invalid { Exit::Failed } else { Exit::Ok }
+}

@@ -1,0 +1,79 @@
+//! `verdict test`: run the bundle's tests/ cases and report each failure
+//! with the decision it got and the statements that decided it.
+
+use clap::Args;
+
+use super::{Exit, bundle_path, load_bundle, print_diagnostics};
+use crate::eval::{EvalOptions, RequestLimits, reference};
+use crate::suite;
+
+/// Arguments of `verdict test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The bundle: a directory or a .tar.gz.
+    #[arg(value_name = "PATH")]
+    path: String,
+}
+
+/// Run `verdict test`.
+pub fn run(args: TestArgs) -> Exit {
+    let path = match bundle_path(&args.path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Usage;
+        }
+    };
+    let Ok(loaded) = load_bundle(&path, true, true) else {
+        return Exit::Failed;
+    };
+    let bundle = &loaded.bundle;
+    if bundle.tests.is_empty() {
+        eprintln!("warning: {}: no tests/ in the bundle", bundle.source);
+        return Exit::Ok;
+    }
+    let (cases, errors) = suite::parse_tests(bundle, &RequestLimits::default());
+    print_diagnostics(&errors);
+    let opts = EvalOptions::default();
+    let results = suite::run(&cases, &|req, now| {
+        reference::evaluate(bundle, req, &opts, now)
+    });
+    let mut failed = 0usize;
+    for r in &results {
+        if r.failures.is_empty() {
+            continue;
+        }
+        failed += 1;
+        let c = r.case;
+        println!(
+            "FAIL {}:{}:{}: {}",
+            c.file, c.position.line, c.position.column, c.label
+        );
+        for f in &r.failures {
+            println!("  {f}");
+        }
+        println!(
+            "  got {} by {}",
+            r.decision.outcome.as_str(),
+            suite::describe_matched(&r.decision)
+        );
+        if let Some(e) = &r.decision.explanation {
+            if !e.blocked_by.is_empty() {
+                let gates: Vec<&str> = e.blocked_by.iter().map(|g| g.as_str()).collect();
+                println!("  blocked by {}", gates.join(", "));
+            }
+        }
+    }
+    println!(
+        "{} passed, {failed} failed, {} invalid ({} revision {})",
+        results.len() - failed,
+        errors.len(),
+        bundle.source,
+        bundle.revision
+    );
+    if failed == 0 && errors.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    }
+}

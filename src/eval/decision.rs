@@ -1,0 +1,189 @@
+//! What a decision says: the outcome, the statements that decided it, the
+//! context keys that were missing, and, on request, why (evaluation.md §8).
+
+use std::sync::Arc;
+
+use crate::bundle::KeyState;
+use crate::policy::locate::Position;
+use crate::policy::{Effect, PolicyKind};
+
+/// The outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Allowed.
+    Allow,
+    /// An applicable `Deny`.
+    ExplicitDeny,
+    /// No applicable `Allow` on a path that grants, or a gate refused.
+    ImplicitDeny,
+}
+
+impl Outcome {
+    /// The spelling used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "Allow",
+            Self::ExplicitDeny => "ExplicitDeny",
+            Self::ImplicitDeny => "ImplicitDeny",
+        }
+    }
+
+    /// Parse the output spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Allow" => Some(Self::Allow),
+            "ExplicitDeny" => Some(Self::ExplicitDeny),
+            "ImplicitDeny" => Some(Self::ImplicitDeny),
+            _ => None,
+        }
+    }
+}
+
+/// A statement (or grant) that decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatchedStatement {
+    /// Policy id (grant id for grants).
+    pub policy_id: Arc<str>,
+    /// Kind.
+    pub kind: PolicyKind,
+    /// Statement index (`None` for grants).
+    pub index: Option<u32>,
+    /// `Sid`.
+    pub sid: Option<Arc<str>>,
+    /// Effect.
+    pub effect: Effect,
+    /// SCP/RCP level, 0 = organization root.
+    pub level: Option<u32>,
+    /// Where the statement is (`None` for grants).
+    pub position: Option<Position>,
+}
+
+impl MatchedStatement {
+    /// The order of `matched`: kind, level, policy id (bytes), index.
+    pub fn sort_key(&self) -> (PolicyKind, Option<u32>, &str, Option<u32>) {
+        (self.kind, self.level, &self.policy_id, self.index)
+    }
+}
+
+/// Sort and deduplicate a `matched` list (evaluation.md §8).
+pub fn normalize_matched(list: &mut Vec<MatchedStatement>) {
+    list.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    list.dedup_by(|a, b| a.sort_key() == b.sort_key());
+}
+
+/// A gate that refused (explain's `blocked_by`), in evaluation order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Gate {
+    /// A KMS operation that cannot be used across accounts.
+    CrossAccountOp,
+    /// A resource control policy level without an applicable `Allow`.
+    Rcp,
+    /// A service control policy level without an applicable `Allow`.
+    Scp,
+    /// A KMS key without a key policy (no `resources.json` entry).
+    NoKeyPolicy,
+    /// A permissions boundary without an applicable `Allow`.
+    Boundary,
+    /// A session policy without an applicable `Allow`, or a federated user without one.
+    Session,
+    /// The key's state refuses the operation.
+    KeyState,
+}
+
+impl Gate {
+    /// The spelling used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CrossAccountOp => "cross_account_op",
+            Self::Rcp => "rcp",
+            Self::Scp => "scp",
+            Self::NoKeyPolicy => "no_key_policy",
+            Self::Boundary => "boundary",
+            Self::Session => "session",
+            Self::KeyState => "key_state",
+        }
+    }
+
+    /// Parse the output spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::CrossAccountOp,
+            Self::Rcp,
+            Self::Scp,
+            Self::NoKeyPolicy,
+            Self::Boundary,
+            Self::Session,
+            Self::KeyState,
+        ]
+        .into_iter()
+        .find(|g| g.as_str() == s)
+    }
+}
+
+/// A per-kind decision (explain's `decision_details`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KindDecision {
+    /// An applicable `Allow` (all levels, for SCPs and RCPs).
+    Allow,
+    /// An applicable `Deny`.
+    ExplicitDeny,
+    /// Policies of the kind exist but none allows.
+    ImplicitDeny,
+    /// No policy of the kind takes part.
+    NotApplicable,
+}
+
+impl KindDecision {
+    /// The spelling used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "Allow",
+            Self::ExplicitDeny => "ExplicitDeny",
+            Self::ImplicitDeny => "ImplicitDeny",
+            Self::NotApplicable => "NotApplicable",
+        }
+    }
+}
+
+/// Why (evaluation.md §8 explain fields).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Explanation {
+    /// The SCP gate passed or does not apply.
+    pub allowed_by_organizations: bool,
+    /// The boundary allows, or there is none.
+    pub allowed_by_boundary: bool,
+    /// The session policy allows, or none applies.
+    pub allowed_by_session: bool,
+    /// The RCP gate passed or does not apply.
+    pub allowed_by_rcp: bool,
+    /// The grant that allowed.
+    pub grant_id: Option<Arc<str>>,
+    /// Gates that refused, in evaluation order (ImplicitDeny only).
+    pub blocked_by: Vec<Gate>,
+    /// The key state, when the key-state gate refused.
+    pub key_state: Option<KeyState>,
+    /// Per-kind decisions of the caller's side (all kinds, same-account).
+    pub caller_side: Vec<(PolicyKind, KindDecision)>,
+    /// Per-kind decisions of the resource's side (cross-account only).
+    pub resource_side: Vec<(PolicyKind, KindDecision)>,
+    /// Context keys the caller sent that verdict derives itself and ignored.
+    pub ignored_context_keys: Vec<String>,
+}
+
+/// A decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Outcome.
+    pub outcome: Outcome,
+    /// The statements that decided, in the order of §8.
+    pub matched: Vec<MatchedStatement>,
+    /// Context keys tested by plain operators and absent, lower-cased, sorted.
+    pub missing_context_keys: Vec<String>,
+    /// The bundle revision that decided.
+    pub bundle_revision: Arc<str>,
+    /// Why, when the request asked.
+    pub explanation: Option<Box<Explanation>>,
+    /// Whether a condition read a clock key the server filled in (such a
+    /// decision must not be cached).
+    pub reads_server_clock: bool,
+}

@@ -1,0 +1,196 @@
+//! Facts about a request that every evaluator derives the same way: who the
+//! caller is in the bundle, which account owns the resource, and which
+//! context keys verdict derives itself (so that a caller cannot spoof them).
+
+use crate::bundle::{Bundle, Identity, Resource, load::is_kms_key_arn};
+use crate::policy::principal::{PrincipalArn, split_arn};
+
+use super::request::{Caller, Request};
+
+/// The caller's form (evaluation.md §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// `arn:P:iam::A:root`.
+    Root,
+    /// An IAM user.
+    User,
+    /// A role ARN as the caller: a session with no session name (U29).
+    RoleArn,
+    /// A role session.
+    AssumedRole,
+    /// A federated user.
+    FederatedUser,
+    /// A service principal.
+    Service,
+}
+
+/// The caller, resolved against the bundle.
+#[derive(Clone, Copy, Debug)]
+pub struct CallerFacts<'a> {
+    /// Form.
+    pub form: Form,
+    /// Account (PA); none for service principals.
+    pub account: Option<&'a str>,
+    /// The listed user or role.
+    pub identity: Option<&'a Identity>,
+    /// The caller's own canonical ARN (none for services).
+    pub self_arn: Option<&'a str>,
+    /// For sessions and role-ARN callers: the role ARN, with the bundle's path when listed.
+    pub role_arn: Option<&'a str>,
+    /// For service principals: the name.
+    pub service: Option<&'a str>,
+}
+
+impl<'a> CallerFacts<'a> {
+    /// Resolve the request's caller in the bundle.
+    pub fn resolve(bundle: &'a Bundle, req: &'a Request) -> Self {
+        let self_arn = req.caller_arn.as_deref();
+        match &req.caller {
+            Caller::Service(name) => Self {
+                form: Form::Service,
+                account: None,
+                identity: None,
+                self_arn: None,
+                role_arn: None,
+                service: Some(name),
+            },
+            Caller::Arn(arn) => {
+                let (form, identity) = match arn {
+                    PrincipalArn::Root { .. } => (Form::Root, None),
+                    PrincipalArn::User { .. } => {
+                        (Form::User, self_arn.and_then(|a| bundle.user(a)))
+                    }
+                    PrincipalArn::Role { account, name, .. } => {
+                        (Form::RoleArn, bundle.role(account, name))
+                    }
+                    PrincipalArn::AssumedRole { account, role, .. } => {
+                        (Form::AssumedRole, bundle.role(account, role))
+                    }
+                    PrincipalArn::FederatedUser { .. } => (Form::FederatedUser, None),
+                };
+                let role_arn = match form {
+                    Form::RoleArn | Form::AssumedRole => {
+                        identity.map(|i| &*i.arn_text).or(req.role_arn.as_deref())
+                    }
+                    _ => None,
+                };
+                Self {
+                    form,
+                    account: Some(arn.account()),
+                    identity: identity.map(|a| &**a),
+                    self_arn,
+                    role_arn,
+                    service: None,
+                }
+            }
+        }
+    }
+
+    /// Whether the caller is a session whose tags may come from the request.
+    pub fn carries_session_tags(&self) -> bool {
+        matches!(self.form, Form::AssumedRole | Form::FederatedUser)
+    }
+
+    /// Whether the caller is a session for the purpose of session policies.
+    pub fn is_session(&self) -> bool {
+        matches!(
+            self.form,
+            Form::AssumedRole | Form::RoleArn | Form::FederatedUser
+        )
+    }
+
+    /// Whether SCPs bind the caller (not services, not service-linked roles).
+    pub fn bound_by_scps(&self) -> bool {
+        self.form != Form::Service && !self.identity.is_some_and(Identity::is_service_linked_role)
+    }
+}
+
+/// The resource, resolved against the bundle.
+#[derive(Clone, Copy, Debug)]
+pub struct ResourceFacts<'a> {
+    /// The `resources.json` entry whose key equals the resource.
+    pub entry: Option<&'a Resource>,
+    /// Whether the resource is a KMS key (`arn:*:kms:*:*:key/*`).
+    pub is_kms_key: bool,
+    /// The resource account (RA).
+    pub account: Option<&'a str>,
+    /// Whether RA is known from the ARN or the entry (`aws:ResourceAccount` present).
+    pub account_known: bool,
+    /// The ARN's region piece, if not empty.
+    pub region: Option<&'a str>,
+}
+
+impl<'a> ResourceFacts<'a> {
+    /// Resolve the request's resource in the bundle.
+    pub fn resolve(bundle: &'a Bundle, req: &'a Request, caller: &CallerFacts<'a>) -> Self {
+        let entry = bundle.resources.get(req.resource.as_str()).map(|r| &**r);
+        let pieces = split_arn(&req.resource);
+        let arn_account = pieces.map(|p| p[4]).filter(|a| !a.is_empty());
+        let region = pieces.map(|p| p[3]).filter(|r| !r.is_empty());
+        let (account, account_known) =
+            match arn_account.or(entry.and_then(|e| e.account.as_deref())) {
+                Some(a) => (Some(a), true),
+                None => (caller.account, false),
+            };
+        Self {
+            entry,
+            is_kms_key: is_kms_key_arn(&req.resource),
+            account,
+            account_known,
+            region,
+        }
+    }
+}
+
+/// Whether the request is cross-account (PA ≠ RA). Service principals never are.
+pub fn is_cross_account(caller: &CallerFacts<'_>, resource: &ResourceFacts<'_>) -> bool {
+    match (caller.account, resource.account) {
+        (Some(pa), Some(ra)) => pa != ra,
+        _ => false,
+    }
+}
+
+/// Whether the caller's value of a (lower-cased) key is ignored because
+/// verdict derives the key (evaluation.md §1).
+pub fn caller_value_ignored(
+    lower: &str,
+    req: &Request,
+    caller: &CallerFacts<'_>,
+    trust_session_tags: bool,
+) -> bool {
+    match lower {
+        "aws:principalarn"
+        | "aws:principaltype"
+        | "aws:userid"
+        | "aws:username"
+        | "aws:principalaccount"
+        | "kms:calleraccount"
+        | "aws:principalisawsservice"
+        | "aws:principalorgid"
+        | "aws:principalorgpaths"
+        | "aws:resourceaccount"
+        | "kms:resourcealiases" => true,
+        "kms:keyspec" | "kms:keyusage" | "kms:keyorigin" => !is_create_key(req),
+        _ => {
+            lower.starts_with("aws:resourcetag/")
+                || (lower.starts_with("aws:principaltag/")
+                    && !(trust_session_tags && caller.carries_session_tags()))
+        }
+    }
+}
+
+/// Whether the action is `kms:CreateKey` (whose key properties come from the caller).
+pub fn is_create_key(req: &Request) -> bool {
+    &*req.service == "kms" && &*req.name == "createkey"
+}
+
+/// Whether the action is `kms:RetireGrant`.
+pub fn is_retire_grant(req: &Request) -> bool {
+    &*req.service == "kms" && &*req.name == "retiregrant"
+}
+
+/// Prefix of encryption-context keys (lower-cased).
+pub const ENCRYPTION_CONTEXT_PREFIX: &str = "kms:encryptioncontext:";
+
+/// Keys the server fills from its clock when the caller does not send them.
+pub const CLOCK_KEYS: &[&str] = &["aws:currenttime", "aws:epochtime"];

@@ -1,0 +1,317 @@
+//! JSON forms of requests and decisions (api.md "CLI"): the request shape of
+//! `verdict eval --requests` and bundle tests, and the printed decision.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::policy::document::UniqueMap;
+use crate::policy::parse::scalar;
+
+use super::decision::{Decision, KindDecision};
+use super::request::{InvalidRequest, RequestParts};
+
+/// A request as JSON (strict: unknown keys are errors).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestShape<'a> {
+    /// Principal.
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// Action.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Resource.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Context: key → value or list of values.
+    #[serde(default, borrow)]
+    pub context: Option<UniqueMap<&'a RawValue>>,
+    /// Session policy: a document, or a string holding one.
+    #[serde(default, borrow)]
+    pub session_policy: Option<&'a RawValue>,
+    /// Explain.
+    #[serde(default)]
+    pub explain: bool,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidRequest {
+    InvalidRequest {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Convert JSON context values: a scalar is a one-element list; numbers and
+/// booleans become their JSON text; `null` and objects are errors.
+pub fn context_pairs(
+    context: &UniqueMap<&RawValue>,
+) -> Result<Vec<(String, Vec<String>)>, InvalidRequest> {
+    let mut out = Vec::with_capacity(context.0.len());
+    for (key, raw) in &context.0 {
+        let field = || format!("context[{key}]");
+        let text = raw.get().trim_start();
+        let values = if text.starts_with('[') {
+            let items: Vec<&RawValue> =
+                serde_json::from_str(text).map_err(|e| invalid(field(), e.to_string()))?;
+            items
+                .iter()
+                .map(|i| {
+                    scalar(i).ok_or_else(|| {
+                        invalid(field(), "values must be strings, numbers or booleans")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            vec![scalar(raw).ok_or_else(|| {
+                invalid(
+                    field(),
+                    "a value must be a string, number, boolean or a list of them",
+                )
+            })?]
+        };
+        out.push((key.clone(), values));
+    }
+    Ok(out)
+}
+
+/// The session policy text of a JSON request (an object, or a string holding one).
+pub fn session_policy_text(raw: &RawValue) -> Result<String, InvalidRequest> {
+    let text = raw.get().trim_start();
+    match text.as_bytes().first() {
+        Some(b'{') => Ok(text.to_owned()),
+        Some(b'"') => serde_json::from_str::<String>(text)
+            .map_err(|e| invalid("session_policy", e.to_string())),
+        _ => Err(invalid(
+            "session_policy",
+            "must be a policy document or a string holding one",
+        )),
+    }
+}
+
+impl RequestShape<'_> {
+    /// The request's parts, ready for validation.
+    pub fn into_parts(self) -> Result<RequestParts, InvalidRequest> {
+        let require = |v: Option<String>, field: &str| v.ok_or_else(|| invalid(field, "missing"));
+        Ok(RequestParts {
+            principal: require(self.principal, "principal")?,
+            action: require(self.action, "action")?,
+            resource: require(self.resource, "resource")?,
+            context: match &self.context {
+                Some(c) => context_pairs(c)?,
+                None => Vec::new(),
+            },
+            session_policy: self.session_policy.map(session_policy_text).transpose()?,
+            explain: self.explain,
+        })
+    }
+}
+
+/// Parse one JSON request line.
+pub fn parse_request_line(line: &str) -> Result<RequestParts, InvalidRequest> {
+    let shape: RequestShape<'_> = serde_json::from_str(line).map_err(|e| {
+        let pe = crate::policy::parse::json_error(line, &e);
+        let field = pe
+            .pointer
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        invalid(
+            if field.is_empty() {
+                "request".to_owned()
+            } else {
+                field
+            },
+            pe.kind.to_string(),
+        )
+    })?;
+    shape.into_parts()
+}
+
+// === Output ===
+
+/// A matched statement as printed.
+#[derive(Debug, Serialize)]
+pub struct MatchedJson<'a> {
+    /// Policy id.
+    pub policy_id: &'a str,
+    /// Kind.
+    pub kind: &'static str,
+    /// Index.
+    pub index: Option<u32>,
+    /// Sid.
+    pub sid: Option<&'a str>,
+    /// Effect.
+    pub effect: &'static str,
+    /// Level (SCPs and RCPs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
+    /// Line (explain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// Column (explain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+}
+
+/// Per-kind decisions, printed as a JSON object in kind order.
+#[derive(Debug)]
+pub struct KindsJson<'a>(pub &'a [(crate::policy::PolicyKind, KindDecision)]);
+
+impl Serialize for KindsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, d) in self.0 {
+            map.serialize_entry(k.as_str(), d.as_str())?;
+        }
+        map.end()
+    }
+}
+
+/// Per-kind decisions.
+#[derive(Debug, Serialize)]
+pub struct DetailsJson<'a> {
+    /// Caller side.
+    pub caller_side: KindsJson<'a>,
+    /// Resource side.
+    pub resource_side: KindsJson<'a>,
+}
+
+/// Explanation as printed.
+#[derive(Debug, Serialize)]
+pub struct ExplanationJson<'a> {
+    /// SCP gate.
+    pub allowed_by_organizations: bool,
+    /// Boundary gate.
+    pub allowed_by_boundary: bool,
+    /// Session gate.
+    pub allowed_by_session: bool,
+    /// RCP gate.
+    pub allowed_by_rcp: bool,
+    /// Grant.
+    pub grant_id: Option<&'a str>,
+    /// Gates that refused.
+    pub blocked_by: Vec<&'static str>,
+    /// Key state that refused.
+    pub key_state: Option<&'static str>,
+    /// Per-kind decisions.
+    pub decision_details: DetailsJson<'a>,
+    /// Caller keys ignored because verdict derives them.
+    pub ignored_context_keys: &'a [String],
+}
+
+/// A decision as printed.
+#[derive(Debug, Serialize)]
+pub struct DecisionJson<'a> {
+    /// `Allow`, `ExplicitDeny` or `ImplicitDeny`.
+    pub decision: &'static str,
+    /// Deciding statements.
+    pub matched: Vec<MatchedJson<'a>>,
+    /// Missing keys.
+    pub missing_context_keys: &'a [String],
+    /// Revision.
+    pub bundle_revision: &'a str,
+    /// Explanation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<ExplanationJson<'a>>,
+}
+
+impl<'a> DecisionJson<'a> {
+    /// The printed form of `d`; statement positions only when explained.
+    pub fn new(d: &'a Decision) -> Self {
+        let explain = d.explanation.is_some();
+        Self {
+            decision: d.outcome.as_str(),
+            matched: d
+                .matched
+                .iter()
+                .map(|m| MatchedJson {
+                    policy_id: &m.policy_id,
+                    kind: m.kind.as_str(),
+                    index: m.index,
+                    sid: m.sid.as_deref(),
+                    effect: m.effect.as_str(),
+                    level: m.level,
+                    line: m.position.filter(|_| explain).map(|p| p.line),
+                    column: m.position.filter(|_| explain).map(|p| p.column),
+                })
+                .collect(),
+            missing_context_keys: &d.missing_context_keys,
+            bundle_revision: &d.bundle_revision,
+            explanation: d.explanation.as_deref().map(|e| ExplanationJson {
+                allowed_by_organizations: e.allowed_by_organizations,
+                allowed_by_boundary: e.allowed_by_boundary,
+                allowed_by_session: e.allowed_by_session,
+                allowed_by_rcp: e.allowed_by_rcp,
+                grant_id: e.grant_id.as_deref(),
+                blocked_by: e.blocked_by.iter().map(|g| g.as_str()).collect(),
+                key_state: e.key_state.map(|k| k.as_str()),
+                decision_details: DetailsJson {
+                    caller_side: KindsJson(&e.caller_side),
+                    resource_side: KindsJson(&e.resource_side),
+                },
+                ignored_context_keys: &e.ignored_context_keys,
+            }),
+        }
+    }
+}
+
+/// An invalid request as printed by `eval`.
+#[derive(Debug, Serialize)]
+pub struct ErrorJson<'a> {
+    /// The error.
+    pub error: ErrorBody<'a>,
+}
+
+/// The body of [`ErrorJson`].
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    /// 1-based input line (`--requests` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// Field.
+    pub field: &'a str,
+    /// Message.
+    pub message: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        let p = parse_request_line(
+            r#"{"principal": "p", "action": "a", "resource": "r", "context": {"n": 1.10, "b": true, "l": ["x", 2], "e": []},
+                "session_policy": "{\"Statement\": []}", "explain": true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.context,
+            vec![
+                ("n".into(), vec!["1.10".into()]),
+                ("b".into(), vec!["true".into()]),
+                ("l".into(), vec!["x".into(), "2".into()]),
+                ("e".into(), vec![]),
+            ]
+        );
+        assert_eq!(p.session_policy.as_deref(), Some("{\"Statement\": []}"));
+        assert!(p.explain);
+        let e = parse_request_line(
+            r#"{"principal": "p", "action": "a", "resource": "r", "context": {"k": null}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "context[k]");
+        let e = parse_request_line(r#"{"action": "a", "resource": "r"}"#).unwrap_err();
+        assert_eq!(e.field, "principal");
+        let e = parse_request_line(
+            r#"{"principal": "p", "action": "a", "resource": "r", "colour": 1}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "colour");
+        let e = parse_request_line("not json").unwrap_err();
+        assert_eq!(e.field, "request");
+    }
+}

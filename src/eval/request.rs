@@ -1,0 +1,511 @@
+//! A validated authorization request: principal, action, resource, context
+//! and optional session policy, checked at the edge so that the evaluator
+//! never sees malformed input (api.md "Request and decision").
+
+use std::sync::Arc;
+
+use crate::policy::principal::{PrincipalArn, canonical_arn, is_service_principal, split_arn};
+use crate::policy::{PolicyDocument, PolicyKind, check_place, parse_document};
+
+/// Request limits (api.md), each a configuration value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Principal, action and resource, each.
+    pub max_arn_bytes: usize,
+    /// Context keys per request.
+    pub max_context_keys: usize,
+    /// Values per context key.
+    pub max_context_values: usize,
+    /// One context key name or value.
+    pub max_context_value_bytes: usize,
+    /// Session policy document.
+    pub max_session_policy_bytes: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_arn_bytes: 2048,
+            max_context_keys: 64,
+            max_context_values: 64,
+            max_context_value_bytes: 4096,
+            max_session_policy_bytes: 10 * 1024,
+        }
+    }
+}
+
+/// Why a request is refused; `field` names where (`principal`, `action`,
+/// `resource`, `context[<key>]`, `session_policy`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidRequest {
+    /// The field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl InvalidRequest {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// A root user, user, role, role session or federated user.
+    Arn(PrincipalArn),
+    /// A service principal (`x.amazonaws.com`).
+    Service(Box<str>),
+}
+
+impl Caller {
+    /// The caller's account (none for service principals).
+    pub fn account(&self) -> Option<&str> {
+        match self {
+            Self::Arn(a) => Some(a.account()),
+            Self::Service(_) => None,
+        }
+    }
+
+    /// Whether the caller is a session: an assumed role, a role ARN or a
+    /// federated user (session policies are allowed only for these).
+    pub fn is_session(&self) -> bool {
+        matches!(
+            self,
+            Self::Arn(
+                PrincipalArn::AssumedRole { .. }
+                    | PrincipalArn::Role { .. }
+                    | PrincipalArn::FederatedUser { .. }
+            )
+        )
+    }
+}
+
+/// One context entry: a key and its values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextEntry {
+    /// The key as sent.
+    pub key: Box<str>,
+    /// The key lower-cased.
+    pub lower: Box<str>,
+    /// The values (`[]`: present with no values).
+    pub values: Vec<String>,
+}
+
+/// A request context: entries sorted by lower-cased key, no two equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    entries: Vec<ContextEntry>,
+}
+
+impl Context {
+    /// The entries, sorted by lower-cased key.
+    pub fn entries(&self) -> &[ContextEntry] {
+        &self.entries
+    }
+
+    /// The entry of a lower-cased key.
+    pub fn get(&self, lower: &str) -> Option<&ContextEntry> {
+        self.entries
+            .binary_search_by(|e| (*e.lower).cmp(lower))
+            .ok()
+            .and_then(|i| self.entries.get(i))
+    }
+
+    /// Build from (key, values) pairs; keys equal ignoring case are refused.
+    pub fn new(
+        pairs: Vec<(String, Vec<String>)>,
+        limits: &RequestLimits,
+    ) -> Result<Self, InvalidRequest> {
+        if pairs.len() > limits.max_context_keys {
+            return Err(InvalidRequest::new(
+                "context",
+                format!(
+                    "{} keys, over the limit of {}",
+                    pairs.len(),
+                    limits.max_context_keys
+                ),
+            ));
+        }
+        let mut entries = Vec::with_capacity(pairs.len());
+        for (key, values) in pairs {
+            let field = format!("context[{key}]");
+            if key.is_empty() {
+                return Err(InvalidRequest::new(field, "empty key"));
+            }
+            if key.len() > limits.max_context_value_bytes {
+                return Err(InvalidRequest::new(
+                    field,
+                    format!(
+                        "key of {} bytes, over the limit of {}",
+                        key.len(),
+                        limits.max_context_value_bytes
+                    ),
+                ));
+            }
+            if values.len() > limits.max_context_values {
+                return Err(InvalidRequest::new(
+                    field,
+                    format!(
+                        "{} values, over the limit of {}",
+                        values.len(),
+                        limits.max_context_values
+                    ),
+                ));
+            }
+            if let Some(v) = values
+                .iter()
+                .find(|v| v.len() > limits.max_context_value_bytes)
+            {
+                return Err(InvalidRequest::new(
+                    field,
+                    format!(
+                        "value of {} bytes, over the limit of {}",
+                        v.len(),
+                        limits.max_context_value_bytes
+                    ),
+                ));
+            }
+            let lower: Box<str> = key.to_lowercase().into();
+            entries.push(ContextEntry {
+                key: key.into(),
+                lower,
+                values,
+            });
+        }
+        entries.sort_by(|a, b| a.lower.cmp(&b.lower));
+        for pair in entries.windows(2) {
+            if let [a, b] = pair {
+                if a.lower == b.lower {
+                    return Err(InvalidRequest::new(
+                        format!("context[{}]", b.key),
+                        format!("repeats key `{}` (keys compare ignoring case)", a.key),
+                    ));
+                }
+            }
+        }
+        Ok(Self { entries })
+    }
+}
+
+/// A request's session policy, validated as an identity policy.
+#[derive(Debug)]
+pub struct SessionPolicy {
+    /// The document.
+    pub document: PolicyDocument,
+}
+
+/// A validated request.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The caller.
+    pub caller: Caller,
+    /// The principal as sent.
+    pub principal: String,
+    /// The caller's own ARN, canonical (none for service principals).
+    pub caller_arn: Option<Box<str>>,
+    /// For role sessions and role-ARN callers: the role ARN as the request
+    /// gives it (a session ARN has no path; the bundle may know it).
+    pub role_arn: Option<Box<str>>,
+    /// The action as sent (`service:Name`).
+    pub action: String,
+    /// Service prefix, lower-cased.
+    pub service: Box<str>,
+    /// Action name, lower-cased.
+    pub name: Box<str>,
+    /// The resource: `*` or an ARN, canonical (first five pieces lower-cased).
+    pub resource: String,
+    /// The context.
+    pub context: Context,
+    /// The session policy.
+    pub session_policy: Option<Arc<SessionPolicy>>,
+    /// Whether the decision should carry its explanation.
+    pub explain: bool,
+}
+
+/// The parts of a request, unvalidated.
+#[derive(Clone, Debug, Default)]
+pub struct RequestParts {
+    /// Principal.
+    pub principal: String,
+    /// Action.
+    pub action: String,
+    /// Resource.
+    pub resource: String,
+    /// Context pairs.
+    pub context: Vec<(String, Vec<String>)>,
+    /// Session policy JSON text.
+    pub session_policy: Option<String>,
+    /// Explain.
+    pub explain: bool,
+}
+
+/// Parse a request principal (evaluation.md §1 forms).
+pub fn parse_caller(principal: &str) -> Result<Caller, InvalidRequest> {
+    if principal.is_empty() {
+        return Err(InvalidRequest::new("principal", "must not be empty"));
+    }
+    if is_service_principal(principal) {
+        return Ok(Caller::Service(principal.into()));
+    }
+    PrincipalArn::parse(principal)
+        .map(Caller::Arn)
+        .map_err(|e| InvalidRequest::new("principal", format!("`{principal}`: {e}")))
+}
+
+/// Validate an action (`service:Name`); returns (service, name), lower-cased.
+pub fn parse_action(action: &str) -> Result<(Box<str>, Box<str>), InvalidRequest> {
+    let Some((service, name)) = action.split_once(':') else {
+        return Err(InvalidRequest::new(
+            "action",
+            format!("`{action}` has no service prefix (`service:Action`)"),
+        ));
+    };
+    if service.is_empty()
+        || !service
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(InvalidRequest::new(
+            "action",
+            format!("`{action}`: bad service prefix"),
+        ));
+    }
+    if name.is_empty() || name.contains(['*', '?', ':']) || name.chars().any(char::is_whitespace) {
+        return Err(InvalidRequest::new(
+            "action",
+            format!("`{action}`: bad action name"),
+        ));
+    }
+    Ok((
+        service.to_ascii_lowercase().into(),
+        name.to_lowercase().into(),
+    ))
+}
+
+/// Validate a resource: `*` or `arn:` and six colon pieces.
+pub fn parse_resource(resource: &str) -> Result<String, InvalidRequest> {
+    if resource == "*" {
+        return Ok(resource.to_owned());
+    }
+    match split_arn(resource) {
+        Some([arn, partition, service, ..])
+            if arn.eq_ignore_ascii_case("arn") && !partition.is_empty() && !service.is_empty() =>
+        {
+            Ok(canonical_arn(resource))
+        }
+        _ => Err(InvalidRequest::new(
+            "resource",
+            format!(
+                "`{resource}` is neither `*` nor an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`)"
+            ),
+        )),
+    }
+}
+
+/// Parse and validate a session policy document.
+pub fn parse_session_policy(
+    text: &str,
+    limits: &RequestLimits,
+) -> Result<SessionPolicy, InvalidRequest> {
+    if text.len() > limits.max_session_policy_bytes {
+        return Err(InvalidRequest::new(
+            "session_policy",
+            format!(
+                "{} bytes, over the limit of {}",
+                text.len(),
+                limits.max_session_policy_bytes
+            ),
+        ));
+    }
+    let first_error = |pointer: &str, message: String| {
+        let at = if pointer.is_empty() {
+            String::new()
+        } else {
+            format!("{pointer}: ")
+        };
+        InvalidRequest::new("session_policy", format!("{at}{message}"))
+    };
+    let parsed = parse_document(text, &|_| Default::default()).map_err(|errors| {
+        let mut it = errors.into_iter();
+        match it.next() {
+            Some(e) => first_error(&e.pointer, e.kind.to_string()),
+            None => InvalidRequest::new("session_policy", "invalid"),
+        }
+    })?;
+    let (errors, _) = check_place(&parsed.document, PolicyKind::Session);
+    if let Some(e) = errors.into_iter().next() {
+        return Err(first_error(&e.pointer, e.kind.to_string()));
+    }
+    Ok(SessionPolicy {
+        document: parsed.document,
+    })
+}
+
+impl Request {
+    /// Validate the parts of a request.
+    pub fn new(parts: RequestParts, limits: &RequestLimits) -> Result<Self, InvalidRequest> {
+        for (field, value) in [
+            ("principal", &parts.principal),
+            ("action", &parts.action),
+            ("resource", &parts.resource),
+        ] {
+            if value.len() > limits.max_arn_bytes {
+                return Err(InvalidRequest::new(
+                    field,
+                    format!(
+                        "{} bytes, over the limit of {}",
+                        value.len(),
+                        limits.max_arn_bytes
+                    ),
+                ));
+            }
+        }
+        let caller = parse_caller(&parts.principal)?;
+        let (service, name) = parse_action(&parts.action)?;
+        let resource = parse_resource(&parts.resource)?;
+        let context = Context::new(parts.context, limits)?;
+        let session_policy = match parts.session_policy.as_deref() {
+            None => None,
+            Some(text) => {
+                if !caller.is_session() {
+                    return Err(InvalidRequest::new(
+                        "session_policy",
+                        "only assumed-role sessions, role ARNs and federated users carry a session policy",
+                    ));
+                }
+                Some(Arc::new(parse_session_policy(text, limits)?))
+            }
+        };
+        let (caller_arn, role_arn) = match &caller {
+            Caller::Arn(arn) => {
+                let role = match arn {
+                    PrincipalArn::AssumedRole {
+                        partition,
+                        account,
+                        role,
+                        ..
+                    } => Some(format!("arn:{partition}:iam::{account}:role/{role}").into()),
+                    PrincipalArn::Role { .. } => Some(arn.to_string().into()),
+                    _ => None,
+                };
+                (Some(arn.to_string().into()), role)
+            }
+            Caller::Service(_) => (None, None),
+        };
+        Ok(Self {
+            caller,
+            principal: parts.principal,
+            caller_arn,
+            role_arn,
+            action: parts.action,
+            service,
+            name,
+            resource,
+            context,
+            session_policy,
+            explain: parts.explain,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(principal: &str, action: &str, resource: &str) -> RequestParts {
+        RequestParts {
+            principal: principal.into(),
+            action: action.into(),
+            resource: resource.into(),
+            ..Default::default()
+        }
+    }
+
+    fn field(p: RequestParts) -> String {
+        Request::new(p, &RequestLimits::default())
+            .unwrap_err()
+            .field
+    }
+
+    #[test]
+    fn malformed_requests_name_the_field() {
+        let ok = "arn:aws:iam::111122223333:user/alice";
+        assert_eq!(field(parts("", "s3:GetObject", "*")), "principal");
+        assert_eq!(field(parts("*", "s3:GetObject", "*")), "principal");
+        assert_eq!(
+            field(parts(
+                "arn:aws:iam::111122223333:group/G",
+                "s3:GetObject",
+                "*"
+            )),
+            "principal"
+        );
+        assert_eq!(field(parts(ok, "GetObject", "*")), "action");
+        assert_eq!(field(parts(ok, "s3:Get*", "*")), "action");
+        assert_eq!(field(parts(ok, "s3:GetObject", "bucket")), "resource");
+        let mut p = parts(ok, "s3:GetObject", "*");
+        p.context = vec![
+            ("aws:SourceIp".into(), vec![]),
+            ("AWS:sourceip".into(), vec![]),
+        ];
+        assert_eq!(field(p), "context[aws:SourceIp]");
+        let mut p = parts(ok, "s3:GetObject", "*");
+        p.session_policy = Some("{\"Statement\": []}".into());
+        assert_eq!(field(p), "session_policy");
+        let mut p = parts(
+            "arn:aws:sts::111122223333:assumed-role/R/s",
+            "s3:GetObject",
+            "*",
+        );
+        p.session_policy = Some("{\"Statement\": {\"Effect\": \"Allow\", \"Principal\": \"*\", \"Action\": \"s3:*\", \"Resource\": \"*\"}}".into());
+        let e = Request::new(p, &RequestLimits::default()).unwrap_err();
+        assert_eq!(e.field, "session_policy");
+        assert!(
+            e.message.starts_with("/Statement/Principal"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let limits = RequestLimits {
+            max_context_keys: 1,
+            ..Default::default()
+        };
+        let mut p = parts("arn:aws:iam::111122223333:root", "s3:GetObject", "*");
+        p.context = vec![("a".into(), vec![]), ("b".into(), vec![])];
+        assert_eq!(Request::new(p, &limits).unwrap_err().field, "context");
+        let p = parts(
+            &format!("arn:aws:iam::111122223333:user/{}", "a".repeat(3000)),
+            "s3:x",
+            "*",
+        );
+        assert_eq!(
+            Request::new(p, &RequestLimits::default())
+                .unwrap_err()
+                .field,
+            "principal"
+        );
+    }
+
+    #[test]
+    fn every_principal_form_is_accepted() {
+        for p in [
+            "arn:aws:iam::111122223333:root",
+            "arn:aws-cn:iam::111122223333:user/a/b",
+            "arn:aws-us-gov:iam::111122223333:role/R",
+            "arn:aws:sts::111122223333:assumed-role/R/S",
+            "arn:aws:sts::111122223333:federated-user/F",
+            "dynamodb.us-west-2.amazonaws.com",
+        ] {
+            Request::new(parts(p, "kms:Decrypt", "*"), &RequestLimits::default()).unwrap();
+        }
+    }
+}

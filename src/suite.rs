@@ -1,0 +1,344 @@
+//! Bundle test suites: the `tests/` files of a bundle (`bundle.md`), parsed
+//! into cases and run against an evaluator.
+//!
+//! A case is a request in the JSON request shape plus what to expect: the
+//! decision, and optionally the `matched` list (policy id and index, in
+//! order), the missing context keys and the gates that refused.
+
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::bundle::{Bundle, Diagnostic, Finding, Severity, err::BundleErrorKind};
+use crate::eval::json::{context_pairs, session_policy_text};
+use crate::eval::{Decision, Gate, Outcome, Request, RequestLimits, RequestParts};
+use crate::policy::document::UniqueMap;
+use crate::policy::locate::{self, Position};
+use crate::policy::parse::json_error;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileShape<'a> {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(borrow)]
+    cases: Vec<CaseShape<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseShape<'a> {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    rule: Option<String>,
+    principal: String,
+    action: String,
+    resource: String,
+    #[serde(default, borrow)]
+    context: Option<UniqueMap<&'a RawValue>>,
+    #[serde(default, borrow)]
+    session_policy: Option<&'a RawValue>,
+    #[serde(default)]
+    explain: bool,
+    #[serde(default)]
+    now: Option<String>,
+    expect: String,
+    #[serde(default)]
+    expect_matched: Option<Vec<ExpectMatched>>,
+    #[serde(default)]
+    expect_missing_context_keys: Option<Vec<String>>,
+    #[serde(default)]
+    expect_blocked_by: Option<Vec<String>>,
+}
+
+/// One expected `matched` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectMatched {
+    /// Policy id (grant id for grants).
+    pub policy_id: String,
+    /// Statement index (`null` for grants).
+    #[serde(default)]
+    pub index: Option<u32>,
+}
+
+/// A parsed test case.
+#[derive(Debug)]
+pub struct TestCase {
+    /// File in the bundle.
+    pub file: String,
+    /// Where the case starts.
+    pub position: Position,
+    /// The suite's name.
+    pub suite: Option<String>,
+    /// Name (or rule, or `case N`).
+    pub label: String,
+    /// The request.
+    pub request: Request,
+    /// Fixed server clock, when given.
+    pub now: Option<SystemTime>,
+    /// Expected decision.
+    pub expect: Outcome,
+    /// Expected `matched` (policy id, index), in order.
+    pub expect_matched: Option<Vec<ExpectMatched>>,
+    /// Expected missing keys (lower-cased, sorted).
+    pub expect_missing: Option<Vec<String>>,
+    /// Expected gates.
+    pub expect_blocked_by: Option<Vec<Gate>>,
+}
+
+fn case_error(
+    file: &str,
+    src: &locate::SourceText,
+    pointer: String,
+    message: String,
+) -> Diagnostic {
+    let position = locate::offset_of_pointer(src.text(), &pointer).map(|o| src.position(o));
+    Diagnostic {
+        severity: Severity::Error,
+        file: file.to_owned(),
+        pointer,
+        position,
+        finding: Finding::Bundle(BundleErrorKind::TestCase(message)),
+    }
+}
+
+/// Parse every `tests/` file of a bundle loaded with tests. Invalid cases
+/// are returned as errors, located.
+pub fn parse_tests(bundle: &Bundle, limits: &RequestLimits) -> (Vec<TestCase>, Vec<Diagnostic>) {
+    let mut cases = Vec::new();
+    let mut errors = Vec::new();
+    for f in &bundle.tests {
+        let src = &f.text;
+        let shape: FileShape<'_> = match serde_json::from_str(src.text()) {
+            Ok(s) => s,
+            Err(e) => {
+                let pe = json_error(src.text(), &e);
+                errors.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: f.path.clone(),
+                    pointer: pe.pointer,
+                    position: pe.offset.map(|o| src.position(o)),
+                    finding: Finding::Bundle(BundleErrorKind::Json(pe.kind.to_string())),
+                });
+                continue;
+            }
+        };
+        for (i, c) in shape.cases.into_iter().enumerate() {
+            let ptr = format!("/cases/{i}");
+            let position = locate::offset_of_pointer(src.text(), &ptr)
+                .map(|o| src.position(o))
+                .unwrap_or_default();
+            let label = c
+                .name
+                .clone()
+                .or_else(|| c.rule.clone())
+                .unwrap_or_else(|| format!("case {i}"));
+            let expect = match Outcome::parse(&c.expect) {
+                Some(o) => o,
+                None => {
+                    errors.push(case_error(
+                        &f.path,
+                        src,
+                        format!("{ptr}/expect"),
+                        format!(
+                            "`expect` must be `Allow`, `ExplicitDeny` or `ImplicitDeny`, not `{}`",
+                            c.expect
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            let mut blocked = None;
+            if let Some(list) = &c.expect_blocked_by {
+                let mut gates = Vec::new();
+                for (j, g) in list.iter().enumerate() {
+                    match Gate::parse(g) {
+                        Some(g) => gates.push(g),
+                        None => errors.push(case_error(
+                            &f.path,
+                            src,
+                            format!("{ptr}/expect_blocked_by/{j}"),
+                            format!("unknown gate `{g}`"),
+                        )),
+                    }
+                }
+                blocked = Some(gates);
+            }
+            let now = match &c.now {
+                None => None,
+                Some(t) => match chrono::DateTime::parse_from_rfc3339(t) {
+                    Ok(d) => Some(SystemTime::from(d)),
+                    Err(e) => {
+                        errors.push(case_error(
+                            &f.path,
+                            src,
+                            format!("{ptr}/now"),
+                            format!("`now`: {e}"),
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let parts = (|| -> Result<RequestParts, crate::eval::InvalidRequest> {
+                Ok(RequestParts {
+                    principal: c.principal.clone(),
+                    action: c.action.clone(),
+                    resource: c.resource.clone(),
+                    context: match &c.context {
+                        Some(ctx) => context_pairs(ctx)?,
+                        None => Vec::new(),
+                    },
+                    session_policy: c.session_policy.map(session_policy_text).transpose()?,
+                    explain: c.explain || c.expect_blocked_by.is_some(),
+                })
+            })();
+            let request = match parts.and_then(|p| Request::new(p, limits)) {
+                Ok(r) => r,
+                Err(e) => {
+                    let field = e.field.split('[').next().unwrap_or("").to_owned();
+                    errors.push(case_error(
+                        &f.path,
+                        src,
+                        format!("{ptr}/{field}"),
+                        e.to_string(),
+                    ));
+                    continue;
+                }
+            };
+            let expect_missing = c.expect_missing_context_keys.map(|mut keys| {
+                keys.iter_mut().for_each(|k| *k = k.to_lowercase());
+                keys.sort();
+                keys.dedup();
+                keys
+            });
+            cases.push(TestCase {
+                file: f.path.clone(),
+                position,
+                suite: shape.name.clone(),
+                label,
+                request,
+                now,
+                expect,
+                expect_matched: c.expect_matched,
+                expect_missing,
+                expect_blocked_by: blocked,
+            });
+        }
+    }
+    (cases, errors)
+}
+
+/// The outcome of one case.
+#[derive(Debug)]
+pub struct CaseResult<'c> {
+    /// The case.
+    pub case: &'c TestCase,
+    /// What the evaluator decided.
+    pub decision: Decision,
+    /// What differed from the expectation (empty: passed).
+    pub failures: Vec<String>,
+}
+
+/// Run the cases with `evaluate(request, now)`.
+pub fn run<'c>(
+    cases: &'c [TestCase],
+    evaluate: &dyn Fn(&Request, SystemTime) -> Decision,
+) -> Vec<CaseResult<'c>> {
+    cases
+        .iter()
+        .map(|case| {
+            let decision = evaluate(&case.request, case.now.unwrap_or_else(SystemTime::now));
+            let failures = check(case, &decision);
+            CaseResult {
+                case,
+                decision,
+                failures,
+            }
+        })
+        .collect()
+}
+
+fn check(case: &TestCase, d: &Decision) -> Vec<String> {
+    let mut failures = Vec::new();
+    if d.outcome != case.expect {
+        failures.push(format!(
+            "expected {}, got {}",
+            case.expect.as_str(),
+            d.outcome.as_str()
+        ));
+    }
+    if let Some(want) = &case.expect_matched {
+        let got: Vec<ExpectMatched> = d
+            .matched
+            .iter()
+            .map(|m| ExpectMatched {
+                policy_id: m.policy_id.to_string(),
+                index: m.index,
+            })
+            .collect();
+        if &got != want {
+            failures.push(format!(
+                "expected matched {}, got {}",
+                show_matched(want),
+                show_matched(&got)
+            ));
+        }
+    }
+    if let Some(want) = &case.expect_missing {
+        if want != &d.missing_context_keys {
+            failures.push(format!(
+                "expected missing_context_keys {want:?}, got {:?}",
+                d.missing_context_keys
+            ));
+        }
+    }
+    if let Some(want) = &case.expect_blocked_by {
+        let got: Vec<Gate> = d
+            .explanation
+            .as_ref()
+            .map(|e| e.blocked_by.clone())
+            .unwrap_or_default();
+        if &got != want {
+            let names = |g: &[Gate]| g.iter().map(|g| g.as_str()).collect::<Vec<_>>();
+            failures.push(format!(
+                "expected blocked_by {:?}, got {:?}",
+                names(want),
+                names(&got)
+            ));
+        }
+    }
+    failures
+}
+
+/// `[id#index, …]`.
+pub fn show_matched(list: &[ExpectMatched]) -> String {
+    let items: Vec<String> = list
+        .iter()
+        .map(|m| match m.index {
+            Some(i) => format!("{}#{i}", m.policy_id),
+            None => m.policy_id.clone(),
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// A decision's `matched` as `[id#index (kind, effect), …]`, for reports.
+pub fn describe_matched(d: &Decision) -> String {
+    let items: Vec<String> = d
+        .matched
+        .iter()
+        .map(|m| {
+            let at = m.index.map(|i| format!("#{i}")).unwrap_or_default();
+            format!(
+                "{}{at} ({}, {})",
+                m.policy_id,
+                m.kind.as_str(),
+                m.effect.as_str()
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::bundle::{Bundle, Diagnostic, Finding, Severity, err::BundleErrorKind};
 use crate::eval::json::{context_pairs, session_policy_text};
-use crate::eval::{Decision, Gate, Outcome, Request, RequestLimits, RequestParts};
+use crate::eval::{Decision, Gate, InvalidRequest, Outcome, Request, RequestLimits, RequestParts};
 use crate::policy::document::UniqueMap;
 use crate::policy::locate::{self, Position};
 use crate::policy::parse::json_error;
@@ -44,7 +44,10 @@ struct CaseShape<'a> {
     explain: bool,
     #[serde(default)]
     now: Option<String>,
-    expect: String,
+    #[serde(default)]
+    expect: Option<String>,
+    #[serde(default)]
+    expect_invalid: Option<String>,
     #[serde(default)]
     expect_matched: Option<Vec<ExpectMatched>>,
     #[serde(default)]
@@ -64,6 +67,15 @@ pub struct ExpectMatched {
     pub index: Option<u32>,
 }
 
+/// What a case expects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// This decision.
+    Decision(Outcome),
+    /// The request is refused, naming this field (`principal`, `context[k]`, …).
+    Invalid(String),
+}
+
 /// A parsed test case.
 #[derive(Debug)]
 pub struct TestCase {
@@ -75,12 +87,12 @@ pub struct TestCase {
     pub suite: Option<String>,
     /// Name (or rule, or `case N`).
     pub label: String,
-    /// The request.
-    pub request: Request,
+    /// The request, or why it was refused.
+    pub request: Result<Request, InvalidRequest>,
     /// Fixed server clock, when given.
     pub now: Option<SystemTime>,
-    /// Expected decision.
-    pub expect: Outcome,
+    /// Expected decision, or the field a refused request must name.
+    pub expect: Expect,
     /// Expected `matched` (policy id, index), in order.
     pub expect_matched: Option<Vec<ExpectMatched>>,
     /// Expected missing keys (lower-cased, sorted).
@@ -136,17 +148,26 @@ pub fn parse_tests(bundle: &Bundle, limits: &RequestLimits) -> (Vec<TestCase>, V
                 .clone()
                 .or_else(|| c.rule.clone())
                 .unwrap_or_else(|| format!("case {i}"));
-            let expect = match Outcome::parse(&c.expect) {
-                Some(o) => o,
-                None => {
+            let expect = match (&c.expect, &c.expect_invalid) {
+                (Some(e), None) => match Outcome::parse(e) {
+                    Some(o) => Expect::Decision(o),
+                    None => {
+                        errors.push(case_error(
+                            &f.path,
+                            src,
+                            format!("{ptr}/expect"),
+                            format!("`expect` must be `Allow`, `ExplicitDeny` or `ImplicitDeny`, not `{e}`"),
+                        ));
+                        continue;
+                    }
+                },
+                (None, Some(field)) => Expect::Invalid(field.clone()),
+                _ => {
                     errors.push(case_error(
                         &f.path,
                         src,
-                        format!("{ptr}/expect"),
-                        format!(
-                            "`expect` must be `Allow`, `ExplicitDeny` or `ImplicitDeny`, not `{}`",
-                            c.expect
-                        ),
+                        ptr.clone(),
+                        "a case needs exactly one of `expect` and `expect_invalid`".into(),
                     ));
                     continue;
                 }
@@ -195,19 +216,17 @@ pub fn parse_tests(bundle: &Bundle, limits: &RequestLimits) -> (Vec<TestCase>, V
                     explain: c.explain || c.expect_blocked_by.is_some(),
                 })
             })();
-            let request = match parts.and_then(|p| Request::new(p, limits)) {
-                Ok(r) => r,
-                Err(e) => {
-                    let field = e.field.split('[').next().unwrap_or("").to_owned();
-                    errors.push(case_error(
-                        &f.path,
-                        src,
-                        format!("{ptr}/{field}"),
-                        e.to_string(),
-                    ));
-                    continue;
-                }
-            };
+            let request = parts.and_then(|p| Request::new(p, limits));
+            if let (Err(e), Expect::Decision(_)) = (&request, &expect) {
+                let field = e.field.split('[').next().unwrap_or("").to_owned();
+                errors.push(case_error(
+                    &f.path,
+                    src,
+                    format!("{ptr}/{field}"),
+                    e.to_string(),
+                ));
+                continue;
+            }
             let expect_missing = c.expect_missing_context_keys.map(|mut keys| {
                 keys.iter_mut().for_each(|k| *k = k.to_lowercase());
                 keys.sort();
@@ -236,8 +255,8 @@ pub fn parse_tests(bundle: &Bundle, limits: &RequestLimits) -> (Vec<TestCase>, V
 pub struct CaseResult<'c> {
     /// The case.
     pub case: &'c TestCase,
-    /// What the evaluator decided.
-    pub decision: Decision,
+    /// What the evaluator decided (`None` when the request was refused).
+    pub decision: Option<Decision>,
     /// What differed from the expectation (empty: passed).
     pub failures: Vec<String>,
 }
@@ -249,26 +268,55 @@ pub fn run<'c>(
 ) -> Vec<CaseResult<'c>> {
     cases
         .iter()
-        .map(|case| {
-            let decision = evaluate(&case.request, case.now.unwrap_or_else(SystemTime::now));
-            let failures = check(case, &decision);
-            CaseResult {
-                case,
-                decision,
-                failures,
+        .map(|case| match (&case.request, &case.expect) {
+            (Ok(req), Expect::Decision(_)) => {
+                let decision = evaluate(req, case.now.unwrap_or_else(SystemTime::now));
+                let failures = check(case, &decision);
+                CaseResult {
+                    case,
+                    decision: Some(decision),
+                    failures,
+                }
             }
+            (Ok(req), Expect::Invalid(field)) => {
+                let decision = evaluate(req, case.now.unwrap_or_else(SystemTime::now));
+                CaseResult {
+                    case,
+                    failures: vec![format!(
+                        "expected the request to be refused naming `{field}`, but it was decided {}",
+                        decision.outcome.as_str()
+                    )],
+                    decision: Some(decision),
+                }
+            }
+            (Err(e), Expect::Invalid(field)) => CaseResult {
+                case,
+                decision: None,
+                failures: if &e.field == field {
+                    Vec::new()
+                } else {
+                    vec![format!("expected the request refused naming `{field}`, got `{e}`")]
+                },
+            },
+            (Err(e), Expect::Decision(_)) => CaseResult {
+                case,
+                decision: None,
+                failures: vec![format!("request refused: {e}")],
+            },
         })
         .collect()
 }
 
 fn check(case: &TestCase, d: &Decision) -> Vec<String> {
     let mut failures = Vec::new();
-    if d.outcome != case.expect {
-        failures.push(format!(
-            "expected {}, got {}",
-            case.expect.as_str(),
-            d.outcome.as_str()
-        ));
+    if let Expect::Decision(want) = case.expect {
+        if d.outcome != want {
+            failures.push(format!(
+                "expected {}, got {}",
+                want.as_str(),
+                d.outcome.as_str()
+            ));
+        }
     }
     if let Some(want) = &case.expect_matched {
         let got: Vec<ExpectMatched> = d

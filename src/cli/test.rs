@@ -52,15 +52,17 @@ pub fn run(args: TestArgs) -> Exit {
         for f in &r.failures {
             println!("  {f}");
         }
-        println!(
-            "  got {} by {}",
-            r.decision.outcome.as_str(),
-            suite::describe_matched(&r.decision)
-        );
-        if let Some(e) = &r.decision.explanation {
-            if !e.blocked_by.is_empty() {
-                let gates: Vec<&str> = e.blocked_by.iter().map(|g| g.as_str()).collect();
-                println!("  blocked by {}", gates.join(", "));
+        if let Some(d) = &r.decision {
+            println!(
+                "  got {} by {}",
+                d.outcome.as_str(),
+                suite::describe_matched(d)
+            );
+            if let Some(e) = &d.explanation {
+                if !e.blocked_by.is_empty() {
+                    let gates: Vec<&str> = e.blocked_by.iter().map(|g| g.as_str()).collect();
+                    println!("  blocked by {}", gates.join(", "));
+                }
             }
         }
     }

@@ -454,7 +454,7 @@ mod tests {
             ("aws:SourceIp".into(), vec![]),
             ("AWS:sourceip".into(), vec![]),
         ];
-        assert_eq!(field(p), "context[aws:SourceIp]");
+        assert_eq!(field(p), "context[AWS:sourceip]");
         let mut p = parts(ok, "s3:GetObject", "*");
         p.session_policy = Some("{\"Statement\": []}".into());
         assert_eq!(field(p), "session_policy");

@@ -83,15 +83,19 @@ pub fn serde_offset(text: &str, line: usize, column: usize) -> usize {
 /// Turn a serde_json error on `text` into a located policy error.
 pub fn json_error(text: &str, err: &serde_json::Error) -> PolicyError {
     let offset = serde_offset(text, err.line(), err.column());
-    let pointer = if err.is_syntax() || err.is_eof() {
-        String::new()
+    let (pointer, offset) = if err.is_syntax() || err.is_eof() {
+        (String::new(), offset.saturating_sub(1))
     } else {
-        locate::pointer_at_offset(text, offset)
+        // A shape error: name the element, and point at it rather than at
+        // where serde stopped reading.
+        let pointer = locate::pointer_at_offset(text, offset);
+        let at = locate::offset_of_pointer(text, &pointer).unwrap_or(offset.saturating_sub(1));
+        (pointer, at)
     };
     let message = strip_serde_position(&err.to_string());
     PolicyError {
         pointer,
-        offset: Some(offset.saturating_sub(1)),
+        offset: Some(offset),
         kind: E::Json(message),
     }
 }

@@ -1,0 +1,406 @@
+//! The `verdict` binary, end to end: `eval`, `check` and `test` on the
+//! example bundle, on broken bundles (tests/fixtures/broken), on a `.tar.gz`
+//! and on a Kubernetes ConfigMap layout; exit statuses as api.md defines.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const KMS: &str = "examples/bundles/kms";
+const KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn verdict(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run verdict")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn eval_one_request_prints_the_decision() {
+    let o = verdict(&[
+        "eval",
+        "--bundle",
+        KMS,
+        "--principal",
+        "arn:aws:iam::111122223333:user/frank",
+        "--action",
+        "kms:Encrypt",
+        "--resource",
+        KEY,
+        "--explain",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let d: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(d["decision"], "Allow");
+    assert_eq!(d["bundle_revision"], "2026-11-28.1");
+    assert_eq!(d["matched"][0]["policy_id"], "keys/default-key-policy");
+    assert_eq!(d["matched"][0]["kind"], "key_policy");
+    assert_eq!(
+        d["matched"][1]["policy_id"],
+        "kms/encrypt-decrypt-specific-keys"
+    );
+    assert_eq!(d["matched"][1]["line"], 3);
+    assert_eq!(d["explanation"]["allowed_by_boundary"], true);
+}
+
+#[test]
+fn eval_context_flags() {
+    let base = [
+        "eval",
+        "--bundle",
+        KMS,
+        "--principal",
+        "arn:aws:sts::111122223333:assumed-role/PaymentsWorker/i-1",
+        "--action",
+        "kms:Decrypt",
+        "--resource",
+        KEY,
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let o = verdict(&args);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()["decision"].clone()
+    };
+    assert_eq!(
+        with(&["--context", "kms:EncryptionContext:dept=payments"]),
+        "Allow"
+    );
+    assert_eq!(
+        with(&[
+            "--context-json",
+            r#"{"kms:EncryptionContext:dept": "payments"}"#
+        ]),
+        "Allow"
+    );
+    assert_eq!(
+        with(&["--context", "kms:EncryptionContext:dept="]),
+        "ImplicitDeny"
+    );
+    assert_eq!(with(&[]), "ImplicitDeny");
+}
+
+#[test]
+fn eval_invalid_request_exits_1_naming_the_field() {
+    let o = verdict(&[
+        "eval",
+        "--bundle",
+        KMS,
+        "--principal",
+        "anonymous",
+        "--action",
+        "kms:Decrypt",
+        "--resource",
+        KEY,
+    ]);
+    assert_eq!(code(&o), 1);
+    let e: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(e["error"]["field"], "principal");
+    let o = verdict(&[
+        "eval",
+        "--bundle",
+        KMS,
+        "--principal",
+        "arn:aws:iam::111122223333:root",
+        "--action",
+        "Decrypt",
+        "--resource",
+        KEY,
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).contains("\"field\":\"action\""));
+}
+
+#[test]
+fn eval_requests_file_keeps_order_and_reports_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("requests.jsonl");
+    let lines = [
+        format!(
+            r#"{{"principal": "arn:aws:iam::111122223333:user/dave", "action": "kms:Encrypt", "resource": "{KEY}"}}"#
+        ),
+        r#"{"principal": "arn:aws:iam::111122223333:user/dave", "action": "kms:Encrypt"}"#
+            .to_owned(),
+        "not json".to_owned(),
+        format!(
+            r#"{{"principal": "arn:aws:sts::111122223333:assumed-role/PaymentsWorker/x", "action": "kms:Decrypt", "resource": "{KEY}", "context": {{"kms:EncryptionContext:dept": "payments"}}, "explain": true}}"#
+        ),
+        format!(
+            r#"{{"principal": "arn:aws:iam::111122223333:user/dave", "action": "kms:Encrypt", "resource": "{KEY}", "context": {{"k": null}}}}"#
+        ),
+    ];
+    fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let o = verdict(&[
+        "eval",
+        "--bundle",
+        KMS,
+        "--requests",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let out: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out.len(), 5);
+    assert_eq!(out[0]["decision"], "Allow");
+    assert_eq!(out[1]["error"]["line"], 2);
+    assert_eq!(out[1]["error"]["field"], "resource");
+    assert_eq!(out[2]["error"]["line"], 3);
+    assert_eq!(out[3]["decision"], "Allow");
+    assert_eq!(
+        out[3]["explanation"]["grant_id"],
+        "abcde1237f76e4ba7987489ac329fbfba6ad343d6f7075dbd1ef191f0120514a"
+    );
+    assert_eq!(out[4]["error"]["field"], "context[k]");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(
+        code(&verdict(&[
+            "eval",
+            "--bundle",
+            "https://example.com/b.tar.gz",
+            "--requests",
+            "-"
+        ])),
+        2
+    );
+    assert_eq!(
+        code(&verdict(&[
+            "eval",
+            "--bundle",
+            "/nonexistent",
+            "--requests",
+            "-"
+        ])),
+        2
+    );
+    assert_eq!(code(&verdict(&["eval", "--principal", "x"])), 2);
+    assert_eq!(code(&verdict(&["check", "/nonexistent"])), 2);
+    assert_eq!(code(&verdict(&["check", "Cargo.toml"])), 2);
+    assert_eq!(code(&verdict(&["test"])), 2);
+    assert_eq!(code(&verdict(&["frobnicate"])), 2);
+}
+
+#[test]
+fn check_and_test_the_example_bundle() {
+    let o = verdict(&["check", KMS]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("0 error(s)"));
+    let o = verdict(&["test", KMS]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains(" passed, 0 failed"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn test_reports_failures_with_what_it_got() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join(KMS), dir.path());
+    fs::write(
+        dir.path().join("tests/wrong.json"),
+        format!(
+            r#"{{"name": "wrong", "cases": [{{"name": "dave may not encrypt", "principal": "arn:aws:iam::111122223333:user/dave",
+               "action": "kms:Encrypt", "resource": "{KEY}", "expect": "ImplicitDeny"}}]}}"#
+        ),
+    )
+    .unwrap();
+    let o = verdict(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    let out = stdout(&o);
+    assert!(out.contains("FAIL tests/wrong.json:1:"), "{out}");
+    assert!(out.contains("expected ImplicitDeny, got Allow"), "{out}");
+    assert!(
+        out.contains("kms/encrypt-decrypt-any-key-in-account#0 (group, Allow)"),
+        "{out}"
+    );
+    // check validates tests/ too: an unknown expectation is an error with its location.
+    fs::write(
+        dir.path().join("tests/wrong.json"),
+        r#"{"cases": [{"principal": "arn:aws:iam::111122223333:user/dave", "action": "kms:Encrypt", "resource": "*", "expect": "Maybe"}]}"#,
+    )
+    .unwrap();
+    let o = verdict(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("error: tests/wrong.json:1:"),
+        "{}",
+        stderr(&o)
+    );
+    // No tests/: a warning, exit 0.
+    fs::remove_dir_all(dir.path().join("tests")).unwrap();
+    let o = verdict(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 0);
+    assert!(stderr(&o).contains("no tests/"));
+}
+
+#[test]
+fn tar_gz_bundles_load_with_or_without_a_top_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, prefix) in [("flat.tar.gz", ""), ("nested.tgz", "kms-bundle/")] {
+        let path = dir.path().join(name);
+        let file = fs::File::create(&path).unwrap();
+        let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        tar.append_dir_all(
+            prefix.trim_end_matches('/').to_owned() + if prefix.is_empty() { "." } else { "" },
+            root().join(KMS),
+        )
+        .unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+        let o = verdict(&["test", path.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{name}: {}{}", stdout(&o), stderr(&o));
+        assert!(stdout(&o).contains(" passed, 0 failed"));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn configmap_volume_is_read_through_data() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("..2026_11_28_06_00_00.123");
+    copy_dir(&root().join(KMS), &version);
+    symlink("..2026_11_28_06_00_00.123", dir.path().join("..data")).unwrap();
+    for name in [
+        "manifest.json",
+        "principals.json",
+        "resources.json",
+        "grants.json",
+        "policies",
+        "tests",
+    ] {
+        symlink(format!("..data/{name}"), dir.path().join(name)).unwrap();
+    }
+    // An older version left behind must not be read.
+    let old = dir.path().join("..2026_11_27_00_00_00.000");
+    fs::create_dir_all(&old).unwrap();
+    fs::write(old.join("manifest.json"), "{broken").unwrap();
+    let o = verdict(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let o = verdict(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 0);
+    assert!(!stderr(&o).contains("warning:"), "{}", stderr(&o));
+}
+
+#[derive(serde::Deserialize)]
+struct Expect {
+    errors: Vec<ExpectedError>,
+}
+
+#[derive(serde::Deserialize)]
+struct ExpectedError {
+    file: String,
+    pointer: String,
+    line: Option<u32>,
+    column: Option<u32>,
+    contains: String,
+}
+
+#[test]
+fn broken_bundles_give_located_errors() {
+    let corpus = root().join("tests/fixtures/broken");
+    let mut cases: Vec<PathBuf> = fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 30);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let bundle = case.join("bundle");
+        let bundle = bundle.to_str().unwrap();
+        let expect: Expect =
+            serde_json::from_str(&fs::read_to_string(case.join("expect.json")).unwrap()).unwrap();
+        let o = verdict(&["check", bundle]);
+        let err = stderr(&o);
+        if code(&o) != 1 {
+            failures.push(format!("{name}: check exited {} (want 1)\n{err}", code(&o)));
+        }
+        for e in &expect.errors {
+            let mut prefix = String::from("error: ");
+            if !e.file.is_empty() {
+                prefix.push_str(&e.file);
+                if let (Some(l), Some(c)) = (e.line, e.column) {
+                    prefix.push_str(&format!(":{l}:{c}"));
+                }
+                prefix.push_str(": ");
+            }
+            if !e.pointer.is_empty() {
+                prefix.push_str(&e.pointer);
+                prefix.push_str(": ");
+            }
+            if !err
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(&e.contains))
+            {
+                failures.push(format!(
+                    "{name}: no line `{prefix}…{}…` in:\n{err}",
+                    e.contains
+                ));
+            }
+        }
+        let o = verdict(&[
+            "eval",
+            "--bundle",
+            bundle,
+            "--principal",
+            "arn:aws:iam::111122223333:root",
+            "--action",
+            "s3:GetObject",
+            "--resource",
+            "*",
+        ]);
+        if code(&o) != 2 {
+            failures.push(format!("{name}: eval exited {} (want 2)", code(&o)));
+        }
+        if !stdout(&o).is_empty() {
+            failures.push(format!(
+                "{name}: eval printed a decision for a bundle that does not load"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

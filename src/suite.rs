@@ -336,7 +336,11 @@ fn check(case: &TestCase, d: &Decision) -> Vec<String> {
         }
     }
     if let Some(want) = &case.expect_missing {
-        if want != &d.missing_context_keys {
+        if !want
+            .iter()
+            .map(String::as_str)
+            .eq(d.missing_context_keys.iter().map(|k| &**k))
+        {
             failures.push(format!(
                 "expected missing_context_keys {want:?}, got {:?}",
                 d.missing_context_keys

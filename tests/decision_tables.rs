@@ -20,7 +20,8 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 use verdict::bundle::{LoadOptions, load};
-use verdict::eval::{EvalOptions, RequestLimits, reference};
+use verdict::compile::Snapshot;
+use verdict::eval::{EvalOptions, RequestLimits, logic, reference};
 use verdict::policy::{BaseOperator, Operator};
 use verdict::suite;
 
@@ -107,33 +108,52 @@ fn run_table(path: &Path, cov: &mut Coverage) -> Vec<String> {
         trust_session_tags: table.options.trust_session_tags,
         default_context: table.options.default_context.clone().into_iter().collect(),
     };
+    // Both evaluators decide every case; the compiled one must agree with the
+    // reference to the last field, with and without explain.
+    let snapshot = Snapshot::compile(bundle, &eval_opts, 1);
+    let disagreements = std::cell::RefCell::new(Vec::new());
     let results = suite::run(&cases, &|req, now: SystemTime| {
-        reference::evaluate(bundle, req, &eval_opts, now)
-    });
-    results
-        .iter()
-        .filter(|r| !r.failures.is_empty())
-        .map(|r| {
-            let got = r
-                .decision
-                .as_ref()
-                .map(|d| {
-                    format!(
-                        " (got {} by {})",
-                        d.outcome.as_str(),
-                        suite::describe_matched(d)
-                    )
-                })
-                .unwrap_or_default();
-            format!(
-                "{} line {}: {}: {}{got}",
+        let want = reference::evaluate(bundle, req, &eval_opts, now);
+        let got = logic::evaluate(&snapshot, req, now);
+        let mut explained = req.clone();
+        explained.explain = true;
+        let want_explained = reference::evaluate(bundle, &explained, &eval_opts, now);
+        let got_explained = logic::evaluate(&snapshot, &explained, now);
+        if got != want || got_explained != want_explained {
+            disagreements.borrow_mut().push(format!(
+                "{}: {} {} {}: compiled and reference disagree:\n  compiled  {:?}\n  reference {:?}",
                 path.file_name().unwrap().to_string_lossy(),
-                r.case.position.line,
-                r.case.label,
-                r.failures.join("; ")
-            )
-        })
-        .collect()
+                req.principal,
+                req.action,
+                req.resource,
+                got_explained,
+                want_explained
+            ));
+        }
+        want
+    });
+    let mut out = disagreements.into_inner();
+    for r in results.iter().filter(|r| !r.failures.is_empty()) {
+        let got = r
+            .decision
+            .as_ref()
+            .map(|d| {
+                format!(
+                    " (got {} by {})",
+                    d.outcome.as_str(),
+                    suite::describe_matched(d)
+                )
+            })
+            .unwrap_or_default();
+        out.push(format!(
+            "{} line {}: {}: {}{got}",
+            path.file_name().unwrap().to_string_lossy(),
+            r.case.position.line,
+            r.case.label,
+            r.failures.join("; ")
+        ));
+    }
+    out
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::bundle::KeyState;
 use crate::policy::locate::Position;
 use crate::policy::{Effect, PolicyKind};
@@ -65,8 +67,14 @@ impl MatchedStatement {
     }
 }
 
+/// The statements of a decision, inline for the common sizes.
+pub type MatchedList = SmallVec<[MatchedStatement; 6]>;
+
+/// Missing context keys, inline for the common sizes.
+pub type MissingKeys = SmallVec<[Arc<str>; 4]>;
+
 /// Sort and deduplicate a `matched` list (evaluation.md §8).
-pub fn normalize_matched(list: &mut Vec<MatchedStatement>) {
+pub fn normalize_matched(list: &mut MatchedList) {
     list.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     list.dedup_by(|a, b| a.sort_key() == b.sort_key());
 }
@@ -176,9 +184,9 @@ pub struct Decision {
     /// Outcome.
     pub outcome: Outcome,
     /// The statements that decided, in the order of §8.
-    pub matched: Vec<MatchedStatement>,
+    pub matched: MatchedList,
     /// Context keys tested by plain operators and absent, lower-cased, sorted.
-    pub missing_context_keys: Vec<String>,
+    pub missing_context_keys: MissingKeys,
     /// The bundle revision that decided.
     pub bundle_revision: Arc<str>,
     /// Why, when the request asked.

@@ -210,7 +210,7 @@ pub struct DecisionJson<'a> {
     /// Deciding statements.
     pub matched: Vec<MatchedJson<'a>>,
     /// Missing keys.
-    pub missing_context_keys: &'a [String],
+    pub missing_context_keys: &'a [std::sync::Arc<str>],
     /// Revision.
     pub bundle_revision: &'a str,
     /// Explanation.

@@ -5,9 +5,11 @@
 //! one passed in.
 
 pub mod decision;
+pub mod env;
 pub mod facts;
 pub mod json;
 pub mod kms;
+pub mod logic;
 pub mod reference;
 pub mod request;
 

@@ -810,7 +810,7 @@ impl Interp<'_> {
 
         let mut grant_used: Option<Arc<str>> = None;
         let mut key_state_blocked: Option<KeyState> = None;
-        let (outcome, mut matched) = if !denies.is_empty() {
+        let (outcome, matched) = if !denies.is_empty() {
             (Outcome::ExplicitDeny, denies)
         } else {
             let path_ok = |s: Strength| match s {
@@ -961,6 +961,7 @@ impl Interp<'_> {
                 None => (Outcome::ImplicitDeny, Vec::new()),
             }
         };
+        let mut matched: MatchedList = matched.into();
         normalize_matched(&mut matched);
 
         let explanation = req.explain.then(|| {
@@ -1075,7 +1076,10 @@ impl Interp<'_> {
         Decision {
             outcome,
             matched,
-            missing_context_keys: std::mem::take(&mut self.missing).into_iter().collect(),
+            missing_context_keys: std::mem::take(&mut self.missing)
+                .into_iter()
+                .map(Arc::from)
+                .collect(),
             bundle_revision: bundle.revision.clone(),
             explanation,
             reads_server_clock: self.clock_read,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::compile::statement::CPolicy;
 use crate::policy::principal::{PrincipalArn, canonical_arn, is_service_principal, split_arn};
 use crate::policy::{PolicyDocument, PolicyKind, check_place, parse_document};
 
@@ -198,6 +199,8 @@ impl Context {
 pub struct SessionPolicy {
     /// The document.
     pub document: PolicyDocument,
+    /// The document compiled for the fast evaluator.
+    pub compiled: CPolicy,
 }
 
 /// A validated request.
@@ -218,6 +221,8 @@ pub struct Request {
     pub service: Box<str>,
     /// Action name, lower-cased.
     pub name: Box<str>,
+    /// `service:name`, lower-cased.
+    pub action_key: Box<str>,
     /// The resource: `*` or an ARN, canonical (first five pieces lower-cased).
     pub resource: String,
     /// The context.
@@ -342,8 +347,10 @@ pub fn parse_session_policy(
     if let Some(e) = errors.into_iter().next() {
         return Err(first_error(&e.pointer, e.kind.to_string()));
     }
+    let compiled = CPolicy::compile(Arc::from("session_policy"), &parsed.document);
     Ok(SessionPolicy {
         document: parsed.document,
+        compiled,
     })
 }
 
@@ -368,6 +375,7 @@ impl Request {
         }
         let caller = parse_caller(&parts.principal)?;
         let (service, name) = parse_action(&parts.action)?;
+        let action_key: Box<str> = format!("{service}:{name}").into();
         let resource = parse_resource(&parts.resource)?;
         let context = Context::new(parts.context, limits)?;
         let session_policy = match parts.session_policy.as_deref() {
@@ -406,6 +414,7 @@ impl Request {
             action: parts.action,
             service,
             name,
+            action_key,
             resource,
             context,
             session_policy,

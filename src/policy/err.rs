@@ -84,7 +84,7 @@ pub enum PolicyErrorKind {
         expected: &'static str,
     },
     /// `Principal`/`NotPrincipal` where the place forbids it.
-    #[error("`{element}` is not allowed in a {place}")]
+    #[error("`{element}` is not allowed in {place}")]
     PrincipalNotAllowed {
         /// `Principal` or `NotPrincipal`.
         element: &'static str,
@@ -92,7 +92,7 @@ pub enum PolicyErrorKind {
         place: &'static str,
     },
     /// No `Principal`/`NotPrincipal` where the place requires one.
-    #[error("every statement of a {0} needs `Principal` or `NotPrincipal`")]
+    #[error("every statement of {0} needs `Principal` or `NotPrincipal`")]
     PrincipalRequired(&'static str),
     /// `NotPrincipal` with `Allow`.
     #[error("`NotPrincipal` is only allowed with `\"Effect\": \"Deny\"`")]

@@ -8,9 +8,23 @@
 
 use super::template::{Part, Template};
 
-/// Case folding used everywhere the language is case-insensitive.
+/// Case folding of one character, as the language compares ignoring case:
+/// the simple lower-case mapping when it is one character, else the
+/// character itself (so folding never changes a string's length in chars).
+pub fn fold_char(c: char) -> char {
+    if c.is_ascii() {
+        return c.to_ascii_lowercase();
+    }
+    let mut lower = c.to_lowercase();
+    match (lower.next(), lower.next()) {
+        (Some(l), None) => l,
+        _ => c,
+    }
+}
+
+/// A string folded character by character ([`fold_char`]).
 pub fn fold(s: &str) -> String {
-    s.chars().flat_map(char::to_lowercase).collect()
+    s.chars().map(fold_char).collect()
 }
 
 /// One pattern token.
@@ -57,12 +71,12 @@ pub fn matches(pattern: &[Tok], text: &str, fold_case: bool) -> bool {
         (
             pattern
                 .iter()
-                .flat_map(|t| match *t {
-                    Tok::Ch(c) => c.to_lowercase().map(Tok::Ch).collect::<Vec<_>>(),
-                    other => vec![other],
+                .map(|t| match *t {
+                    Tok::Ch(c) => Tok::Ch(fold_char(c)),
+                    other => other,
                 })
                 .collect(),
-            text.chars().flat_map(char::to_lowercase).collect(),
+            text.chars().map(fold_char).collect(),
         )
     } else {
         (pattern.to_vec(), text.chars().collect())

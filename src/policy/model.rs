@@ -96,18 +96,18 @@ impl PolicyKind {
         matches!(self, Self::Resource | Self::KeyPolicy | Self::Rcp)
     }
 
-    /// Human name, for messages.
+    /// Human name with its article, for messages.
     pub fn describe(self) -> &'static str {
         match self {
-            Self::Scp => "service control policy",
-            Self::Rcp => "resource control policy",
-            Self::Resource => "resource-based policy",
-            Self::KeyPolicy => "key policy",
-            Self::Identity => "identity policy",
-            Self::Group => "group policy",
-            Self::Boundary => "permissions boundary",
-            Self::Session => "session policy",
-            Self::Grant => "grant",
+            Self::Scp => "a service control policy",
+            Self::Rcp => "a resource control policy",
+            Self::Resource => "a resource-based policy",
+            Self::KeyPolicy => "a key policy",
+            Self::Identity => "an identity policy",
+            Self::Group => "a group policy",
+            Self::Boundary => "a permissions boundary",
+            Self::Session => "a session policy",
+            Self::Grant => "a grant",
         }
     }
 }

@@ -7,9 +7,9 @@ use std::time::SystemTime;
 use clap::Args;
 
 use super::{Exit, bundle_path, load_bundle};
-use crate::bundle::Bundle;
+use crate::compile::Snapshot;
 use crate::eval::json::{DecisionJson, ErrorBody, ErrorJson, parse_request_line};
-use crate::eval::{EvalOptions, InvalidRequest, Request, RequestLimits, RequestParts, reference};
+use crate::eval::{EvalOptions, InvalidRequest, Request, RequestLimits, RequestParts, logic};
 
 /// Arguments of `verdict eval`.
 #[derive(Debug, Args)]
@@ -70,12 +70,11 @@ pub fn run(args: EvalArgs) -> Exit {
     let Ok(loaded) = load_bundle(&path, false, true) else {
         return Exit::Usage;
     };
-    let bundle = loaded.bundle;
+    let snapshot = Snapshot::compile(&loaded.bundle, &EvalOptions::default(), 0);
     let limits = RequestLimits::default();
-    let opts = EvalOptions::default();
     match &args.requests {
-        Some(file) => run_lines(&bundle, file, &limits, &opts),
-        None => run_one(&bundle, &args, &limits, &opts),
+        Some(file) => run_lines(&snapshot, file, &limits),
+        None => run_one(&snapshot, &args, &limits),
     }
 }
 
@@ -130,13 +129,13 @@ fn print_error(out: &mut impl Write, line: Option<usize>, e: &InvalidRequest) ->
     out.write_all(b"\n")
 }
 
-fn run_one(bundle: &Bundle, args: &EvalArgs, limits: &RequestLimits, opts: &EvalOptions) -> Exit {
+fn run_one(snapshot: &Snapshot, args: &EvalArgs, limits: &RequestLimits) -> Exit {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let request = single_parts(args).and_then(|p| Request::new(p, limits));
     let result = match request {
         Ok(req) => {
-            let d = reference::evaluate(bundle, &req, opts, SystemTime::now());
+            let d = logic::evaluate(snapshot, &req, SystemTime::now());
             serde_json::to_writer_pretty(&mut out, &DecisionJson::new(&d))
                 .map_err(io::Error::from)
                 .and_then(|()| out.write_all(b"\n"))
@@ -150,7 +149,7 @@ fn run_one(bundle: &Bundle, args: &EvalArgs, limits: &RequestLimits, opts: &Eval
     })
 }
 
-fn run_lines(bundle: &Bundle, file: &str, limits: &RequestLimits, opts: &EvalOptions) -> Exit {
+fn run_lines(snapshot: &Snapshot, file: &str, limits: &RequestLimits) -> Exit {
     let input: Box<dyn BufRead> = if file == "-" {
         Box::new(io::stdin().lock())
     } else {
@@ -171,7 +170,7 @@ fn run_lines(bundle: &Bundle, file: &str, limits: &RequestLimits, opts: &EvalOpt
             let line = line?;
             match parse_request_line(&line).and_then(|p| Request::new(p, limits)) {
                 Ok(req) => {
-                    let d = reference::evaluate(bundle, &req, opts, now);
+                    let d = logic::evaluate(snapshot, &req, now);
                     serde_json::to_writer(&mut out, &DecisionJson::new(&d))?;
                     out.write_all(b"\n")?;
                 }

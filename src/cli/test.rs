@@ -4,7 +4,8 @@
 use clap::Args;
 
 use super::{Exit, bundle_path, load_bundle, print_diagnostics};
-use crate::eval::{EvalOptions, RequestLimits, reference};
+use crate::compile::Snapshot;
+use crate::eval::{EvalOptions, RequestLimits, logic};
 use crate::suite;
 
 /// Arguments of `verdict test`.
@@ -34,10 +35,8 @@ pub fn run(args: TestArgs) -> Exit {
     }
     let (cases, errors) = suite::parse_tests(bundle, &RequestLimits::default());
     print_diagnostics(&errors);
-    let opts = EvalOptions::default();
-    let results = suite::run(&cases, &|req, now| {
-        reference::evaluate(bundle, req, &opts, now)
-    });
+    let snapshot = Snapshot::compile(bundle, &EvalOptions::default(), 0);
+    let results = suite::run(&cases, &|req, now| logic::evaluate(&snapshot, req, now));
     let mut failed = 0usize;
     for r in &results {
         if r.failures.is_empty() {

@@ -18,10 +18,21 @@ use rustc_hash::FxHashMap;
 use crate::bundle::{Bundle, GrantConstraint, GrantOperation, KeyInfo, Policy, Tag};
 use crate::eval::EvalOptions;
 use crate::policy::PolicyKind;
-use statement::{ActionTable, CPolicy, CPrincipal};
+use statement::{ActionIndex, ActionTable, CPolicy, CPrincipal};
 
 /// Index of a compiled policy in [`CompiledBundle::policies`].
 pub type PolicyIdx = u32;
+
+/// A statement of an identity's effective policy set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IdEntry {
+    /// The policy.
+    pub policy: PolicyIdx,
+    /// The statement in it.
+    pub stmt: u32,
+    /// How it is attached (`identity` or `group`).
+    pub kind: PolicyKind,
+}
 
 /// A user or role with its effective policy set.
 #[derive(Debug)]
@@ -30,6 +41,11 @@ pub struct CIdentity {
     pub arn: Arc<str>,
     /// Identity policies, with the kind they count as (`identity` or `group`).
     pub policies: Box<[(PolicyIdx, PolicyKind)]>,
+    /// Every statement of those policies, indexed by action once for the
+    /// identity, so a request looks up its candidates in one place.
+    pub index: ActionIndex<IdEntry>,
+    /// Whether policies of kind `identity` (and of kind `group`) are attached.
+    pub has_kind: (bool, bool),
     /// Permissions boundary.
     pub boundary: Option<PolicyIdx>,
     /// Tags, sorted by lower-cased key.
@@ -194,6 +210,11 @@ pub fn compile(bundle: &Bundle, opts: &EvalOptions) -> CompiledBundle {
         }
         identities.push(CIdentity {
             arn: i.arn_text.clone(),
+            has_kind: (
+                set.iter().any(|(_, k)| *k == PolicyKind::Identity),
+                set.iter().any(|(_, k)| *k == PolicyKind::Group),
+            ),
+            index: ActionIndex::empty(),
             policies: set.into(),
             boundary: i.boundary.as_ref().map(|p| intern(p, policies)),
             tags: i.tags.clone().into(),
@@ -290,6 +311,19 @@ pub fn compile(bundle: &Bundle, opts: &EvalOptions) -> CompiledBundle {
     let mut table = ActionTable::default();
     for p in &mut policies {
         p.build_index(&mut table);
+    }
+    for identity in &mut identities {
+        let entries = identity.policies.iter().flat_map(|&(policy, kind)| {
+            policies
+                .get(policy as usize)
+                .into_iter()
+                .flat_map(|p| p.statements.iter().enumerate())
+                .map(move |(i, st)| {
+                    let stmt = u32::try_from(i).unwrap_or(u32::MAX);
+                    (IdEntry { policy, stmt, kind }, st)
+                })
+        });
+        identity.index = ActionIndex::build(entries, &mut table);
     }
     let mut default_context: Vec<DefaultEntry> = opts
         .default_context

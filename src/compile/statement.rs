@@ -67,6 +67,10 @@ pub enum CResource {
         pieces: Box<[CText]>,
         /// A short pattern whose last piece does not end in `*` (never matches).
         never: bool,
+        /// Bit `i` set: piece `i` (of the five case-insensitive ones) is plain
+        /// text stored case-folded, so an ASCII request piece (which requests
+        /// carry lower-cased) compares byte for byte.
+        prefolded: u8,
     },
 }
 
@@ -156,6 +160,27 @@ pub struct CStatement {
     pub mentions_clock: bool,
 }
 
+fn compile_arn(pieces: &[Template]) -> CResource {
+    let six = pieces.len() == 6;
+    let mut prefolded = 0u8;
+    let compiled = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match p.parts() {
+            [crate::policy::template::Part::Text(t)] if six && i < 5 => {
+                prefolded |= 1 << i;
+                CText::Plain(Matcher::glob(&crate::policy::glob::fold(t)))
+            }
+            _ => CText::compile(p, true),
+        })
+        .collect();
+    CResource::Arn {
+        never: pieces.len() < 6 && !pieces.last().is_some_and(Template::ends_with_wildcard),
+        pieces: compiled,
+        prefolded,
+    }
+}
+
 fn is_clock(source: &KeySource) -> bool {
     matches!(source, KeySource::CurrentTime | KeySource::EpochTime)
 }
@@ -170,11 +195,7 @@ impl CStatement {
                 .iter()
                 .map(|r| match r {
                     ResourcePattern::Any => CResource::Any,
-                    ResourcePattern::Arn(a) => CResource::Arn {
-                        never: a.pieces.len() < 6
-                            && !a.pieces.last().is_some_and(Template::ends_with_wildcard),
-                        pieces: a.pieces.iter().map(|p| CText::compile(p, true)).collect(),
-                    },
+                    ResourcePattern::Arn(a) => compile_arn(&a.pieces),
                 })
                 .collect(),
         });
@@ -246,17 +267,113 @@ impl ActionTable {
     }
 }
 
-/// Statement indexes of one policy by action.
-#[derive(Clone, Debug, Default)]
-pub struct ActionIndex {
-    /// (action id, statement), sorted.
-    exact: Box<[(u32, u32)]>,
-    /// (service id, statement) for wildcard name patterns, sorted.
-    by_service: Box<[(u32, u32)]>,
-    /// Statements with `Action: "*"`.
-    any: Box<[u32]>,
-    /// `NotAction` statements (checked for every request).
-    negated: Box<[u32]>,
+/// Statements indexed by action: exact names in a sorted list, wildcard
+/// name patterns bucketed by service, `Action: "*"` and `NotAction` apart.
+/// `T` says where a statement is (an index into one policy, or a policy and
+/// statement for an identity's merged index).
+#[derive(Clone, Debug)]
+pub struct ActionIndex<T> {
+    /// (action id, entry), sorted.
+    exact: Box<[(u32, T)]>,
+    /// (service id, entry) for wildcard name patterns, sorted.
+    by_service: Box<[(u32, T)]>,
+    /// Entries with `Action: "*"`.
+    any: Box<[T]>,
+    /// `NotAction` entries (checked for every request).
+    negated: Box<[T]>,
+}
+
+impl<T> ActionIndex<T> {
+    /// An index of nothing.
+    pub fn empty() -> Self {
+        Self {
+            exact: Box::new([]),
+            by_service: Box::new([]),
+            any: Box::new([]),
+            negated: Box::new([]),
+        }
+    }
+}
+
+impl<T: Copy + Ord> ActionIndex<T> {
+    /// Index statements, interning their names in `table`. A statement is
+    /// listed at most once for any one action: under its exact names, unless
+    /// a wildcard pattern of the same service lists it under the service.
+    pub fn build<'a>(
+        entries: impl Iterator<Item = (T, &'a CStatement)>,
+        table: &mut ActionTable,
+    ) -> Self {
+        let mut exact = Vec::new();
+        let mut by_service = Vec::new();
+        let mut any = Vec::new();
+        let mut negated = Vec::new();
+        for (entry, st) in entries {
+            if st.actions.negated {
+                negated.push(entry);
+                continue;
+            }
+            if st.actions.any {
+                any.push(entry);
+                continue;
+            }
+            let wild_services: SmallVec<[&str; 4]> = st
+                .actions
+                .named
+                .iter()
+                .filter(|(_, m)| !matches!(m, Matcher::Exact(_)))
+                .map(|(s, _)| &**s)
+                .collect();
+            for (service, m) in st.actions.named.iter() {
+                match m {
+                    Matcher::Exact(name) if !wild_services.contains(&&**service) => {
+                        exact.push((table.action_id(&format!("{service}:{name}")), entry));
+                    }
+                    Matcher::Exact(_) => {}
+                    _ => by_service.push((table.service_id(service), entry)),
+                }
+            }
+        }
+        exact.sort_unstable();
+        exact.dedup();
+        by_service.sort_unstable();
+        by_service.dedup();
+        any.sort_unstable();
+        any.dedup();
+        negated.sort_unstable();
+        negated.dedup();
+        Self {
+            exact: exact.into(),
+            by_service: by_service.into(),
+            any: any.into(),
+            negated: negated.into(),
+        }
+    }
+
+    /// The entries whose statement's action matches, each once.
+    pub fn candidates<'s, const N: usize>(
+        &self,
+        action: &ActionKey<'_>,
+        statement: impl Fn(T) -> Option<&'s CStatement>,
+        out: &mut SmallVec<[T; N]>,
+    ) where
+        [T; N]: smallvec::Array<Item = T>,
+    {
+        let matches =
+            |e: T| statement(e).is_some_and(|st| st.actions.matches(action.service, action.name));
+        if let Some(id) = action.action_id {
+            out.extend(range(&self.exact, id).iter().map(|(_, e)| *e));
+        }
+        if let Some(id) = action.service_id {
+            out.extend(
+                range(&self.by_service, id)
+                    .iter()
+                    .map(|(_, e)| *e)
+                    .filter(|e| matches(*e)),
+            );
+        }
+        out.extend(self.any.iter().copied());
+        out.extend(self.negated.iter().copied().filter(|e| matches(*e)));
+    }
 }
 
 /// Policies smaller than this are scanned, not indexed.
@@ -276,7 +393,7 @@ pub struct ActionKey<'r> {
 }
 
 /// The entries of a sorted (key, statement) list with this key.
-fn range(list: &[(u32, u32)], key: u32) -> &[(u32, u32)] {
+fn range<T>(list: &[(u32, T)], key: u32) -> &[(u32, T)] {
     let start = list.partition_point(|(k, _)| *k < key);
     let end = list.partition_point(|(k, _)| *k <= key);
     list.get(start..end).unwrap_or(&[])
@@ -290,7 +407,7 @@ pub struct CPolicy {
     /// Statements.
     pub statements: Box<[CStatement]>,
     /// Action index (large policies only).
-    pub index: Option<ActionIndex>,
+    pub index: Option<ActionIndex<u32>>,
 }
 
 /// Candidate statements of a policy for one request (their action matches).
@@ -306,84 +423,31 @@ impl CPolicy {
         }
     }
 
-    /// Build the action index, interning names in `table`.
+    /// Build the action index (large policies only), interning names in `table`.
     pub fn build_index(&mut self, table: &mut ActionTable) {
         if self.statements.len() < INDEX_MIN_STATEMENTS {
             return;
         }
-        let mut exact = Vec::new();
-        let mut by_service = Vec::new();
-        let mut any = Vec::new();
-        let mut negated = Vec::new();
-        for (i, st) in self.statements.iter().enumerate() {
-            let i = u32::try_from(i).unwrap_or(u32::MAX);
-            if st.actions.negated {
-                negated.push(i);
-                continue;
-            }
-            if st.actions.any {
-                any.push(i);
-                continue;
-            }
-            for (service, m) in st.actions.named.iter() {
-                match m {
-                    Matcher::Exact(name) => {
-                        exact.push((table.action_id(&format!("{service}:{name}")), i))
-                    }
-                    _ => by_service.push((table.service_id(service), i)),
-                }
-            }
-        }
-        exact.sort_unstable();
-        exact.dedup();
-        by_service.sort_unstable();
-        by_service.dedup();
-        self.index = Some(ActionIndex {
-            exact: exact.into(),
-            by_service: by_service.into(),
-            any: any.into(),
-            negated: negated.into(),
-        });
+        let entries = self
+            .statements
+            .iter()
+            .enumerate()
+            .map(|(i, st)| (u32::try_from(i).unwrap_or(u32::MAX), st));
+        self.index = Some(ActionIndex::build(entries, table));
     }
 
-    /// The statements that can apply to the action, deduplicated.
+    /// The statements whose action matches, each once.
     pub fn candidates(&self, action: &ActionKey<'_>, out: &mut Candidates) {
         out.clear();
-        let Some(ix) = &self.index else {
-            for (i, st) in self.statements.iter().enumerate() {
-                if st.actions.matches(action.service, action.name) {
-                    out.push(u32::try_from(i).unwrap_or(u32::MAX));
+        match &self.index {
+            Some(ix) => ix.candidates(action, |i| self.statements.get(i as usize), out),
+            None => {
+                for (i, st) in self.statements.iter().enumerate() {
+                    if st.actions.matches(action.service, action.name) {
+                        out.push(u32::try_from(i).unwrap_or(u32::MAX));
+                    }
                 }
             }
-            return;
-        };
-        if let Some(id) = action.action_id {
-            out.extend(range(&ix.exact, id).iter().map(|(_, s)| *s));
-        }
-        if let Some(id) = action.service_id {
-            for (_, s) in range(&ix.by_service, id) {
-                let hit = self
-                    .statements
-                    .get(*s as usize)
-                    .is_some_and(|st| st.actions.matches(action.service, action.name));
-                if hit {
-                    out.push(*s);
-                }
-            }
-        }
-        out.extend(ix.any.iter().copied());
-        for s in ix.negated.iter() {
-            let hit = self
-                .statements
-                .get(*s as usize)
-                .is_some_and(|st| st.actions.matches(action.service, action.name));
-            if hit {
-                out.push(*s);
-            }
-        }
-        if out.len() > 1 {
-            out.sort_unstable();
-            out.dedup();
         }
     }
 }

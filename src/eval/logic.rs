@@ -23,7 +23,7 @@ use crate::compile::pattern::equals_segments;
 use crate::compile::statement::{
     ActionKey, CPolicy, CPrincipal, CPrincipals, CResource, CResources, CStatement, Candidates,
 };
-use crate::compile::{CGrant, PolicyIdx, Snapshot, op_bit};
+use crate::compile::{CGrant, IdEntry, PolicyIdx, Snapshot, op_bit};
 use crate::policy::value::{self, Decimal};
 use crate::policy::{BaseOperator, Effect, PolicyKind, SetQualifier};
 
@@ -163,7 +163,11 @@ impl<'s> Eval<'s> {
         let lookup = |k: &CKey| self.env.var(k, kind);
         let any = block.items.iter().any(|r| match r {
             CResource::Any => true,
-            CResource::Arn { pieces, never } => {
+            CResource::Arn {
+                pieces,
+                never,
+                prefolded,
+            } => {
                 if *never {
                     return false;
                 }
@@ -171,12 +175,18 @@ impl<'s> Eval<'s> {
                     return false;
                 };
                 let n = pieces.len();
-                if n == 6 {
-                    return pieces
-                        .iter()
-                        .zip(parts.iter())
+                if let ([p0, p1, p2, p3, p4, p5], [r0, r1, r2, r3, r4, r5]) = (&**pieces, &parts) {
+                    // The resource part first: it differs most often.
+                    if p5.matches(r5, true, false, &lookup) != Some(true) {
+                        return false;
+                    }
+                    return [(p0, r0), (p1, r1), (p2, r2), (p3, r3), (p4, r4)]
+                        .into_iter()
                         .enumerate()
-                        .all(|(i, (p, r))| p.matches(r, true, i < 5, &lookup) == Some(true));
+                        .all(|(i, (p, r))| {
+                            let fold = prefolded & (1 << i) == 0 || !r.is_ascii();
+                            p.matches(r, true, fold, &lookup) == Some(true)
+                        });
                 }
                 let (Some(last), Some(first_rest)) =
                     (pieces.last(), parts.get(n.saturating_sub(1)))
@@ -486,20 +496,49 @@ impl<'s> Eval<'s> {
         let mut id_sum = Summary::default();
         let (mut identity_kind, mut group_kind) = (None::<Summary>, None::<Summary>);
         if let Some(i) = identity {
-            for &(p, kind) in i.policies.iter() {
-                if let Some(policy) = bundle.policy(p) {
-                    let s = self.policy(policy, kind, None);
-                    id_sum.allow |= s.allow;
-                    id_sum.deny |= s.deny;
-                    let slot = if kind == PolicyKind::Group {
-                        &mut group_kind
-                    } else {
-                        &mut identity_kind
-                    };
-                    let acc = slot.get_or_insert_with(Summary::default);
-                    acc.allow |= s.allow;
-                    acc.deny |= s.deny;
+            if i.has_kind.0 {
+                identity_kind = Some(Summary::default());
+            }
+            if i.has_kind.1 {
+                group_kind = Some(Summary::default());
+            }
+            let mut entries: SmallVec<[IdEntry; 16]> = SmallVec::new();
+            let statement = |e: IdEntry| {
+                bundle
+                    .policy(e.policy)
+                    .and_then(|p| p.statements.get(e.stmt as usize))
+            };
+            i.index.candidates(&self.action, statement, &mut entries);
+            for e in entries {
+                let (Some(policy), Some(st)) = (bundle.policy(e.policy), statement(e)) else {
+                    continue;
+                };
+                let Some(strength) = self.statement(st, e.kind) else {
+                    continue;
+                };
+                let slot = if e.kind == PolicyKind::Group {
+                    &mut group_kind
+                } else {
+                    &mut identity_kind
+                };
+                let acc = slot.get_or_insert_with(Summary::default);
+                match st.effect {
+                    Effect::Allow => {
+                        acc.allow = true;
+                        id_sum.allow = true;
+                    }
+                    Effect::Deny => {
+                        acc.deny = true;
+                        id_sum.deny = true;
+                    }
                 }
+                self.hits.push(Hit {
+                    policy,
+                    st,
+                    kind: e.kind,
+                    level: None,
+                    strength,
+                });
             }
         }
         let pb_sum = identity

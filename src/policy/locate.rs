@@ -17,19 +17,54 @@ pub struct Position {
     pub column: u32,
 }
 
-/// JSON text with an index of line starts, for offset → line:column.
+/// JSON text with an index of line starts, for offset → line:column in
+/// constant time (generated bundles are often one long line).
 #[derive(Debug)]
 pub struct SourceText {
     text: String,
     line_starts: Vec<usize>,
+    /// For non-ASCII text: (byte offset, characters before it) every
+    /// [`CHECKPOINT`] bytes or so; empty for ASCII text.
+    checkpoints: Vec<(usize, usize)>,
 }
+
+const CHECKPOINT: usize = 1024;
 
 impl SourceText {
     /// Index `text`.
     pub fn new(text: String) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(memchr_newlines(text.as_bytes()));
-        Self { text, line_starts }
+        let mut checkpoints = Vec::new();
+        if !text.is_ascii() {
+            let mut chars = 0usize;
+            let mut next = 0usize;
+            for (i, _) in text.char_indices() {
+                if i >= next {
+                    checkpoints.push((i, chars));
+                    next = i + CHECKPOINT;
+                }
+                chars += 1;
+            }
+        }
+        Self {
+            text,
+            line_starts,
+            checkpoints,
+        }
+    }
+
+    /// Characters in `text[..offset]` (`offset` on a char boundary).
+    fn chars_before(&self, offset: usize) -> usize {
+        if self.checkpoints.is_empty() {
+            return offset;
+        }
+        let i = match self.checkpoints.binary_search_by(|(b, _)| b.cmp(&offset)) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let (byte, chars) = self.checkpoints.get(i).copied().unwrap_or((0, 0));
+        chars + self.text.get(byte..offset).map_or(0, |s| s.chars().count())
     }
 
     /// The text.
@@ -45,10 +80,11 @@ impl SourceText {
             Err(i) => i.saturating_sub(1),
         };
         let start = self.line_starts.get(line_idx).copied().unwrap_or(0);
-        let column = self
-            .text
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count());
+        let mut offset = offset;
+        while offset > start && !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let column = self.chars_before(offset) - self.chars_before(start);
         Position {
             line: u32::try_from(line_idx + 1).unwrap_or(u32::MAX),
             column: u32::try_from(column + 1).unwrap_or(u32::MAX),
@@ -539,6 +575,17 @@ mod tests {
         assert_eq!(src.position(3), Position { line: 2, column: 1 });
         assert_eq!(src.position(7), Position { line: 2, column: 4 });
         assert_eq!(src.position(8), Position { line: 3, column: 1 });
+        // Long non-ASCII lines use checkpoints.
+        let long = format!("{}é{}x", "a".repeat(3000), "b".repeat(3000));
+        let src = SourceText::new(long.clone());
+        let x = long.find('x').unwrap();
+        assert_eq!(
+            src.position(x),
+            Position {
+                line: 1,
+                column: 6002
+            }
+        );
     }
 
     #[test]

@@ -160,7 +160,7 @@ pub struct Statement {
     /// `Principal` or `NotPrincipal` (resource-based kinds only).
     pub principal: Option<Block<PrincipalEntry>>,
     /// `Condition`, flattened: every entry must hold.
-    pub conditions: Vec<Condition>,
+    pub conditions: Box<[Condition]>,
     /// Where the statement starts in its file.
     pub position: Position,
 }
@@ -171,7 +171,7 @@ pub struct Block<T> {
     /// Whether this is the `Not…` form.
     pub negated: bool,
     /// The values (never empty).
-    pub items: Vec<T>,
+    pub items: Box<[T]>,
 }
 
 /// One `Action` value.
@@ -203,7 +203,7 @@ pub enum ResourcePattern {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArnPattern {
     /// The pieces.
-    pub pieces: Vec<Template>,
+    pub pieces: Box<[Template]>,
 }
 
 /// One `Principal`/`NotPrincipal` value.
@@ -392,7 +392,7 @@ pub struct Condition {
     /// The key as written.
     pub written_key: Box<str>,
     /// The values, parsed for the operator.
-    pub values: Vec<ConditionValue>,
+    pub values: Box<[ConditionValue]>,
 }
 
 /// A condition value parsed for its operator.

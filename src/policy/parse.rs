@@ -241,7 +241,7 @@ fn statement(
         action,
         resource,
         principal,
-        conditions,
+        conditions: conditions.into_boxed_slice(),
         position,
     })
 }
@@ -341,7 +341,10 @@ fn actions(
             }
         }
     }
-    ok.then_some(Block { negated, items })
+    ok.then_some(Block {
+        negated,
+        items: items.into_boxed_slice(),
+    })
 }
 
 /// Parse one action value.
@@ -413,9 +416,14 @@ fn resources(
                 cx.warn(&p, W::VariableInArnPiece(name));
             }
         }
-        items.push(ResourcePattern::Arn(ArnPattern { pieces }));
+        items.push(ResourcePattern::Arn(ArnPattern {
+            pieces: pieces.into_boxed_slice(),
+        }));
     }
-    ok.then_some(Block { negated, items })
+    ok.then_some(Block {
+        negated,
+        items: items.into_boxed_slice(),
+    })
 }
 
 fn principals(
@@ -480,7 +488,10 @@ fn principals(
             }
         }
     }
-    ok.then_some(Block { negated, items })
+    ok.then_some(Block {
+        negated,
+        items: items.into_boxed_slice(),
+    })
 }
 
 /// Parse one principal value of a principal type.
@@ -565,7 +576,7 @@ fn conditions(cx: &mut Ctx, ptr: &str, block: &UniqueMap<UniqueMap<&RawValue>>) 
                 op,
                 key: lower.into(),
                 written_key: key.as_str().into(),
-                values,
+                values: values.into_boxed_slice(),
             });
         }
     }
@@ -665,7 +676,7 @@ fn condition_value(
         ValueType::Arn => {
             let t = template(cx);
             ConditionValue::Arn(ArnPattern {
-                pieces: t.split_colons(5),
+                pieces: t.split_colons(5).into_boxed_slice(),
             })
         }
         ValueType::Null => {

@@ -15,7 +15,7 @@ pub enum Part {
     /// Literal characters (from `${*}`, `${?}`, `${$}`), never wildcards.
     Literal(Box<str>),
     /// A policy variable.
-    Var(Variable),
+    Var(Box<Variable>),
 }
 
 /// `${key}` or `${key, 'default'}`.
@@ -30,53 +30,35 @@ pub struct Variable {
 }
 
 /// Text with optional policy variables.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+///
+/// Most policy text is a single plain part; it is stored inline, so that a
+/// resource ARN cut into six pieces costs six string allocations, not twelve.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
+    repr: Repr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Repr {
+    One(Part),
+    Many(Box<[Part]>),
+}
+
+impl Default for Template {
+    fn default() -> Self {
+        Self {
+            repr: Repr::Many(Box::new([])),
+        }
+    }
+}
+
+/// Parts under construction; [`Builder::finish`] makes the template.
+#[derive(Default)]
+struct Builder {
     parts: Vec<Part>,
 }
 
-/// What parsing noticed besides the template itself.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ParseNotes {
-    /// A `${` that does not start a well-formed variable (kept as text).
-    pub malformed_variable: bool,
-}
-
-impl Template {
-    /// Plain text: no variable recognition.
-    pub fn plain(text: &str) -> Self {
-        let mut t = Self::default();
-        t.push_text(text);
-        t
-    }
-
-    /// Parse `text`; variables are recognised only if `variables` is set.
-    pub fn parse(text: &str, variables: bool) -> (Self, ParseNotes) {
-        let mut notes = ParseNotes::default();
-        if !variables || !text.contains("${") {
-            return (Self::plain(text), notes);
-        }
-        let mut t = Self::default();
-        let mut rest = text;
-        while let Some(pos) = rest.find("${") {
-            let (before, from) = rest.split_at(pos);
-            t.push_text(before);
-            match parse_variable(from) {
-                Some((part, used)) => {
-                    t.push(part);
-                    rest = from.get(used..).unwrap_or("");
-                }
-                None => {
-                    notes.malformed_variable = true;
-                    t.push_text("$");
-                    rest = from.get(1..).unwrap_or("");
-                }
-            }
-        }
-        t.push_text(rest);
-        (t, notes)
-    }
-
+impl Builder {
     fn push_text(&mut self, text: &str) {
         if text.is_empty() {
             return;
@@ -107,20 +89,78 @@ impl Template {
         }
     }
 
+    fn finish(mut self) -> Template {
+        let repr = if self.parts.len() == 1 {
+            match self.parts.pop() {
+                Some(p) => Repr::One(p),
+                None => Repr::Many(Box::new([])),
+            }
+        } else {
+            Repr::Many(self.parts.into_boxed_slice())
+        };
+        Template { repr }
+    }
+}
+
+/// What parsing noticed besides the template itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParseNotes {
+    /// A `${` that does not start a well-formed variable (kept as text).
+    pub malformed_variable: bool,
+}
+
+impl Template {
+    /// Plain text: no variable recognition.
+    pub fn plain(text: &str) -> Self {
+        let mut b = Builder::default();
+        b.push_text(text);
+        b.finish()
+    }
+
+    /// Parse `text`; variables are recognised only if `variables` is set.
+    pub fn parse(text: &str, variables: bool) -> (Self, ParseNotes) {
+        let mut notes = ParseNotes::default();
+        if !variables || !text.contains("${") {
+            return (Self::plain(text), notes);
+        }
+        let mut t = Builder::default();
+        let mut rest = text;
+        while let Some(pos) = rest.find("${") {
+            let (before, from) = rest.split_at(pos);
+            t.push_text(before);
+            match parse_variable(from) {
+                Some((part, used)) => {
+                    t.push(part);
+                    rest = from.get(used..).unwrap_or("");
+                }
+                None => {
+                    notes.malformed_variable = true;
+                    t.push_text("$");
+                    rest = from.get(1..).unwrap_or("");
+                }
+            }
+        }
+        t.push_text(rest);
+        (t.finish(), notes)
+    }
+
     /// The parts, in order.
     pub fn parts(&self) -> &[Part] {
-        &self.parts
+        match &self.repr {
+            Repr::One(p) => std::slice::from_ref(p),
+            Repr::Many(parts) => parts,
+        }
     }
 
     /// Whether any variable occurs.
     pub fn has_variables(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Var(_)))
+        self.parts().iter().any(|p| matches!(p, Part::Var(_)))
     }
 
     /// The variables, in order.
     pub fn variables(&self) -> impl Iterator<Item = &Variable> {
-        self.parts.iter().filter_map(|p| match p {
-            Part::Var(v) => Some(v),
+        self.parts().iter().filter_map(|p| match p {
+            Part::Var(v) => Some(&**v),
             _ => None,
         })
     }
@@ -128,7 +168,7 @@ impl Template {
     /// The text as written (variables and escapes in their `${…}` form).
     pub fn source(&self) -> String {
         let mut s = String::new();
-        for p in &self.parts {
+        for p in self.parts() {
             match p {
                 Part::Text(t) => s.push_str(t),
                 Part::Literal(l) => {
@@ -146,12 +186,12 @@ impl Template {
 
     /// Whether the template is text only and ends with `*` written as a wildcard.
     pub fn ends_with_wildcard(&self) -> bool {
-        matches!(self.parts.last(), Some(Part::Text(t)) if t.ends_with('*'))
+        matches!(self.parts().last(), Some(Part::Text(t)) if t.ends_with('*'))
     }
 
     /// Whether a wildcard character occurs in the written text.
     pub fn has_wildcard(&self) -> bool {
-        self.parts
+        self.parts()
             .iter()
             .any(|p| matches!(p, Part::Text(t) if t.contains(['*', '?'])))
     }
@@ -159,9 +199,9 @@ impl Template {
     /// Cut at the first `max_cuts` colons of the written text (colons inside
     /// variables and literals do not count).
     pub fn split_colons(&self, max_cuts: usize) -> Vec<Template> {
-        let mut out = vec![Template::default()];
+        let mut out = vec![Builder::default()];
         let mut cuts = 0;
-        for p in &self.parts {
+        for p in self.parts() {
             match p {
                 Part::Text(t) => {
                     let mut rest: &str = t;
@@ -171,7 +211,7 @@ impl Template {
                         if let Some(cur) = out.last_mut() {
                             cur.push_text(head);
                         }
-                        out.push(Template::default());
+                        out.push(Builder::default());
                         cuts += 1;
                         rest = tail.get(1..).unwrap_or("");
                     }
@@ -186,19 +226,19 @@ impl Template {
                 }
             }
         }
-        out
+        out.into_iter().map(Builder::finish).collect()
     }
 
     /// This template with variables made plain text (as written).
     pub fn without_variables(&self) -> Template {
-        let mut t = Template::default();
-        for p in &self.parts {
+        let mut t = Builder::default();
+        for p in self.parts() {
             match p {
                 Part::Var(v) => t.push_text(&v.raw),
                 other => t.push(other.clone()),
             }
         }
-        t
+        t.finish()
     }
 }
 
@@ -268,11 +308,11 @@ fn parse_variable(s: &str) -> Option<(Part, usize)> {
     };
     let used = 2 + end;
     Some((
-        Part::Var(Variable {
+        Part::Var(Box::new(Variable {
             key: key.to_lowercase().into(),
             default,
             raw: s.get(..used)?.into(),
-        }),
+        })),
         used,
     ))
 }
@@ -282,11 +322,11 @@ mod tests {
     use super::*;
 
     fn var(key: &str, default: Option<&str>, raw: &str) -> Part {
-        Part::Var(Variable {
+        Part::Var(Box::new(Variable {
             key: key.into(),
             default: default.map(Into::into),
             raw: raw.into(),
-        })
+        }))
     }
 
     #[test]

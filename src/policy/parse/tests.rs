@@ -122,8 +122,8 @@ fn numbers_keep_their_text() {
     .unwrap();
     let c = &p.document.statements[0].conditions[1];
     assert_eq!(
-        c.values,
-        vec![
+        &*c.values,
+        &[
             ConditionValue::String(Template::plain("1.10")),
             ConditionValue::String(Template::plain("true"))
         ]
@@ -235,8 +235,8 @@ fn principals_parse_strictly() {
     .unwrap();
     let items = &p.document.statements[0].principal.as_ref().unwrap().items;
     assert_eq!(
-        items,
-        &vec![
+        &**items,
+        &[
             PrincipalEntry::Everyone,
             PrincipalEntry::Account("111122223333".into()),
             PrincipalEntry::Account("444455556666".into()),

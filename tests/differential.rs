@@ -373,15 +373,20 @@ fn statement(kind: u8, v2012: bool) -> impl Strategy<Value = Value> {
 }
 
 fn policy(kind: u8) -> impl Strategy<Value = Value> {
-    any::<bool>().prop_flat_map(move |v2012| {
-        prop::collection::vec(statement(kind, v2012), 1..4).prop_map(move |st| {
-            let mut d = json!({"Statement": st});
-            if v2012 {
-                d["Version"] = json!("2012-10-17");
-            }
-            d
+    // Mostly small policies; some large enough to be indexed by action.
+    (
+        any::<bool>(),
+        prop_oneof![4 => Just(1usize..4), 1 => Just(8usize..14)],
+    )
+        .prop_flat_map(move |(v2012, count)| {
+            prop::collection::vec(statement(kind, v2012), count).prop_map(move |st| {
+                let mut d = json!({"Statement": st});
+                if v2012 {
+                    d["Version"] = json!("2012-10-17");
+                }
+                d
+            })
         })
-    })
 }
 
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 use crate::bundle::{Bundle, GrantConstraint, GrantOperation, KeyInfo, Policy, Tag};
 use crate::eval::EvalOptions;
 use crate::policy::PolicyKind;
-use statement::{ActionIndex, ActionTable, CPolicy, CPrincipal};
+use statement::{ActionIndex, ActionTable, CPolicy, CPrincipal, ResFilter};
 
 /// Index of a compiled policy in [`CompiledBundle::policies`].
 pub type PolicyIdx = u32;
@@ -32,6 +32,8 @@ pub struct IdEntry {
     pub stmt: u32,
     /// How it is attached (`identity` or `group`).
     pub kind: PolicyKind,
+    /// The statement's resource prefilter.
+    pub filter: ResFilter,
 }
 
 /// A user or role with its effective policy set.
@@ -320,7 +322,16 @@ pub fn compile(bundle: &Bundle, opts: &EvalOptions) -> CompiledBundle {
                 .flat_map(|p| p.statements.iter().enumerate())
                 .map(move |(i, st)| {
                     let stmt = u32::try_from(i).unwrap_or(u32::MAX);
-                    (IdEntry { policy, stmt, kind }, st)
+                    let filter = st.filter();
+                    (
+                        IdEntry {
+                            policy,
+                            stmt,
+                            kind,
+                            filter,
+                        },
+                        st,
+                    )
                 })
         });
         identity.index = ActionIndex::build(entries, &mut table);

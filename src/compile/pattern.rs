@@ -162,19 +162,23 @@ fn ends_with_fold(text: &str, suffix: &str, fold: bool) -> bool {
     true
 }
 
+/// Pattern text; up to 24 bytes are stored inline, so that most matchers
+/// compare without following a pointer.
+pub type Text = compact_str::CompactString;
+
 /// A compiled plain pattern (no variables).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Matcher {
     /// `*`: anything.
     Any,
     /// No wildcard: equality.
-    Exact(Box<str>),
+    Exact(Text),
     /// `abc*`.
-    Prefix(Box<str>),
+    Prefix(Text),
     /// `*abc`.
-    Suffix(Box<str>),
+    Suffix(Text),
     /// Anything else: a general glob.
-    Glob(Box<str>),
+    Glob(Text),
 }
 
 impl Matcher {

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use super::condition::{CCondition, CText, KeySource};
-use super::pattern::Matcher;
+use super::pattern::{Matcher, Text};
 use crate::policy::locate::Position;
 use crate::policy::principal::PrincipalArn;
 use crate::policy::template::Template;
@@ -22,7 +22,7 @@ pub struct CActions {
     /// `*` is listed.
     pub any: bool,
     /// `service:pattern` values (lower-cased).
-    pub named: Box<[(Box<str>, Matcher)]>,
+    pub named: Box<[(Text, Matcher)]>,
 }
 
 impl CActions {
@@ -33,7 +33,7 @@ impl CActions {
             match p {
                 ActionPattern::Any => any = true,
                 ActionPattern::Named { service, name } => {
-                    named.push((service.clone(), Matcher::glob(name)))
+                    named.push((Text::from(&**service), Matcher::glob(name)))
                 }
             }
         }
@@ -63,8 +63,8 @@ pub enum CResource {
     /// An ARN pattern: 6 pieces, or fewer for a short pattern whose last
     /// piece absorbs the rest of the ARN.
     Arn {
-        /// The pieces.
-        pieces: Box<[CText]>,
+        /// The pieces (inline: matching one does not follow a pointer).
+        pieces: SmallVec<[CText; 6]>,
         /// A short pattern whose last piece does not end in `*` (never matches).
         never: bool,
         /// Bit `i` set: piece `i` (of the five case-insensitive ones) is plain
@@ -79,8 +79,8 @@ pub enum CResource {
 pub struct CResources {
     /// `NotResource`.
     pub negated: bool,
-    /// The values.
-    pub items: Box<[CResource]>,
+    /// The values (the first inline).
+    pub items: SmallVec<[CResource; 1]>,
 }
 
 /// A principal value, with its canonical ARN precomputed.
@@ -89,17 +89,17 @@ pub enum CPrincipal {
     /// `*`.
     Everyone,
     /// An account (id).
-    Account(Box<str>),
+    Account(Text),
     /// A user ARN.
-    User(Box<str>),
+    User(Text),
     /// A role ARN.
-    Role(Box<str>),
+    Role(Text),
     /// A role-session ARN.
-    Session(Box<str>),
+    Session(Text),
     /// A federated-user ARN.
-    Federated(Box<str>),
+    Federated(Text),
     /// A service principal.
-    Service(Box<str>),
+    Service(Text),
     /// Never matches (`Federated`, `CanonicalUser`).
     Never,
 }
@@ -109,18 +109,18 @@ impl CPrincipal {
     pub fn compile(e: &PrincipalEntry) -> Self {
         match e {
             PrincipalEntry::Everyone => Self::Everyone,
-            PrincipalEntry::Account(a) => Self::Account(a.clone()),
+            PrincipalEntry::Account(a) => Self::Account(Text::from(&**a)),
             PrincipalEntry::Arn(arn) => {
-                let text: Box<str> = arn.to_string().into();
+                let text = Text::from(arn.to_string());
                 match arn {
-                    PrincipalArn::Root { account, .. } => Self::Account(account.clone()),
+                    PrincipalArn::Root { account, .. } => Self::Account(Text::from(&**account)),
                     PrincipalArn::User { .. } => Self::User(text),
                     PrincipalArn::Role { .. } => Self::Role(text),
                     PrincipalArn::AssumedRole { .. } => Self::Session(text),
                     PrincipalArn::FederatedUser { .. } => Self::Federated(text),
                 }
             }
-            PrincipalEntry::Service(s) => Self::Service(s.clone()),
+            PrincipalEntry::Service(s) => Self::Service(Text::from(&**s)),
             PrincipalEntry::Unmatchable(_) => Self::Never,
         }
     }
@@ -237,6 +237,81 @@ impl CStatement {
     }
 }
 
+/// A cheap test that rules a statement out by its resource without reading
+/// the statement: for a statement whose only resource is an ARN pattern whose
+/// resource part is plain text or plain text followed by `*`, the length of
+/// that text and its last bytes. Kept in index entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResFilter {
+    /// Length of the literal resource part (0: no filter, admit everything).
+    len: u16,
+    /// The resource part is exactly the literal (no trailing `*`).
+    exact: bool,
+    /// Bytes kept from the end of the literal.
+    tail_len: u8,
+    /// The last bytes of the literal.
+    tail: [u8; 8],
+    /// The statement mentions a clock key (so skipping it must still note that).
+    pub clock: bool,
+}
+
+impl ResFilter {
+    fn of(st: &CStatement) -> Self {
+        let mut f = Self {
+            clock: st.mentions_clock,
+            ..Self::default()
+        };
+        let Some(r) = &st.resources else { return f };
+        let (
+            [
+                CResource::Arn {
+                    pieces,
+                    never: false,
+                    ..
+                },
+            ],
+            false,
+        ) = (&*r.items, r.negated)
+        else {
+            return f;
+        };
+        let (literal, exact) = match pieces.get(5) {
+            Some(CText::Plain(Matcher::Exact(s))) if pieces.len() == 6 => (s.as_str(), true),
+            Some(CText::Plain(Matcher::Prefix(s))) if pieces.len() == 6 => (s.as_str(), false),
+            _ => return f,
+        };
+        let (Ok(len), false) = (u16::try_from(literal.len()), literal.is_empty()) else {
+            return f;
+        };
+        let bytes = literal.as_bytes();
+        let k = bytes.len().min(8);
+        f.len = len;
+        f.exact = exact;
+        f.tail_len = u8::try_from(k).unwrap_or(0);
+        if let (Some(dst), Some(src)) = (f.tail.get_mut(..k), bytes.get(bytes.len() - k..)) {
+            dst.copy_from_slice(src);
+        }
+        f
+    }
+
+    /// Whether a statement with this filter can match a request whose
+    /// resource part is `rest` (`None`: the resource is not an ARN).
+    #[inline]
+    pub fn admits(&self, rest: Option<&str>) -> bool {
+        if self.len == 0 {
+            return true;
+        }
+        let Some(rest) = rest else { return false };
+        let b = rest.as_bytes();
+        let len = usize::from(self.len);
+        let k = usize::from(self.tail_len);
+        if (self.exact && b.len() != len) || b.len() < len {
+            return false;
+        }
+        b.get(len - k..len) == self.tail.get(..k)
+    }
+}
+
 /// Interned action names (`service:name`, lower-cased) and services, shared
 /// by every policy of a snapshot.
 #[derive(Debug, Default)]
@@ -267,16 +342,23 @@ impl ActionTable {
     }
 }
 
-/// Statements indexed by action: exact names in a sorted list, wildcard
-/// name patterns bucketed by service, `Action: "*"` and `NotAction` apart.
-/// `T` says where a statement is (an index into one policy, or a policy and
-/// statement for an identity's merged index).
+/// Statements indexed by action: exact names in a sorted key array with
+/// ranges into contiguous entries, wildcard name patterns grouped by service
+/// and distinct pattern, `Action: "*"` and `NotAction` apart. `T` says where a
+/// statement is (an index into one policy, or a policy and statement for an
+/// identity's merged index). The layout keeps a lookup to a few cache lines.
 #[derive(Clone, Debug)]
 pub struct ActionIndex<T> {
-    /// (action id, entry), sorted.
-    exact: Box<[(u32, T)]>,
-    /// (service id, entry) for wildcard name patterns, sorted.
-    by_service: Box<[(u32, T)]>,
+    /// Distinct action ids, sorted.
+    exact_keys: Box<[u32]>,
+    /// `exact_entries[bounds[i]..bounds[i + 1]]` are the entries of `exact_keys[i]`.
+    exact_bounds: Box<[u32]>,
+    /// Entries listed under exact names.
+    exact_entries: Box<[T]>,
+    /// (service id, name pattern, start, end) into `wild_entries`, sorted by service.
+    wild: Box<[(u32, Matcher, u32, u32)]>,
+    /// Entries listed under wildcard name patterns.
+    wild_entries: Box<[T]>,
     /// Entries with `Action: "*"`.
     any: Box<[T]>,
     /// `NotAction` entries (checked for every request).
@@ -287,24 +369,32 @@ impl<T> ActionIndex<T> {
     /// An index of nothing.
     pub fn empty() -> Self {
         Self {
-            exact: Box::new([]),
-            by_service: Box::new([]),
+            exact_keys: Box::new([]),
+            exact_bounds: Box::new([0]),
+            exact_entries: Box::new([]),
+            wild: Box::new([]),
+            wild_entries: Box::new([]),
             any: Box::new([]),
             negated: Box::new([]),
         }
     }
 }
 
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 impl<T: Copy + Ord> ActionIndex<T> {
     /// Index statements, interning their names in `table`. A statement is
-    /// listed at most once for any one action: under its exact names, unless
-    /// a wildcard pattern of the same service lists it under the service.
+    /// listed at most once for any one exact action: under its exact names,
+    /// unless a wildcard pattern of the same service lists it (with all its
+    /// patterns of that service) under the service.
     pub fn build<'a>(
         entries: impl Iterator<Item = (T, &'a CStatement)>,
         table: &mut ActionTable,
     ) -> Self {
-        let mut exact = Vec::new();
-        let mut by_service = Vec::new();
+        let mut exact: Vec<(u32, T)> = Vec::new();
+        let mut wild: Vec<(u32, String, Matcher, T)> = Vec::new();
         let mut any = Vec::new();
         let mut negated = Vec::new();
         for (entry, st) in entries {
@@ -328,22 +418,63 @@ impl<T: Copy + Ord> ActionIndex<T> {
                     Matcher::Exact(name) if !wild_services.contains(&&**service) => {
                         exact.push((table.action_id(&format!("{service}:{name}")), entry));
                     }
-                    Matcher::Exact(_) => {}
-                    _ => by_service.push((table.service_id(service), entry)),
+                    m => wild.push((
+                        table.service_id(service),
+                        format!("{m:?}"),
+                        m.clone(),
+                        entry,
+                    )),
                 }
             }
         }
         exact.sort_unstable();
         exact.dedup();
-        by_service.sort_unstable();
-        by_service.dedup();
+        let mut exact_keys = Vec::new();
+        let mut exact_bounds = vec![0u32];
+        for (i, (k, _)) in exact.iter().enumerate() {
+            if exact_keys.last() != Some(k) {
+                if i > 0 {
+                    exact_bounds.push(to_u32(i));
+                }
+                exact_keys.push(*k);
+            }
+        }
+        if !exact.is_empty() {
+            exact_bounds.push(to_u32(exact.len()));
+        }
+        wild.sort_by(|a, b| (a.0, &a.1, a.3).cmp(&(b.0, &b.1, b.3)));
+        wild.dedup_by(|a, b| (a.0, &a.1, a.3) == (b.0, &b.1, b.3));
+        let mut groups: Vec<(u32, Matcher, u32, u32)> = Vec::new();
+        let mut wild_entries = Vec::with_capacity(wild.len());
+        let mut prev: Option<(u32, String)> = None;
+        for (service, key, m, entry) in wild {
+            let same = prev
+                .as_ref()
+                .is_some_and(|(s, k)| *s == service && *k == key);
+            if !same {
+                groups.push((
+                    service,
+                    m,
+                    to_u32(wild_entries.len()),
+                    to_u32(wild_entries.len()),
+                ));
+                prev = Some((service, key));
+            }
+            wild_entries.push(entry);
+            if let Some(g) = groups.last_mut() {
+                g.3 = to_u32(wild_entries.len());
+            }
+        }
         any.sort_unstable();
         any.dedup();
         negated.sort_unstable();
         negated.dedup();
         Self {
-            exact: exact.into(),
-            by_service: by_service.into(),
+            exact_keys: exact_keys.into(),
+            exact_bounds: exact_bounds.into(),
+            exact_entries: exact.into_iter().map(|(_, e)| e).collect(),
+            wild: groups.into(),
+            wild_entries: wild_entries.into(),
             any: any.into(),
             negated: negated.into(),
         }
@@ -358,21 +489,67 @@ impl<T: Copy + Ord> ActionIndex<T> {
     ) where
         [T; N]: smallvec::Array<Item = T>,
     {
-        let matches =
-            |e: T| statement(e).is_some_and(|st| st.actions.matches(action.service, action.name));
         if let Some(id) = action.action_id {
-            out.extend(range(&self.exact, id).iter().map(|(_, e)| *e));
+            if let Ok(i) = self.exact_keys.binary_search(&id) {
+                let start = self.exact_bounds.get(i).copied().unwrap_or(0) as usize;
+                let end = self.exact_bounds.get(i + 1).copied().unwrap_or(0) as usize;
+                out.extend(
+                    self.exact_entries
+                        .get(start..end)
+                        .unwrap_or(&[])
+                        .iter()
+                        .copied(),
+                );
+            }
         }
         if let Some(id) = action.service_id {
-            out.extend(
-                range(&self.by_service, id)
-                    .iter()
-                    .map(|(_, e)| *e)
-                    .filter(|e| matches(*e)),
-            );
+            let first = self.wild.partition_point(|(s, ..)| *s < id);
+            let before = out.len();
+            let mut groups = 0;
+            for (_, m, start, end) in self
+                .wild
+                .get(first..)
+                .unwrap_or(&[])
+                .iter()
+                .take_while(|(s, ..)| *s == id)
+            {
+                if m.matches(action.name, false) {
+                    groups += 1;
+                    out.extend(
+                        self.wild_entries
+                            .get(*start as usize..*end as usize)
+                            .unwrap_or(&[])
+                            .iter()
+                            .copied(),
+                    );
+                }
+            }
+            if groups > 1 {
+                // A statement with several matching patterns: keep it once.
+                if let Some(tail) = out.get_mut(before..) {
+                    tail.sort_unstable();
+                }
+                let mut i = before + 1;
+                while i < out.len() {
+                    if out.get(i) == out.get(i - 1) {
+                        out.remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
         }
         out.extend(self.any.iter().copied());
-        out.extend(self.negated.iter().copied().filter(|e| matches(*e)));
+        out.extend(self.negated.iter().copied().filter(|e| {
+            statement(*e).is_some_and(|st| st.actions.matches(action.service, action.name))
+        }));
+    }
+}
+
+impl CStatement {
+    /// The resource prefilter of this statement.
+    pub fn filter(&self) -> ResFilter {
+        ResFilter::of(self)
     }
 }
 
@@ -390,13 +567,6 @@ pub struct ActionKey<'r> {
     pub action_id: Option<u32>,
     /// Service id.
     pub service_id: Option<u32>,
-}
-
-/// The entries of a sorted (key, statement) list with this key.
-fn range<T>(list: &[(u32, T)], key: u32) -> &[(u32, T)] {
-    let start = list.partition_point(|(k, _)| *k < key);
-    let end = list.partition_point(|(k, _)| *k <= key);
-    list.get(start..end).unwrap_or(&[])
 }
 
 /// A compiled policy.

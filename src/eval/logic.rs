@@ -509,7 +509,15 @@ impl<'s> Eval<'s> {
                     .and_then(|p| p.statements.get(e.stmt as usize))
             };
             i.index.candidates(&self.action, statement, &mut entries);
+            let rest = self.env.res.pieces.map(|p| p[5]);
             for e in entries {
+                if !e.filter.admits(rest) {
+                    // Ruled out by its resource; the clock note still holds.
+                    if e.filter.clock && self.env.server_clock() {
+                        self.env.clock_read.set(true);
+                    }
+                    continue;
+                }
                 let (Some(policy), Some(st)) = (bundle.policy(e.policy), statement(e)) else {
                     continue;
                 };

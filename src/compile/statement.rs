@@ -57,6 +57,10 @@ impl CActions {
 
 /// A compiled `Resource` value.
 #[derive(Clone, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "ARN pieces are kept inline on purpose: matching a statement should not chase pointers"
+)]
 pub enum CResource {
     /// `*`.
     Any,

@@ -37,14 +37,12 @@ impl SourceText {
         line_starts.extend(memchr_newlines(text.as_bytes()));
         let mut checkpoints = Vec::new();
         if !text.is_ascii() {
-            let mut chars = 0usize;
             let mut next = 0usize;
-            for (i, _) in text.char_indices() {
+            for (chars, (i, _)) in text.char_indices().enumerate() {
                 if i >= next {
                     checkpoints.push((i, chars));
                     next = i + CHECKPOINT;
                 }
-                chars += 1;
             }
         }
         Self {

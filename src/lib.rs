@@ -5,9 +5,15 @@
 //! attachments, and [`eval`] decides requests exactly as AWS's evaluation
 //! logic does. [`cli`] wires these into the `verdict` binary.
 
+pub mod app;
 pub mod bundle;
+pub mod cache;
 pub mod cli;
 pub mod compile;
+pub mod config;
 pub mod eval;
 pub mod policy;
+pub mod proto;
+pub mod reload;
+pub mod service;
 pub mod suite;

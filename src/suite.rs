@@ -309,14 +309,14 @@ pub fn run<'c>(
 
 fn check(case: &TestCase, d: &Decision) -> Vec<String> {
     let mut failures = Vec::new();
-    if let Expect::Decision(want) = case.expect {
-        if d.outcome != want {
-            failures.push(format!(
-                "expected {}, got {}",
-                want.as_str(),
-                d.outcome.as_str()
-            ));
-        }
+    if let Expect::Decision(want) = case.expect
+        && d.outcome != want
+    {
+        failures.push(format!(
+            "expected {}, got {}",
+            want.as_str(),
+            d.outcome.as_str()
+        ));
     }
     if let Some(want) = &case.expect_matched {
         let got: Vec<ExpectMatched> = d
@@ -335,17 +335,16 @@ fn check(case: &TestCase, d: &Decision) -> Vec<String> {
             ));
         }
     }
-    if let Some(want) = &case.expect_missing {
-        if !want
+    if let Some(want) = &case.expect_missing
+        && !want
             .iter()
             .map(String::as_str)
             .eq(d.missing_context_keys.iter().map(|k| &**k))
-        {
-            failures.push(format!(
-                "expected missing_context_keys {want:?}, got {:?}",
-                d.missing_context_keys
-            ));
-        }
+    {
+        failures.push(format!(
+            "expected missing_context_keys {want:?}, got {:?}",
+            d.missing_context_keys
+        ));
     }
     if let Some(want) = &case.expect_blocked_by {
         let got: Vec<Gate> = d

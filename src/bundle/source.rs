@@ -326,10 +326,10 @@ fn read_tar_gz(path: &Path, display: &str, limits: &Limits) -> Result<RawBundle,
         }
     };
     for mut f in raw {
-        if let Some(prefix) = &strip {
-            if let Some(rest) = f.path.strip_prefix(prefix.as_str()) {
-                f.path = rest.to_owned();
-            }
+        if let Some(prefix) = &strip
+            && let Some(rest) = f.path.strip_prefix(prefix.as_str())
+        {
+            f.path = rest.to_owned();
         }
         if !is_bundle_file(&f.path) {
             out.diagnostics.push(warning(&f.path, BW::UnknownFile));

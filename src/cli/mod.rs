@@ -3,6 +3,7 @@
 
 mod check;
 mod eval;
+pub mod serve;
 mod test;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Run the bundle's tests/ cases.
     Test(test::TestArgs),
+    /// Serve the gRPC API (Authorize, BatchAuthorize, GetBundleStatus, health, reflection).
+    Serve(serve::ServeArgs),
 }
 
 /// Run a parsed command line.
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Eval(a) => eval::run(a),
         Command::Check(a) => check::run(a),
         Command::Test(a) => test::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 

@@ -57,11 +57,11 @@ pub fn run(args: TestArgs) -> Exit {
                 d.outcome.as_str(),
                 suite::describe_matched(d)
             );
-            if let Some(e) = &d.explanation {
-                if !e.blocked_by.is_empty() {
-                    let gates: Vec<&str> = e.blocked_by.iter().map(|g| g.as_str()).collect();
-                    println!("  blocked by {}", gates.join(", "));
-                }
+            if let Some(e) = &d.explanation
+                && !e.blocked_by.is_empty()
+            {
+                let gates: Vec<&str> = e.blocked_by.iter().map(|g| g.as_str()).collect();
+                println!("  blocked by {}", gates.join(", "));
             }
         }
     }

@@ -191,15 +191,15 @@ impl Matcher {
         if !wild(pattern) {
             return Self::Exact(pattern.into());
         }
-        if let Some(p) = pattern.strip_suffix('*') {
-            if !wild(p) {
-                return Self::Prefix(p.into());
-            }
+        if let Some(p) = pattern.strip_suffix('*')
+            && !wild(p)
+        {
+            return Self::Prefix(p.into());
         }
-        if let Some(s) = pattern.strip_prefix('*') {
-            if !wild(s) {
-                return Self::Suffix(s.into());
-            }
+        if let Some(s) = pattern.strip_prefix('*')
+            && !wild(s)
+        {
+            return Self::Suffix(s.into());
         }
         Self::Glob(pattern.into())
     }

@@ -493,18 +493,18 @@ impl<T: Copy + Ord> ActionIndex<T> {
     ) where
         [T; N]: smallvec::Array<Item = T>,
     {
-        if let Some(id) = action.action_id {
-            if let Ok(i) = self.exact_keys.binary_search(&id) {
-                let start = self.exact_bounds.get(i).copied().unwrap_or(0) as usize;
-                let end = self.exact_bounds.get(i + 1).copied().unwrap_or(0) as usize;
-                out.extend(
-                    self.exact_entries
-                        .get(start..end)
-                        .unwrap_or(&[])
-                        .iter()
-                        .copied(),
-                );
-            }
+        if let Some(id) = action.action_id
+            && let Ok(i) = self.exact_keys.binary_search(&id)
+        {
+            let start = self.exact_bounds.get(i).copied().unwrap_or(0) as usize;
+            let end = self.exact_bounds.get(i + 1).copied().unwrap_or(0) as usize;
+            out.extend(
+                self.exact_entries
+                    .get(start..end)
+                    .unwrap_or(&[])
+                    .iter()
+                    .copied(),
+            );
         }
         if let Some(id) = action.service_id {
             let first = self.wild.partition_point(|(s, ..)| *s < id);

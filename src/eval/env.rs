@@ -361,10 +361,10 @@ impl<'a> Env<'a> {
                 .and_then(|a| a.org_paths.as_deref())
                 .map(Values::Boxed),
             KeySource::PrincipalTag(k) => {
-                if self.trusted_tags {
-                    if let Some(v) = self.caller_get(&key.lower) {
-                        return Some(Values::List(v));
-                    }
+                if self.trusted_tags
+                    && let Some(v) = self.caller_get(&key.lower)
+                {
+                    return Some(Values::List(v));
                 }
                 c.identity.and_then(|i| Self::tag(&i.tags, k)).and_then(one)
             }

@@ -620,10 +620,10 @@ impl<'s> Eval<'s> {
                     let Some(g) = bundle.grants.get(gi as usize) else {
                         continue;
                     };
-                    if let Some(w) = wanted {
-                        if w != Some(&*g.id) {
-                            continue;
-                        }
+                    if let Some(w) = wanted
+                        && w != Some(&*g.id)
+                    {
+                        continue;
                     }
                     let mut best: Option<Strength> = None;
                     for s in [

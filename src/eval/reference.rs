@@ -233,10 +233,10 @@ fn derive_context(
             }
         }
     }
-    if resource.account_known {
-        if let Some(ra) = resource.account {
-            put(&mut map, "aws:ResourceAccount", one(ra));
-        }
+    if resource.account_known
+        && let Some(ra) = resource.account
+    {
+        put(&mut map, "aws:ResourceAccount", one(ra));
     }
 
     // The clock.
@@ -246,17 +246,17 @@ fn derive_context(
     match (current, epoch) {
         (Some(_), Some(_)) => {}
         (Some(ct), None) => {
-            if let [v] = ct.as_slice() {
-                if let Some(d) = value::parse_date(v) {
-                    put(&mut map, "aws:EpochTime", vec![d.to_string()]);
-                }
+            if let [v] = ct.as_slice()
+                && let Some(d) = value::parse_date(v)
+            {
+                put(&mut map, "aws:EpochTime", vec![d.to_string()]);
             }
         }
         (None, Some(et)) => {
-            if let [v] = et.as_slice() {
-                if let Some(t) = v.parse::<i64>().ok().and_then(format_time) {
-                    put(&mut map, "aws:CurrentTime", vec![t]);
-                }
+            if let [v] = et.as_slice()
+                && let Some(t) = v.parse::<i64>().ok().and_then(format_time)
+            {
+                put(&mut map, "aws:CurrentTime", vec![t]);
             }
         }
         (None, None) => {
@@ -288,10 +288,10 @@ fn derive_context(
             put(&mut map, "kms:EncryptionContextKeys", keys);
         }
     }
-    if !map.contains_key("aws:requestedregion") {
-        if let Some(region) = resource.region {
-            put(&mut map, "aws:RequestedRegion", one(region));
-        }
+    if !map.contains_key("aws:requestedregion")
+        && let Some(region) = resource.region
+    {
+        put(&mut map, "aws:RequestedRegion", one(region));
     }
     Ctx {
         map,
@@ -873,10 +873,10 @@ impl Interp<'_> {
                     .map(|e| e.values.clone());
                 let mut found = None;
                 for g in &grants {
-                    if let Some(w) = &wanted {
-                        if w.as_slice() != [g.grant_id.to_string()] {
-                            continue;
-                        }
+                    if let Some(w) = &wanted
+                        && w.as_slice() != [g.grant_id.to_string()]
+                    {
+                        continue;
                     }
                     let mut strengths = Vec::new();
                     if let Some(r) = &g.retiring_principal {

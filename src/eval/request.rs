@@ -181,13 +181,13 @@ impl Context {
         }
         entries.sort_by(|a, b| a.lower.cmp(&b.lower));
         for pair in entries.windows(2) {
-            if let [a, b] = pair {
-                if a.lower == b.lower {
-                    return Err(InvalidRequest::new(
-                        format!("context[{}]", b.key),
-                        format!("repeats key `{}` (keys compare ignoring case)", a.key),
-                    ));
-                }
+            if let [a, b] = pair
+                && a.lower == b.lower
+            {
+                return Err(InvalidRequest::new(
+                    format!("context[{}]", b.key),
+                    format!("repeats key `{}` (keys compare ignoring case)", a.key),
+                ));
             }
         }
         Ok(Self { entries })
@@ -197,6 +197,8 @@ impl Context {
 /// A request's session policy, validated as an identity policy.
 #[derive(Debug)]
 pub struct SessionPolicy {
+    /// The document as sent.
+    pub text: String,
     /// The document.
     pub document: PolicyDocument,
     /// The document compiled for the fast evaluator.
@@ -349,6 +351,7 @@ pub fn parse_session_policy(
     }
     let compiled = CPolicy::compile(Arc::from("session_policy"), &parsed.document);
     Ok(SessionPolicy {
+        text: text.to_owned(),
         document: parsed.document,
         compiled,
     })

@@ -147,10 +147,10 @@ pub fn parse_document(
         };
         let pos = offset.map(position).unwrap_or_default();
         let index = u32::try_from(i).unwrap_or(u32::MAX);
-        if let Some(sid) = &st.sid {
-            if !sids.insert(sid.clone()) {
-                cx.warn(format!("{pointer}/Sid"), W::DuplicateSid(sid.clone()));
-            }
+        if let Some(sid) = &st.sid
+            && !sids.insert(sid.clone())
+        {
+            cx.warn(format!("{pointer}/Sid"), W::DuplicateSid(sid.clone()));
         }
         if let Some(s) = statement(&mut cx, &pointer, index, st, pos) {
             statements.push(s);
@@ -747,13 +747,14 @@ pub fn check_place(
                 err(ptr.clone(), E::MissingResource);
             }
         }
-        if let Some(sid) = &st.sid {
-            if !place.allows_free_sid() && !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
-                warnings.push(PolicyWarning {
-                    pointer: format!("{ptr}/Sid"),
-                    kind: W::SidNotAlphanumeric(sid.to_string()),
-                });
-            }
+        if let Some(sid) = &st.sid
+            && !place.allows_free_sid()
+            && !sid.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            warnings.push(PolicyWarning {
+                pointer: format!("{ptr}/Sid"),
+                kind: W::SidNotAlphanumeric(sid.to_string()),
+            });
         }
         if place == PolicyKind::KeyPolicy {
             for c in &st.conditions {

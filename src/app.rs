@@ -1,0 +1,280 @@
+//! Wiring: listeners (TCP and a Unix socket), tower layers (timeout,
+//! load shedding over a concurrency limit), health and reflection, the
+//! reloader and its readiness flip, and graceful shutdown.
+//!
+//! `start` binds, serves health as NOT_SERVING, loads and compiles the first
+//! bundle off the runtime's workers, and only then reports SERVING; if that
+//! first load fails it stops and returns the failure. `Running::shutdown`
+//! reports NOT_SERVING, stops accepting, and lets in-flight calls finish
+//! within the grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt as _;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::cache::DecisionCache;
+use crate::config::Config;
+use crate::proto::authorizer_server::AuthorizerServer;
+use crate::reload::{LoadFailure, ReloadObserver, Reloader};
+use crate::service::{AuthorizerService, DecisionObserver};
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A listener could not be set up.
+    #[error("cannot listen on {what}: {reason}")]
+    Listen {
+        /// The address or path.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The first bundle did not load.
+    #[error("the bundle does not load: {}", .0.message)]
+    FirstBundle(LoadFailure),
+    /// Reflection could not be built.
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// Hooks for telemetry.
+#[derive(Default)]
+pub struct Hooks {
+    /// Told about every decision.
+    pub decisions: Option<Arc<dyn DecisionObserver>>,
+    /// Told about every bundle load attempt.
+    pub reloads: Option<ReloadObserver>,
+}
+
+/// A running server.
+pub struct Running {
+    /// The bound TCP address, if any.
+    pub tcp: Option<SocketAddr>,
+    /// The Unix socket path, if any.
+    pub uds: Option<PathBuf>,
+    /// The reloader (tests and status).
+    pub reloader: Arc<Reloader>,
+    /// The decision cache.
+    pub cache: Arc<DecisionCache>,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    tasks: Vec<JoinHandle<()>>,
+    health: HealthReporter,
+    grace: Duration,
+}
+
+const SERVICE_NAME: &str =
+    <AuthorizerServer<AuthorizerService> as tonic::server::NamedService>::NAME;
+
+/// Bind a Unix socket, replacing a stale socket file (one nobody listens on)
+/// but never another kind of file or a live socket; then set its mode.
+#[cfg(unix)]
+fn bind_uds(path: &Path, mode: u32) -> Result<tokio::net::UnixListener, AppError> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let err = |reason: String| AppError::Listen {
+        what: path.display().to_string(),
+        reason,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(err(
+                "the path exists and is not a socket; not replacing it".into()
+            ));
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Err(err("another server is listening on this socket".into())),
+            Err(_) => std::fs::remove_file(path)
+                .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?,
+        }
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| err(format!("cannot set the socket's mode: {e}")))?;
+    Ok(listener)
+}
+
+fn overloaded_to_status(e: tower::BoxError) -> tower::BoxError {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        Box::new(tonic::Status::resource_exhausted(
+            "verdict is at its concurrency limit; retry",
+        ))
+    } else {
+        e
+    }
+}
+
+/// Start serving; returns once the first bundle is active.
+pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
+    // Listeners first, so that a bad address fails before any work.
+    let tcp = match config.listen {
+        Some(addr) => {
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| AppError::Listen {
+                        what: addr.to_string(),
+                        reason: e.to_string(),
+                    })?,
+            )
+        }
+        None => None,
+    };
+    #[cfg(unix)]
+    let uds = match &config.uds {
+        Some(path) => Some(bind_uds(path, config.uds_mode)?),
+        None => None,
+    };
+    let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+
+    let reloader = Reloader::new(config, hooks.reloads);
+    let cache = Arc::new(DecisionCache::new(
+        config.cache_max_entries,
+        config.cache_ttl,
+    ));
+    let authorizer = AuthorizerService::new(
+        reloader.clone(),
+        cache.clone(),
+        config.request_limits.clone(),
+        config.max_batch,
+        hooks.decisions,
+    );
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        b.register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .map_err(|e| AppError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .map_err(|e| AppError::Reflection(e.to_string()))?;
+    let routes = Routes::new(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AuthorizerServer::new(authorizer));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let signal = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    // Outermost first: errors of the load-shed layer become RESOURCE_EXHAUSTED;
+    // the concurrency limit bounds calls in flight.
+    let layers = tower::ServiceBuilder::new()
+        .map_err(overloaded_to_status)
+        .load_shed()
+        .concurrency_limit(config.concurrency_limit)
+        .into_inner();
+    let server = || {
+        tonic::transport::Server::builder()
+            .timeout(config.request_timeout)
+            .layer(layers.clone())
+            .add_routes(routes.clone())
+    };
+    let mut servers = Vec::new();
+    if let Some(listener) = tcp {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+            s.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        });
+        servers.push(tokio::spawn(
+            server().serve_with_incoming_shutdown(incoming, signal(shutdown_rx.clone())),
+        ));
+    }
+    #[cfg(unix)]
+    if let Some(listener) = uds {
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        servers.push(tokio::spawn(
+            server().serve_with_incoming_shutdown(incoming, signal(shutdown_rx.clone())),
+        ));
+    }
+
+    let mut running = Running {
+        tcp: tcp_addr,
+        uds: config.uds.clone(),
+        reloader: reloader.clone(),
+        cache,
+        shutdown: shutdown_tx,
+        servers,
+        tasks: Vec::new(),
+        health,
+        grace: config.shutdown_grace,
+    };
+    if let Err(failure) = reloader.reload().await {
+        running.shutdown().await;
+        return Err(AppError::FirstBundle(failure));
+    }
+    running
+        .health
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    running
+        .health
+        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
+    running.tasks = reloader.spawn_tasks(config, shutdown_rx);
+    tracing::info!(tcp = ?running.tcp, uds = ?running.uds, "verdict is serving");
+    Ok(running)
+}
+
+impl Running {
+    /// Report NOT_SERVING, stop accepting, let in-flight calls finish within
+    /// the grace period, then stop.
+    pub async fn shutdown(mut self) {
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        self.health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        let _ = self.shutdown.send(true);
+        let servers = std::mem::take(&mut self.servers);
+        let drain = async {
+            for s in servers {
+                let _ = s.await;
+            }
+        };
+        if tokio::time::timeout(self.grace, drain).await.is_err() {
+            tracing::warn!(grace = ?self.grace, "in-flight calls did not finish within the grace period");
+        }
+        for t in std::mem::take(&mut self.tasks) {
+            t.abort();
+        }
+        if let Some(path) = &self.uds {
+            let _ = std::fs::remove_file(path);
+        }
+        tracing::info!("verdict stopped");
+    }
+
+    /// Run until `signal` completes, then shut down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

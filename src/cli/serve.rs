@@ -1,0 +1,142 @@
+//! `verdict serve`: the gRPC server, configured from flags, `VERDICT_*`
+//! environment variables and an optional TOML file.
+
+use clap::Args;
+
+use super::Exit;
+use crate::app::{self, Hooks};
+use crate::config::{self, Config, FlagValues, RuntimeFlavor, Sources};
+
+/// Arguments of `verdict serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The bundle: a directory (or Kubernetes ConfigMap volume) or a .tar.gz.
+    /// Default: the example bundle embedded in the binary.
+    #[arg(long, value_name = "PATH")]
+    bundle: Option<String>,
+    /// TCP address to listen on (default 127.0.0.1:50051 when neither this nor --uds is given).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Unix socket to listen on.
+    #[arg(long, value_name = "PATH")]
+    uds: Option<String>,
+    /// Configuration file (TOML); flags and VERDICT_* variables take precedence.
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+}
+
+/// Read the configuration, reporting every problem.
+pub fn load_config(args: &ServeArgs) -> Result<Config, Vec<config::ConfigError>> {
+    let file = match &args.config {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some((path.clone(), text)),
+            Err(e) => {
+                return Err(vec![config::ConfigError {
+                    origin: format!("--config {path}"),
+                    message: e.to_string(),
+                }]);
+            }
+        },
+        None => None,
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    config::from_sources(&Sources {
+        flags: FlagValues {
+            bundle: args.bundle.clone(),
+            listen: args.listen.clone(),
+            uds: args.uds.clone(),
+            metrics_listen: args.metrics_listen.clone(),
+        },
+        env: &env,
+        file,
+    })
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Run `verdict serve`.
+pub fn run(args: ServeArgs) -> Exit {
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: configuration: {e}");
+            }
+            return Exit::Usage;
+        }
+    };
+    init_logging(config.log_json);
+    let runtime = match config.runtime {
+        RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        RuntimeFlavor::MultiThread => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if config.worker_threads > 0 {
+                b.worker_threads(config.worker_threads);
+            }
+            b.enable_all().build()
+        }
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return Exit::Usage;
+        }
+    };
+    runtime.block_on(async {
+        match app::start(&config, Hooks::default()).await {
+            Ok(running) => {
+                running.run_until(shutdown_signal()).await;
+                Exit::Ok
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                if let app::AppError::FirstBundle(f) = &e {
+                    for line in &f.errors {
+                        eprintln!("{line}");
+                    }
+                }
+                Exit::Usage
+            }
+        }
+    })
+}

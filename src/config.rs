@@ -1,0 +1,580 @@
+//! Server configuration from its sources: flags, `VERDICT_*` environment
+//! variables and an optional TOML file, in that order of precedence, over
+//! defaults. Parsing is a pure function of the sources (tests pass maps);
+//! every bad value is reported, and a bad configuration stops the server
+//! before anything binds.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::bundle::Limits;
+use crate::eval::{EvalOptions, RequestLimits};
+
+/// Where the bundle comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BundleSource {
+    /// A directory or `.tar.gz` on disk.
+    Path(PathBuf),
+    /// The example bundle compiled into the binary.
+    Embedded,
+}
+
+/// The tokio runtime to run the server on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeFlavor {
+    /// One thread runs everything (often best when sharing 2 cores with a load generator).
+    CurrentThread,
+    /// A pool of worker threads.
+    MultiThread,
+}
+
+/// Decision-log filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFilter {
+    /// Every decision.
+    All,
+    /// Only ExplicitDeny and ImplicitDeny.
+    Denies,
+}
+
+/// Everything the server needs, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The bundle.
+    pub bundle: BundleSource,
+    /// TCP address, if any.
+    pub listen: Option<SocketAddr>,
+    /// Unix socket path, if any.
+    pub uds: Option<PathBuf>,
+    /// Unix socket file mode.
+    pub uds_mode: u32,
+    /// Prometheus `/metrics` address, if any.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Request limits.
+    pub request_limits: RequestLimits,
+    /// Maximum requests per `BatchAuthorize` (0: unbounded).
+    pub max_batch: usize,
+    /// Bundle limits.
+    pub bundle_limits: Limits,
+    /// Evaluation settings.
+    pub eval: EvalOptions,
+    /// Decision cache entries (0 disables the cache).
+    pub cache_max_entries: u64,
+    /// Decision cache time to live.
+    pub cache_ttl: Duration,
+    /// Watch the bundle path for changes.
+    pub watch: bool,
+    /// Re-check the bundle path this often (0: never).
+    pub poll_interval: Duration,
+    /// Wait this long after a change event before reloading.
+    pub reload_debounce: Duration,
+    /// Requests served at once before shedding load.
+    pub concurrency_limit: usize,
+    /// Longest a call may take (a shorter `grpc-timeout` wins).
+    pub request_timeout: Duration,
+    /// How long in-flight calls may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Runtime flavour.
+    pub runtime: RuntimeFlavor,
+    /// Worker threads for the multi-thread runtime (0: one per core).
+    pub worker_threads: usize,
+    /// Decision log destination: `-` for stdout, a file path, or none.
+    pub decision_log: Option<String>,
+    /// Decision log queue length.
+    pub decision_log_queue: usize,
+    /// Which decisions the log records.
+    pub decision_log_filter: LogFilter,
+    /// Log format for the server's own log: `text` or `json`.
+    pub log_json: bool,
+}
+
+/// A bad configuration value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    /// Where the value came from (`--listen`, `VERDICT_MAX_BATCH`, `config.toml: max_batch`).
+    pub origin: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Where a raw value came from.
+#[derive(Clone, Debug)]
+enum Origin {
+    Flag(&'static str),
+    Env(String),
+    File(String, String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag(flag) => write!(f, "--{flag}"),
+            Self::Env(var) => f.write_str(var),
+            Self::File(file, key) => write!(f, "{file}: {key}"),
+        }
+    }
+}
+
+/// The settings every source may set, by name (file key; env var is
+/// `VERDICT_` + upper case).
+pub const SETTINGS: &[&str] = &[
+    "bundle",
+    "listen",
+    "uds",
+    "uds_mode",
+    "metrics_listen",
+    "max_arn_bytes",
+    "max_context_keys",
+    "max_context_values",
+    "max_context_value_bytes",
+    "max_session_policy_bytes",
+    "max_batch",
+    "max_policy_bytes",
+    "max_data_file_bytes",
+    "max_string_bytes",
+    "max_json_depth",
+    "max_bundle_files",
+    "max_unpacked_bytes",
+    "trust_session_tags",
+    "default_context",
+    "cache_max_entries",
+    "cache_ttl_ms",
+    "watch",
+    "poll_interval_ms",
+    "reload_debounce_ms",
+    "concurrency_limit",
+    "request_timeout_ms",
+    "shutdown_grace_ms",
+    "runtime",
+    "worker_threads",
+    "decision_log",
+    "decision_log_queue",
+    "decision_log_filter",
+    "log_format",
+];
+
+/// Values given as flags.
+#[derive(Clone, Debug, Default)]
+pub struct FlagValues {
+    /// `--bundle`.
+    pub bundle: Option<String>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--uds`.
+    pub uds: Option<String>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
+}
+
+/// The raw sources.
+pub struct Sources<'a> {
+    /// Flags.
+    pub flags: FlagValues,
+    /// Environment lookup.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The config file: (path, text).
+    pub file: Option<(String, String)>,
+}
+
+fn env_name(key: &str) -> String {
+    format!("VERDICT_{}", key.to_ascii_uppercase())
+}
+
+/// Context entries: (key, values).
+type ContextPairs = Vec<(String, Vec<String>)>;
+
+struct Raw {
+    values: BTreeMap<&'static str, (Origin, String)>,
+    default_context: Option<(Origin, ContextPairs)>,
+}
+
+fn toml_scalar(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn context_from_json(text: &str) -> Result<ContextPairs, String> {
+    let map: crate::policy::document::UniqueMap<&serde_json::value::RawValue> =
+        serde_json::from_str(text)
+            .map_err(|e| format!("expected a JSON object of context keys: {e}"))?;
+    crate::eval::json::context_pairs(&map).map_err(|e| e.to_string())
+}
+
+fn gather(sources: &Sources<'_>, errors: &mut Vec<ConfigError>) -> Raw {
+    let mut raw = Raw {
+        values: BTreeMap::new(),
+        default_context: None,
+    };
+    // Lowest precedence first; later sources overwrite.
+    if let Some((path, text)) = &sources.file {
+        match text.parse::<toml::Table>() {
+            Err(e) => errors.push(ConfigError {
+                origin: path.clone(),
+                message: format!("not valid TOML: {e}"),
+            }),
+            Ok(table) => {
+                for (key, value) in &table {
+                    let origin = Origin::File(path.clone(), key.clone());
+                    let Some(name) = SETTINGS.iter().find(|s| **s == key) else {
+                        errors.push(ConfigError {
+                            origin: origin.to_string(),
+                            message: "unknown setting".into(),
+                        });
+                        continue;
+                    };
+                    if *name == "default_context" {
+                        let as_json = serde_json::to_string(value).unwrap_or_default();
+                        match context_from_json(&as_json) {
+                            Ok(c) => raw.default_context = Some((origin, c)),
+                            Err(m) => errors.push(ConfigError {
+                                origin: origin.to_string(),
+                                message: m,
+                            }),
+                        }
+                        continue;
+                    }
+                    match toml_scalar(value) {
+                        Some(v) => {
+                            raw.values.insert(name, (origin, v));
+                        }
+                        None => errors.push(ConfigError {
+                            origin: origin.to_string(),
+                            message: "expected a string, number or boolean".into(),
+                        }),
+                    }
+                }
+            }
+        }
+    }
+    for name in SETTINGS {
+        let var = env_name(name);
+        if let Some(v) = (sources.env)(&var) {
+            if *name == "default_context" {
+                match context_from_json(&v) {
+                    Ok(c) => raw.default_context = Some((Origin::Env(var), c)),
+                    Err(m) => errors.push(ConfigError {
+                        origin: var,
+                        message: m,
+                    }),
+                }
+                continue;
+            }
+            raw.values.insert(name, (Origin::Env(var), v));
+        }
+    }
+    let f = &sources.flags;
+    for (name, flag, value) in [
+        ("bundle", "bundle", &f.bundle),
+        ("listen", "listen", &f.listen),
+        ("uds", "uds", &f.uds),
+        ("metrics_listen", "metrics-listen", &f.metrics_listen),
+    ] {
+        if let Some(v) = value {
+            raw.values.insert(name, (Origin::Flag(flag), v.clone()));
+        }
+    }
+    raw
+}
+
+struct Parser<'r> {
+    raw: &'r Raw,
+    errors: Vec<ConfigError>,
+}
+
+impl Parser<'_> {
+    fn get<T>(&mut self, key: &str, default: T, parse: impl Fn(&str) -> Result<T, String>) -> T {
+        match self.raw.values.get(key) {
+            None => default,
+            Some((origin, v)) => match parse(v.trim()) {
+                Ok(t) => t,
+                Err(message) => {
+                    self.errors.push(ConfigError {
+                        origin: origin.to_string(),
+                        message: format!("`{v}`: {message}"),
+                    });
+                    default
+                }
+            },
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&mut self, key: &str, default: T) -> T {
+        self.get(key, default, |v| {
+            v.parse::<T>()
+                .map_err(|_| "expected a non-negative whole number".into())
+        })
+    }
+
+    fn positive(&mut self, key: &str, default: usize) -> usize {
+        self.get(key, default, |v| match v.parse::<usize>() {
+            Ok(0) | Err(_) => Err("expected a whole number greater than 0".into()),
+            Ok(n) => Ok(n),
+        })
+    }
+
+    fn millis(&mut self, key: &str, default: Duration) -> Duration {
+        self.get(key, default, |v| {
+            v.parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| "expected milliseconds as a whole number".into())
+        })
+    }
+
+    fn boolean(&mut self, key: &str, default: bool) -> bool {
+        self.get(key, default, |v| match v {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err("expected true or false".into()),
+        })
+    }
+
+    fn addr(&mut self, key: &str) -> Option<SocketAddr> {
+        self.get(key, None, |v| {
+            v.parse::<SocketAddr>()
+                .map(Some)
+                .map_err(|_| "expected an address such as 127.0.0.1:50051 or [::1]:50051".into())
+        })
+    }
+}
+
+/// Default TCP address when neither `listen` nor `uds` is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// Build the configuration from its sources, reporting every bad value.
+pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let raw = gather(sources, &mut errors);
+    let mut p = Parser {
+        raw: &raw,
+        errors: Vec::new(),
+    };
+    let bundle = p.get("bundle", BundleSource::Embedded, |v| {
+        if v.contains("://") {
+            Err("URL bundles are not supported; give a directory or a .tar.gz".into())
+        } else if v.is_empty() {
+            Err("empty path".into())
+        } else {
+            Ok(BundleSource::Path(PathBuf::from(v)))
+        }
+    });
+    let mut listen = p.addr("listen");
+    let uds = p.get("uds", None, |v| {
+        if v.is_empty() {
+            Err("empty path".into())
+        } else {
+            Ok(Some(PathBuf::from(v)))
+        }
+    });
+    if listen.is_none() && uds.is_none() {
+        listen = DEFAULT_LISTEN.parse().ok();
+    }
+    let uds_mode = p.get("uds_mode", 0o660, |v| {
+        u32::from_str_radix(v.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| "expected an octal file mode such as 0660".into())
+    });
+    let metrics_listen = p.addr("metrics_listen");
+    let defaults = RequestLimits::default();
+    let request_limits = RequestLimits {
+        max_arn_bytes: p.positive("max_arn_bytes", defaults.max_arn_bytes),
+        max_context_keys: p.number("max_context_keys", defaults.max_context_keys),
+        max_context_values: p.number("max_context_values", defaults.max_context_values),
+        max_context_value_bytes: p
+            .positive("max_context_value_bytes", defaults.max_context_value_bytes),
+        max_session_policy_bytes: p.number(
+            "max_session_policy_bytes",
+            defaults.max_session_policy_bytes,
+        ),
+    };
+    let max_batch = p.number("max_batch", 1000);
+    let bl = Limits::default();
+    let bundle_limits = Limits {
+        max_policy_bytes: p.number("max_policy_bytes", bl.max_policy_bytes),
+        max_data_file_bytes: p.number("max_data_file_bytes", bl.max_data_file_bytes),
+        max_string_bytes: p.positive("max_string_bytes", bl.max_string_bytes),
+        max_depth: p.positive("max_json_depth", bl.max_depth),
+        max_files: p.positive("max_bundle_files", bl.max_files),
+        max_unpacked_bytes: p.number("max_unpacked_bytes", bl.max_unpacked_bytes),
+    };
+    let trust_session_tags = p.boolean("trust_session_tags", false);
+    let default_context = raw
+        .default_context
+        .clone()
+        .map(|(_, c)| c)
+        .unwrap_or_default();
+    let cache_max_entries = p.number("cache_max_entries", 100_000u64);
+    let cache_ttl = p.millis("cache_ttl_ms", Duration::from_secs(60));
+    let watch = p.boolean("watch", true);
+    let poll_interval = p.millis("poll_interval_ms", Duration::from_secs(10));
+    let reload_debounce = p.millis("reload_debounce_ms", Duration::from_millis(200));
+    let concurrency_limit = p.positive("concurrency_limit", 1024);
+    let request_timeout = p.millis("request_timeout_ms", Duration::from_secs(5));
+    let shutdown_grace = p.millis("shutdown_grace_ms", Duration::from_secs(10));
+    let runtime = p.get("runtime", RuntimeFlavor::MultiThread, |v| match v {
+        "current_thread" => Ok(RuntimeFlavor::CurrentThread),
+        "multi_thread" => Ok(RuntimeFlavor::MultiThread),
+        _ => Err("expected current_thread or multi_thread".into()),
+    });
+    let worker_threads = p.number("worker_threads", 0usize);
+    let decision_log = p.get("decision_log", None, |v| match v {
+        "" | "off" | "none" => Ok(None),
+        other => Ok(Some(other.to_owned())),
+    });
+    let decision_log_queue = p.positive("decision_log_queue", 8192);
+    let decision_log_filter = p.get("decision_log_filter", LogFilter::All, |v| match v {
+        "all" => Ok(LogFilter::All),
+        "denies" => Ok(LogFilter::Denies),
+        _ => Err("expected all or denies".into()),
+    });
+    let log_json = p.get("log_format", false, |v| match v {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        _ => Err("expected text or json".into()),
+    });
+    errors.extend(p.errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Config {
+        bundle,
+        listen,
+        uds,
+        uds_mode,
+        metrics_listen,
+        request_limits,
+        max_batch,
+        bundle_limits,
+        eval: EvalOptions {
+            trust_session_tags,
+            default_context,
+        },
+        cache_max_entries,
+        cache_ttl,
+        watch,
+        poll_interval,
+        reload_debounce,
+        concurrency_limit,
+        request_timeout,
+        shutdown_grace,
+        runtime,
+        worker_threads,
+        decision_log,
+        decision_log_queue,
+        decision_log_filter,
+        log_json,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(
+        flags: FlagValues,
+        env: &[(&str, &str)],
+        file: Option<&str>,
+    ) -> Result<Config, Vec<ConfigError>> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let lookup = move |k: &str| env.get(k).cloned();
+        from_sources(&Sources {
+            flags,
+            env: &lookup,
+            file: file.map(|t| ("verdict.toml".to_owned(), t.to_owned())),
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(FlagValues::default(), &[], None).unwrap();
+        assert_eq!(c.bundle, BundleSource::Embedded);
+        assert_eq!(c.listen, Some("127.0.0.1:50051".parse().unwrap()));
+        assert_eq!(c.uds, None);
+        assert_eq!(c.uds_mode, 0o660);
+        assert_eq!(c.max_batch, 1000);
+        assert_eq!(c.request_limits, RequestLimits::default());
+        assert!(!c.eval.trust_session_tags);
+    }
+
+    #[test]
+    fn precedence_flags_env_file() {
+        let file = "max_batch = 10\nlisten = \"127.0.0.1:1\"\ncache_ttl_ms = 5\n[default_context]\n\"aws:SecureTransport\" = \"true\"\n";
+        let c = parse(
+            FlagValues {
+                listen: Some("127.0.0.1:3".into()),
+                ..Default::default()
+            },
+            &[
+                ("VERDICT_MAX_BATCH", "20"),
+                ("VERDICT_LISTEN", "127.0.0.1:2"),
+            ],
+            Some(file),
+        )
+        .unwrap();
+        assert_eq!(c.max_batch, 20);
+        assert_eq!(c.listen, Some("127.0.0.1:3".parse().unwrap()));
+        assert_eq!(c.cache_ttl, Duration::from_millis(5));
+        assert_eq!(
+            c.eval.default_context,
+            vec![("aws:SecureTransport".to_owned(), vec!["true".to_owned()])]
+        );
+    }
+
+    #[test]
+    fn uds_alone_means_no_tcp() {
+        let c = parse(
+            FlagValues {
+                uds: Some("/tmp/v.sock".into()),
+                ..Default::default()
+            },
+            &[("VERDICT_UDS_MODE", "0600")],
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.listen, None);
+        assert_eq!(c.uds_mode, 0o600);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported() {
+        let errors = parse(
+            FlagValues {
+                listen: Some("localhost".into()),
+                bundle: Some("https://example.com/b.tar.gz".into()),
+                ..Default::default()
+            },
+            &[
+                ("VERDICT_MAX_BATCH", "-1"),
+                ("VERDICT_RUNTIME", "fibers"),
+                ("VERDICT_UDS_MODE", "999"),
+            ],
+            Some("cache_ttl_ms = \"soon\"\ncolour = \"blue\"\n"),
+        )
+        .unwrap_err();
+        let origins: Vec<&str> = errors.iter().map(|e| e.origin.as_str()).collect();
+        for want in [
+            "--listen",
+            "--bundle",
+            "VERDICT_MAX_BATCH",
+            "VERDICT_RUNTIME",
+            "VERDICT_UDS_MODE",
+            "verdict.toml: cache_ttl_ms",
+            "verdict.toml: colour",
+        ] {
+            assert!(origins.contains(&want), "{want} not in {origins:?}");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Conversions at the gRPC edge: proto requests into validated requests
+//! (with `INVALID_ARGUMENT` naming the field), decisions into responses.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+use crate::eval::{Decision, InvalidRequest, Outcome, Request, RequestLimits, RequestParts};
+use crate::proto;
+
+/// Validate a proto request.
+pub fn request(
+    r: proto::AuthorizeRequest,
+    limits: &RequestLimits,
+) -> Result<Request, InvalidRequest> {
+    let parts = RequestParts {
+        principal: r.principal,
+        action: r.action,
+        resource: r.resource,
+        context: r.context.into_iter().map(|(k, v)| (k, v.values)).collect(),
+        session_policy: (!r.session_policy.is_empty()).then_some(r.session_policy),
+        explain: r.explain,
+    };
+    Request::new(parts, limits)
+}
+
+/// `INVALID_ARGUMENT` naming the field, with a `BadRequest` detail.
+pub fn invalid(field: &str, message: &str) -> Status {
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{field}: {message}"),
+        ErrorDetails::with_bad_request_violation(field, message),
+    )
+}
+
+impl From<&InvalidRequest> for Status {
+    fn from(e: &InvalidRequest) -> Self {
+        invalid(&e.field, &e.message)
+    }
+}
+
+fn outcome(o: Outcome) -> proto::Decision {
+    match o {
+        Outcome::Allow => proto::Decision::Allow,
+        Outcome::ExplicitDeny => proto::Decision::ExplicitDeny,
+        Outcome::ImplicitDeny => proto::Decision::ImplicitDeny,
+    }
+}
+
+/// The response for a decision.
+pub fn response(d: &Decision, cached: bool) -> proto::AuthorizeResponse {
+    let explain = d.explanation.is_some();
+    proto::AuthorizeResponse {
+        decision: outcome(d.outcome).into(),
+        matched: d
+            .matched
+            .iter()
+            .map(|m| proto::MatchedStatement {
+                policy_id: m.policy_id.to_string(),
+                kind: m.kind.as_str().to_owned(),
+                index: m.index,
+                sid: m.sid.as_deref().map(str::to_owned),
+                effect: m.effect.as_str().to_owned(),
+                level: m.level,
+                line: m.position.filter(|_| explain).map(|p| p.line),
+                column: m.position.filter(|_| explain).map(|p| p.column),
+            })
+            .collect(),
+        missing_context_keys: d
+            .missing_context_keys
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
+        bundle_revision: d.bundle_revision.to_string(),
+        cached,
+        explanation: d.explanation.as_deref().map(|e| proto::Explanation {
+            allowed_by_organizations: e.allowed_by_organizations,
+            allowed_by_boundary: e.allowed_by_boundary,
+            allowed_by_session: e.allowed_by_session,
+            allowed_by_rcp: e.allowed_by_rcp,
+            grant_id: e.grant_id.as_deref().map(str::to_owned),
+            blocked_by: e.blocked_by.iter().map(|g| g.as_str().to_owned()).collect(),
+            key_state: e.key_state.map(|k| k.as_str().to_owned()),
+            decision_details: Some(proto::DecisionDetails {
+                caller_side: e
+                    .caller_side
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.as_str().to_owned()))
+                    .collect(),
+                resource_side: e
+                    .resource_side
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.as_str().to_owned()))
+                    .collect(),
+            }),
+            ignored_context_keys: e.ignored_context_keys.clone(),
+        }),
+    }
+}

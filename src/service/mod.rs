@@ -1,0 +1,7 @@
+//! The gRPC edge: conversions between proto and engine types, and the
+//! `Authorizer` service.
+
+pub mod authorizer;
+pub mod convert;
+
+pub use authorizer::{AuthorizerService, DecisionObserver};

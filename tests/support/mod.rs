@@ -1,0 +1,84 @@
+//! Helpers for the server tests: configure and start a real server on
+//! 127.0.0.1:0 and a temporary Unix socket, and connect tonic clients.
+
+#![allow(dead_code, reason = "each test binary uses part of these helpers")]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+use verdict::app::{self, Running};
+use verdict::config::{self, Config, FlagValues, Sources};
+use verdict::proto::authorizer_client::AuthorizerClient;
+
+pub const KMS: &str = "examples/bundles/kms";
+pub const KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A configuration as `verdict serve` would build it from these settings.
+pub fn config(bundle: &Path, uds: Option<&Path>, env: &[(&str, &str)]) -> Config {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+    let lookup = move |k: &str| env.get(k).cloned();
+    config::from_sources(&Sources {
+        flags: FlagValues {
+            bundle: Some(bundle.display().to_string()),
+            listen: Some("127.0.0.1:0".into()),
+            uds: uds.map(|p| p.display().to_string()),
+            metrics_listen: None,
+        },
+        env: &lookup,
+        file: None,
+    })
+    .unwrap()
+}
+
+pub async fn start(config: &Config) -> Running {
+    app::start(config, app::Hooks::default()).await.unwrap()
+}
+
+pub async fn tcp_channel(running: &Running) -> Channel {
+    Endpoint::try_from(format!("http://{}", running.tcp.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+pub async fn uds_channel(path: &Path) -> Channel {
+    let path = path.to_path_buf();
+    Endpoint::try_from("http://localhost")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
+pub async fn client(running: &Running) -> AuthorizerClient<Channel> {
+    AuthorizerClient::new(tcp_channel(running).await)
+}
+
+/// Copy a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}

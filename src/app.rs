@@ -24,8 +24,9 @@ use tonic_health::server::HealthReporter;
 use crate::cache::DecisionCache;
 use crate::config::Config;
 use crate::proto::authorizer_server::AuthorizerServer;
-use crate::reload::{LoadFailure, ReloadObserver, Reloader};
-use crate::service::{AuthorizerService, DecisionObserver};
+use crate::reload::{LoadFailure, Reloader};
+use crate::service::AuthorizerService;
+use crate::telemetry::Telemetry;
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,15 +45,16 @@ pub enum AppError {
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// `/metrics` was asked for but telemetry keeps no Prometheus registry.
+    #[error("metrics_listen is set but telemetry was started without the Prometheus exporter")]
+    NoRegistry,
 }
 
-/// Hooks for telemetry.
+/// What the server reports to beyond its answers.
 #[derive(Default)]
 pub struct Hooks {
-    /// Told about every decision.
-    pub decisions: Option<Arc<dyn DecisionObserver>>,
-    /// Told about every bundle load attempt.
-    pub reloads: Option<ReloadObserver>,
+    /// Traces, metrics and the decision log (none: all off).
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// A running server.
@@ -65,6 +67,10 @@ pub struct Running {
     pub reloader: Arc<Reloader>,
     /// The decision cache.
     pub cache: Arc<DecisionCache>,
+    /// The `/metrics` address, if any.
+    pub metrics: Option<SocketAddr>,
+    /// Telemetry.
+    pub telemetry: Arc<Telemetry>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     tasks: Vec<JoinHandle<()>>,
@@ -133,9 +139,33 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         Some(path) => Some(bind_uds(path, config.uds_mode)?),
         None => None,
     };
+    let telemetry = hooks
+        .telemetry
+        .unwrap_or_else(|| Arc::new(Telemetry::disabled()));
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let registry = telemetry.registry().cloned().ok_or(AppError::NoRegistry)?;
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| AppError::Listen {
+                        what: addr.to_string(),
+                        reason: e.to_string(),
+                    })?;
+            Some((listener, registry))
+        }
+        None => None,
+    };
     let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    let metrics_addr = metrics.as_ref().and_then(|(l, _)| l.local_addr().ok());
 
-    let reloader = Reloader::new(config, hooks.reloads);
+    let observer = telemetry.clone();
+    let reloader = Reloader::new(
+        config,
+        Some(Box::new(move |outcome, snap| {
+            observer.reloaded(outcome, snap);
+        })),
+    );
     let cache = Arc::new(DecisionCache::new(
         config.cache_max_entries,
         config.cache_ttl,
@@ -145,7 +175,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         cache.clone(),
         config.request_limits.clone(),
         config.max_batch,
-        hooks.decisions,
+        telemetry.clone(),
     );
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -205,14 +235,26 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         ));
     }
 
+    let mut tasks = Vec::new();
+    if let Some((listener, registry)) = metrics {
+        let stop = signal(shutdown_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::telemetry::http::serve(listener, registry, stop).await {
+                tracing::error!("/metrics server: {e}");
+            }
+        }));
+    }
+
     let mut running = Running {
         tcp: tcp_addr,
         uds: config.uds.clone(),
         reloader: reloader.clone(),
         cache,
+        metrics: metrics_addr,
+        telemetry,
         shutdown: shutdown_tx,
         servers,
-        tasks: Vec::new(),
+        tasks,
         health,
         grace: config.shutdown_grace,
     };
@@ -228,8 +270,10 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         .health
         .set_service_status(SERVICE_NAME, ServingStatus::Serving)
         .await;
-    running.tasks = reloader.spawn_tasks(config, shutdown_rx);
-    tracing::info!(tcp = ?running.tcp, uds = ?running.uds, "verdict is serving");
+    running
+        .tasks
+        .extend(reloader.spawn_tasks(config, shutdown_rx));
+    tracing::info!(tcp = ?running.tcp, uds = ?running.uds, metrics = ?running.metrics, "verdict is serving");
     Ok(running)
 }
 
@@ -259,6 +303,7 @@ impl Running {
         if let Some(path) = &self.uds {
             let _ = std::fs::remove_file(path);
         }
+        self.telemetry.shutdown(self.grace).await;
         tracing::info!("verdict stopped");
     }
 

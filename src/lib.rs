@@ -17,3 +17,4 @@ pub mod proto;
 pub mod reload;
 pub mod service;
 pub mod suite;
+pub mod telemetry;

@@ -15,6 +15,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::otlp;
 use support::*;
 use verdict::proto::{self, AuthorizeRequest};
 
@@ -51,6 +52,27 @@ fn bad_configuration_and_bundles_exit_2_before_serving() {
             vec!["serve", "--listen", "127.0.0.1:0"],
             vec![("VERDICT_MAX_BATCH", "many")],
             "VERDICT_MAX_BATCH",
+        ),
+        (
+            vec!["serve", "--listen", "127.0.0.1:0"],
+            vec![("OTEL_TRACES_SAMPLER", "sometimes")],
+            "OTEL_TRACES_SAMPLER",
+        ),
+        (
+            vec!["serve", "--listen", "127.0.0.1:0"],
+            vec![("VERDICT_DECISION_LOG", "/nonexistent/dir/decisions.jsonl")],
+            "decision log",
+        ),
+        (
+            vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "256.0.0.1:9",
+            ],
+            vec![],
+            "--metrics-listen",
         ),
         (
             vec!["serve", "--config", "/nonexistent/verdict.toml"],
@@ -150,4 +172,92 @@ async fn serves_reloads_on_sighup_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(code.code(), Some(0));
     assert!(!sock.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_is_exported_and_flushed_on_sigterm() {
+    let (addr, received) = otlp::receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("verdict.sock");
+    let log = dir.path().join("decisions.jsonl");
+    // Export intervals far longer than the test: whatever arrives was
+    // flushed by the graceful shutdown.
+    let mut child = verdict()
+        .args(["serve", "--uds", sock.to_str().unwrap()])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
+        .env("OTEL_SERVICE_NAME", "verdict-sidecar")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "600000")
+        .env("VERDICT_DECISION_LOG", log.to_str().unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut c = loop {
+        if sock.exists() {
+            let mut c = proto::authorizer_client::AuthorizerClient::new(uds_channel(&sock).await);
+            if c.get_bundle_status(proto::GetBundleStatusRequest {})
+                .await
+                .is_ok_and(|s| !s.into_inner().revision.is_empty())
+            {
+                break c;
+            }
+        }
+        assert!(Instant::now() < deadline, "the server never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut request = tonic::Request::new(AuthorizeRequest {
+        principal: "arn:aws:iam::111122223333:user/frank".into(),
+        action: "kms:Encrypt".into(),
+        resource: KEY.into(),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            .parse()
+            .unwrap(),
+    );
+    let r = c.authorize(request).await.unwrap().into_inner();
+    assert_eq!(r.decision(), proto::Decision::Allow);
+    assert!(received.spans().is_empty(), "exported before shutdown");
+
+    signal(child.id(), "-TERM");
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code.code(), Some(0));
+
+    let spans = received.spans();
+    assert_eq!(spans.len(), 1);
+    let span = &spans[0];
+    assert_eq!(span.name, "verdict.v1.Authorizer/Authorize");
+    assert_eq!(
+        span.parent_span_id,
+        [0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31]
+    );
+    assert_eq!(
+        otlp::str_attr(&span.attributes, "verdict.decision"),
+        Some("Allow")
+    );
+    assert_eq!(received.service_name().as_deref(), Some("verdict-sidecar"));
+    assert!(received.metric("verdict.decision.duration").is_some());
+    assert!(received.metric("verdict.decisions").is_some());
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(
+        lines[0]["span_id"].as_str().unwrap(),
+        span.span_id
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    assert_eq!(lines[0]["decision"], "Allow");
 }

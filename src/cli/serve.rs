@@ -1,11 +1,14 @@
 //! `verdict serve`: the gRPC server, configured from flags, `VERDICT_*`
 //! environment variables and an optional TOML file.
 
+use std::sync::Arc;
+
 use clap::Args;
 
 use super::Exit;
 use crate::app::{self, Hooks};
 use crate::config::{self, Config, FlagValues, RuntimeFlavor, Sources};
+use crate::telemetry::{LogSink, Telemetry, TelemetryOptions, TelemetrySettings};
 
 /// Arguments of `verdict serve`.
 #[derive(Debug, Args)]
@@ -60,7 +63,8 @@ fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = if json {
         builder.json().try_init()
     } else {
@@ -102,6 +106,16 @@ pub fn run(args: ServeArgs) -> Exit {
             return Exit::Usage;
         }
     };
+    let env = |k: &str| std::env::var(k).ok();
+    let settings = match TelemetrySettings::from_env(&env) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: configuration: {e}");
+            }
+            return Exit::Usage;
+        }
+    };
     init_logging(config.log_json);
     let runtime = match config.runtime {
         RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread()
@@ -123,7 +137,24 @@ pub fn run(args: ServeArgs) -> Exit {
         }
     };
     runtime.block_on(async {
-        match app::start(&config, Hooks::default()).await {
+        let telemetry = match Telemetry::start(TelemetryOptions {
+            settings,
+            prometheus: config.metrics_listen.is_some(),
+            decision_log: config.decision_log.as_deref().map(LogSink::from_setting),
+            decision_log_queue: config.decision_log_queue,
+            decision_log_filter: config.decision_log_filter,
+            max_batch: config.max_batch,
+        }) {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Usage;
+            }
+        };
+        let hooks = Hooks {
+            telemetry: Some(telemetry),
+        };
+        match app::start(&config, hooks).await {
             Ok(running) => {
                 running.run_until(shutdown_signal()).await;
                 Exit::Ok

@@ -13,22 +13,11 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use crate::cache::DecisionCache;
 use crate::compile::Snapshot;
-use crate::eval::{Decision, RequestLimits, logic};
+use crate::eval::{Request as DecisionRequest, RequestLimits, logic};
 use crate::proto;
 use crate::proto::authorizer_server::Authorizer;
 use crate::reload::{Reloader, rfc3339};
-
-/// Told about every decision (telemetry hooks in here).
-pub trait DecisionObserver: Send + Sync {
-    /// A decision was made (or served from the cache) in `elapsed`.
-    fn decided(
-        &self,
-        req: &crate::eval::Request,
-        decision: &Decision,
-        cached: bool,
-        elapsed: std::time::Duration,
-    );
-}
+use crate::telemetry::{Call, Method, Telemetry};
 
 /// The service.
 pub struct AuthorizerService {
@@ -36,7 +25,7 @@ pub struct AuthorizerService {
     cache: Arc<DecisionCache>,
     limits: RequestLimits,
     max_batch: usize,
-    observer: Option<Arc<dyn DecisionObserver>>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl AuthorizerService {
@@ -46,14 +35,14 @@ impl AuthorizerService {
         cache: Arc<DecisionCache>,
         limits: RequestLimits,
         max_batch: usize,
-        observer: Option<Arc<dyn DecisionObserver>>,
+        telemetry: Arc<Telemetry>,
     ) -> Self {
         Self {
             reloader,
             cache,
             limits,
             max_batch,
-            observer,
+            telemetry,
         }
     }
 
@@ -63,41 +52,45 @@ impl AuthorizerService {
             .ok_or_else(|| Status::unavailable("no bundle is loaded yet"))
     }
 
-    fn decide(&self, snap: &Snapshot, req: &crate::eval::Request) -> proto::AuthorizeResponse {
+    /// Decide one request (from the cache when it has the answer), reply,
+    /// and hand the request and decision to telemetry.
+    fn decide(
+        &self,
+        call: &mut Call,
+        snap: &Snapshot,
+        req: DecisionRequest,
+    ) -> proto::AuthorizeResponse {
         let start = Instant::now();
-        let (decision, cached) = match self.cache.get(snap.generation, req) {
+        let (decision, cached) = match self.cache.get(snap.generation, &req) {
             Some(d) => (d, true),
             None => {
-                let d = logic::evaluate(snap, req, SystemTime::now());
-                self.cache.insert(snap.generation, req, &d);
+                let d = logic::evaluate(snap, &req, SystemTime::now());
+                self.cache.insert(snap.generation, &req, &d);
                 (d, false)
             }
         };
         let elapsed = start.elapsed();
-        if let Some(o) = &self.observer {
-            o.decided(req, &decision, cached, elapsed);
-        }
-        convert::response(&decision, cached)
+        let response = convert::response(&decision, cached);
+        self.telemetry
+            .decided(call, req, decision, cached, self.cache.enabled(), elapsed);
+        response
     }
-}
 
-#[tonic::async_trait]
-impl Authorizer for AuthorizerService {
-    async fn authorize(
+    fn authorize_call(
         &self,
-        request: Request<proto::AuthorizeRequest>,
-    ) -> Result<Response<proto::AuthorizeResponse>, Status> {
-        let req =
-            convert::request(request.into_inner(), &self.limits).map_err(|e| Status::from(&e))?;
+        call: &mut Call,
+        request: proto::AuthorizeRequest,
+    ) -> Result<proto::AuthorizeResponse, Status> {
+        let req = convert::request(request, &self.limits).map_err(|e| Status::from(&e))?;
         let snap = self.snapshot()?;
-        Ok(Response::new(self.decide(&snap, &req)))
+        Ok(self.decide(call, &snap, req))
     }
 
-    async fn batch_authorize(
+    fn batch_call(
         &self,
-        request: Request<proto::BatchAuthorizeRequest>,
-    ) -> Result<Response<proto::BatchAuthorizeResponse>, Status> {
-        let items = request.into_inner().requests;
+        call: &mut Call,
+        items: Vec<proto::AuthorizeRequest>,
+    ) -> Result<proto::BatchAuthorizeResponse, Status> {
         if self.max_batch > 0 && items.len() > self.max_batch {
             return Err(convert::invalid(
                 "requests",
@@ -121,8 +114,36 @@ impl Authorizer for AuthorizerService {
             }
         }
         let snap = self.snapshot()?;
-        let responses = reqs.iter().map(|r| self.decide(&snap, r)).collect();
-        Ok(Response::new(proto::BatchAuthorizeResponse { responses }))
+        let responses = reqs
+            .into_iter()
+            .map(|r| self.decide(call, &snap, r))
+            .collect();
+        Ok(proto::BatchAuthorizeResponse { responses })
+    }
+}
+
+#[tonic::async_trait]
+impl Authorizer for AuthorizerService {
+    async fn authorize(
+        &self,
+        request: Request<proto::AuthorizeRequest>,
+    ) -> Result<Response<proto::AuthorizeResponse>, Status> {
+        let mut call = self.telemetry.call(Method::Authorize, request.metadata());
+        let result = self.authorize_call(&mut call, request.into_inner());
+        self.telemetry.finish(call, result.as_ref().map(|_| ()));
+        result.map(Response::new)
+    }
+
+    async fn batch_authorize(
+        &self,
+        request: Request<proto::BatchAuthorizeRequest>,
+    ) -> Result<Response<proto::BatchAuthorizeResponse>, Status> {
+        let mut call = self
+            .telemetry
+            .call(Method::BatchAuthorize, request.metadata());
+        let result = self.batch_call(&mut call, request.into_inner().requests);
+        self.telemetry.finish(call, result.as_ref().map(|_| ()));
+        result.map(Response::new)
     }
 
     async fn get_bundle_status(

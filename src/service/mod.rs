@@ -4,4 +4,4 @@
 pub mod authorizer;
 pub mod convert;
 
-pub use authorizer::{AuthorizerService, DecisionObserver};
+pub use authorizer::AuthorizerService;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses part of these helpers")]
 
+pub mod otlp;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -41,6 +43,36 @@ pub fn config(bundle: &Path, uds: Option<&Path>, env: &[(&str, &str)]) -> Config
 
 pub async fn start(config: &Config) -> Running {
     app::start(config, app::Hooks::default()).await.unwrap()
+}
+
+/// Start with telemetry.
+pub async fn start_with(
+    config: &Config,
+    telemetry: std::sync::Arc<verdict::telemetry::Telemetry>,
+) -> Running {
+    app::start(
+        config,
+        app::Hooks {
+            telemetry: Some(telemetry),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// `GET http://addr/path` over HTTP/1.1; the status line and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
 }
 
 pub async fn tcp_channel(running: &Running) -> Channel {

@@ -1,0 +1,285 @@
+//! The decision log: one JSON line per decision, written by its own task.
+//!
+//! The decision path hands over the request and decision it already owns
+//! (moved, not copied) with a non-blocking `try_send` into a bounded queue;
+//! when the queue is full the record is dropped and counted, so a slow disk
+//! or a blocked stdout never slows a decision. The writer encodes records in
+//! batches, flushes whenever the queue runs empty, and on shutdown drains
+//! what was queued and flushes before it returns.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use opentelemetry::trace::{SpanId, TraceId};
+use serde::Serialize;
+use serde::ser::SerializeMap as _;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::config::LogFilter;
+use crate::eval::json::DecisionJson;
+use crate::eval::{Decision, Outcome, Request};
+
+/// Where the log goes.
+pub enum LogSink {
+    /// The process's standard output.
+    Stdout,
+    /// A file, appended to (created if missing).
+    File(PathBuf),
+    /// Any writer (tests).
+    Writer(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stdout => f.write_str("Stdout"),
+            Self::File(p) => f.debug_tuple("File").field(p).finish(),
+            Self::Writer(_) => f.write_str("Writer"),
+        }
+    }
+}
+
+impl LogSink {
+    /// The sink a `decision_log` setting names: `stdout` (or `-`) or a path.
+    pub fn from_setting(value: &str) -> Self {
+        match value {
+            "stdout" | "-" => Self::Stdout,
+            path => Self::File(PathBuf::from(path)),
+        }
+    }
+}
+
+/// One decision, as handed to the writer.
+pub struct LogRecord {
+    /// When it was decided.
+    pub time: SystemTime,
+    /// The trace it belongs to (the caller's, or the server span's).
+    pub trace_id: Option<TraceId>,
+    /// The server span, when one was recorded.
+    pub span_id: Option<SpanId>,
+    /// The request.
+    pub request: Request,
+    /// The decision.
+    pub decision: Decision,
+    /// Served from the cache.
+    pub cached: bool,
+    /// Time to decide.
+    pub latency: Duration,
+}
+
+struct RequestJson<'a>(&'a Request);
+
+impl Serialize for RequestJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("principal", &r.principal)?;
+        m.serialize_entry("action", &r.action)?;
+        m.serialize_entry("resource", &r.resource)?;
+        m.serialize_entry("context", &ContextJson(r))?;
+        if let Some(sp) = &r.session_policy {
+            m.serialize_entry("session_policy", &sp.text)?;
+        }
+        m.end()
+    }
+}
+
+struct ContextJson<'a>(&'a Request);
+
+impl Serialize for ContextJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let entries = self.0.context.entries();
+        let mut m = s.serialize_map(Some(entries.len()))?;
+        for e in entries {
+            m.serialize_entry(&*e.key, &e.values)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct RecordJson<'a> {
+    time: String,
+    trace_id: Option<String>,
+    span_id: Option<String>,
+    request: RequestJson<'a>,
+    #[serde(flatten)]
+    decision: DecisionJson<'a>,
+    cached: bool,
+    latency_ns: u64,
+}
+
+/// Append `record` to `buf` as one JSON line.
+pub fn encode(record: &LogRecord, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+    let json = RecordJson {
+        time: chrono::DateTime::<chrono::Utc>::from(record.time)
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        trace_id: record.trace_id.map(|t| t.to_string()),
+        span_id: record.span_id.map(|s| s.to_string()),
+        request: RequestJson(&record.request),
+        decision: DecisionJson::new(&record.decision),
+        cached: record.cached,
+        latency_ns: u64::try_from(record.latency.as_nanos()).unwrap_or(u64::MAX),
+    };
+    serde_json::to_writer(&mut *buf, &json)?;
+    buf.push(b'\n');
+    Ok(())
+}
+
+/// The sending side, held by the service.
+pub struct DecisionLog {
+    tx: mpsc::Sender<LogRecord>,
+    filter: LogFilter,
+    dropped: Arc<AtomicU64>,
+    stop: Arc<Notify>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for DecisionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionLog")
+            .field("filter", &self.filter)
+            .field("dropped", &self.dropped.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes encoded before the writer writes them out.
+const BATCH_BYTES: usize = 64 * 1024;
+
+impl DecisionLog {
+    /// Open the sink and start the writer task (inside a tokio runtime).
+    pub fn start(
+        sink: LogSink,
+        queue: usize,
+        filter: LogFilter,
+        dropped: Arc<AtomicU64>,
+    ) -> io::Result<Self> {
+        let out: Box<dyn AsyncWrite + Send + Unpin> = match sink {
+            LogSink::Stdout => Box::new(tokio::io::stdout()),
+            LogSink::File(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                Box::new(tokio::fs::File::from_std(file))
+            }
+            LogSink::Writer(w) => w,
+        };
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(write_loop(rx, out, dropped.clone(), stop.clone()));
+        Ok(Self {
+            tx,
+            filter,
+            dropped,
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        })
+    }
+
+    /// Whether a decision with `outcome` is logged at all.
+    pub fn wants(&self, outcome: Outcome) -> bool {
+        match self.filter {
+            LogFilter::All => true,
+            LogFilter::Denies => outcome != Outcome::Allow,
+        }
+    }
+
+    /// Queue a record without waiting; a full queue drops it and counts it.
+    pub fn submit(&self, record: LogRecord) {
+        if self.tx.try_send(record).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Stop taking records, write out what is queued, flush, and wait for
+    /// the writer (at most `grace`).
+    pub async fn shutdown(&self, grace: Duration) {
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            self.stop.notify_one();
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!("the decision log did not finish writing within {grace:?}");
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    mut rx: mpsc::Receiver<LogRecord>,
+    mut out: Box<dyn AsyncWrite + Send + Unpin>,
+    dropped: Arc<AtomicU64>,
+    stop: Arc<Notify>,
+) {
+    let mut buf = Vec::with_capacity(BATCH_BYTES * 2);
+    let mut reported_drops = 0u64;
+    let mut last_report: Option<Instant> = None;
+    let mut last_write_error: Option<Instant> = None;
+    let mut stopping = false;
+    loop {
+        let first = if stopping {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                r = rx.recv() => r,
+                () = stop.notified() => {
+                    stopping = true;
+                    rx.close();
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { break };
+        let mut next = Some(first);
+        while let Some(record) = next.take() {
+            if let Err(e) = encode(&record, &mut buf) {
+                tracing::warn!("decision log: cannot encode a record: {e}");
+            }
+            if buf.len() >= BATCH_BYTES {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        let written = async {
+            out.write_all(&buf).await?;
+            if rx.is_empty() {
+                out.flush().await?;
+            }
+            io::Result::Ok(())
+        }
+        .await;
+        buf.clear();
+        if let Err(e) = written
+            && last_write_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::warn!("decision log: write failed: {e}");
+            last_write_error = Some(Instant::now());
+        }
+        let now_dropped = dropped.load(Ordering::Relaxed);
+        if now_dropped > reported_drops
+            && last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                dropped = now_dropped,
+                "decision log queue full: records dropped (see verdict.decision_log.dropped)"
+            );
+            reported_drops = now_dropped;
+            last_report = Some(Instant::now());
+        }
+    }
+    if let Err(e) = out.flush().await {
+        tracing::warn!("decision log: final flush failed: {e}");
+    }
+}

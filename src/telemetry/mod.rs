@@ -1,0 +1,466 @@
+//! Telemetry: OpenTelemetry traces continuing the caller's W3C trace
+//! context, the metrics of api.md's Telemetry table (over OTLP and on
+//! `/metrics` from the same meter provider), and the decision log.
+//!
+//! Everything is optional and costs nothing when off: with no tracing
+//! endpoint there is no tracer and no trace context is parsed; with neither
+//! an OTLP metrics endpoint nor `/metrics` there are no instruments; with no
+//! decision log nothing is queued.
+
+pub mod decision_log;
+pub mod http;
+pub mod metrics;
+pub mod settings;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry::trace::{
+    Span as _, SpanId, SpanKind, Status as SpanStatus, TraceContextExt as _, TraceId, Tracer as _,
+    TracerProvider as _,
+};
+use opentelemetry::{Array, KeyValue, StringValue, Value};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
+};
+use tonic::metadata::{KeyRef, MetadataMap};
+
+use crate::compile::Snapshot;
+use crate::config::LogFilter;
+use crate::eval::{Decision, Request};
+use crate::reload::ReloadOutcome;
+pub use decision_log::{DecisionLog, LogRecord, LogSink};
+pub use metrics::{ActiveBundle, Metrics};
+pub use settings::{SamplerSetting, TelemetryError, TelemetrySettings};
+
+/// What to turn on.
+#[derive(Debug)]
+pub struct TelemetryOptions {
+    /// OTLP endpoints, resource, sampler.
+    pub settings: TelemetrySettings,
+    /// Keep a Prometheus registry for `/metrics`.
+    pub prometheus: bool,
+    /// Where the decision log goes (none: no decision log).
+    pub decision_log: Option<LogSink>,
+    /// Decision log queue length.
+    pub decision_log_queue: usize,
+    /// Which decisions are logged.
+    pub decision_log_filter: LogFilter,
+    /// The largest batch (a batch's decisions are events of its span).
+    pub max_batch: usize,
+}
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryStartError {
+    /// An exporter could not be built.
+    #[error("OTLP exporter: {0}")]
+    Exporter(String),
+    /// The Prometheus exporter could not be built.
+    #[error("Prometheus exporter: {0}")]
+    Prometheus(String),
+    /// The decision log could not be opened.
+    #[error("decision log: {0}")]
+    DecisionLog(std::io::Error),
+}
+
+/// The telemetry of one server.
+pub struct Telemetry {
+    tracer: Option<SdkTracer>,
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
+    metrics: Option<Metrics>,
+    registry: Option<prometheus::Registry>,
+    log: Option<DecisionLog>,
+    active: Arc<ArcSwapOption<ActiveBundle>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("tracing", &self.tracer.is_some())
+            .field("metrics", &self.metrics.is_some())
+            .field("prometheus", &self.registry.is_some())
+            .field("decision_log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The gRPC method a call span is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `Authorize`: the decision's attributes go on the span.
+    Authorize,
+    /// `BatchAuthorize`: each decision is an event of the span.
+    BatchAuthorize,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Authorize => "Authorize",
+            Self::BatchAuthorize => "BatchAuthorize",
+        }
+    }
+
+    fn span_name(self) -> &'static str {
+        match self {
+            Self::Authorize => "verdict.v1.Authorizer/Authorize",
+            Self::BatchAuthorize => "verdict.v1.Authorizer/BatchAuthorize",
+        }
+    }
+}
+
+/// One call's trace state.
+#[derive(Debug, Default)]
+pub struct Call {
+    span: Option<opentelemetry_sdk::trace::Span>,
+    trace_id: Option<TraceId>,
+    span_id: Option<SpanId>,
+    batch: bool,
+    revision_set: bool,
+}
+
+impl Call {
+    /// The trace id a decision log record carries.
+    pub fn trace_id(&self) -> Option<TraceId> {
+        self.trace_id
+    }
+
+    /// The server span's id, when it is sampled.
+    pub fn span_id(&self) -> Option<SpanId> {
+        self.span_id
+    }
+}
+
+/// gRPC metadata as a W3C trace context carrier.
+struct MetadataExtractor<'a>(&'a MetadataMap);
+
+impl Extractor for MetadataExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .map(|k| match k {
+                KeyRef::Ascii(k) => k.as_str(),
+                KeyRef::Binary(k) => k.as_str(),
+            })
+            .collect()
+    }
+}
+
+const SERVICE: &str = "verdict.v1.Authorizer";
+
+fn matched_value(decision: &Decision) -> Value {
+    let items = decision
+        .matched
+        .iter()
+        .map(|m| match m.index {
+            Some(i) => StringValue::from(format!("{}#{i}", m.policy_id)),
+            None => StringValue::from(m.policy_id.to_string()),
+        })
+        .collect();
+    Value::Array(Array::String(items))
+}
+
+fn decision_attributes(req: &Request, decision: &Decision, cached: bool) -> [KeyValue; 6] {
+    [
+        KeyValue::new("verdict.decision", decision.outcome.as_str()),
+        KeyValue::new("verdict.cached", cached),
+        KeyValue::new("verdict.principal", req.principal.clone()),
+        KeyValue::new("verdict.action", req.action.clone()),
+        KeyValue::new("verdict.resource", req.resource.clone()),
+        KeyValue::new("verdict.matched", matched_value(decision)),
+    ]
+}
+
+impl Telemetry {
+    /// Telemetry with everything off.
+    pub fn disabled() -> Self {
+        Self {
+            tracer: None,
+            tracer_provider: None,
+            meter_provider: None,
+            metrics: None,
+            registry: None,
+            log: None,
+            active: Arc::new(ArcSwapOption::empty()),
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Build exporters, providers and the decision log writer. Must run
+    /// inside a tokio runtime (the OTLP channel and the log writer are
+    /// tasks of it).
+    pub fn start(opts: TelemetryOptions) -> Result<Self, TelemetryStartError> {
+        let s = &opts.settings;
+        let mut telemetry = Self::disabled();
+        let resource = || {
+            Resource::builder_empty()
+                .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+                .with_attributes(
+                    s.resource_attributes
+                        .iter()
+                        .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+                )
+                .with_service_name(s.service_name.clone())
+                .build()
+        };
+        if let Some(endpoint) = &s.traces_endpoint {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build()
+                .map_err(|e| TelemetryStartError::Exporter(e.to_string()))?;
+            let processor = BatchSpanProcessor::builder(exporter)
+                .with_batch_config(
+                    BatchConfigBuilder::default()
+                        .with_max_queue_size(s.span_queue)
+                        .with_max_export_batch_size(s.span_batch)
+                        .with_scheduled_delay(s.span_delay)
+                        .build(),
+                )
+                .build();
+            let events = u32::try_from(opts.max_batch.max(128)).unwrap_or(u32::MAX);
+            let provider = SdkTracerProvider::builder()
+                .with_span_processor(processor)
+                .with_sampler(s.sampler.sampler())
+                .with_max_events_per_span(events)
+                .with_resource(resource())
+                .build();
+            telemetry.tracer = Some(provider.tracer("verdict"));
+            telemetry.tracer_provider = Some(provider);
+        }
+        if s.metrics_endpoint.is_some() || opts.prometheus {
+            let mut builder = SdkMeterProvider::builder().with_resource(resource());
+            if let Some(endpoint) = &s.metrics_endpoint {
+                let exporter = opentelemetry_otlp::MetricExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint.clone())
+                    .build()
+                    .map_err(|e| TelemetryStartError::Exporter(e.to_string()))?;
+                builder = builder.with_reader(
+                    PeriodicReader::builder(exporter)
+                        .with_interval(s.metric_interval)
+                        .build(),
+                );
+            }
+            if opts.prometheus {
+                let registry = prometheus::Registry::new();
+                let exporter = opentelemetry_prometheus::exporter()
+                    .with_registry(registry.clone())
+                    .build()
+                    .map_err(|e| TelemetryStartError::Prometheus(e.to_string()))?;
+                builder = builder.with_reader(exporter);
+                telemetry.registry = Some(registry);
+            }
+            let provider = builder.build();
+            let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "verdict");
+            telemetry.metrics = Some(Metrics::new(
+                &meter,
+                telemetry.active.clone(),
+                telemetry.dropped.clone(),
+            ));
+            telemetry.meter_provider = Some(provider);
+        }
+        if let Some(sink) = opts.decision_log {
+            telemetry.log = Some(
+                DecisionLog::start(
+                    sink,
+                    opts.decision_log_queue,
+                    opts.decision_log_filter,
+                    telemetry.dropped.clone(),
+                )
+                .map_err(TelemetryStartError::DecisionLog)?,
+            );
+        }
+        Ok(telemetry)
+    }
+
+    /// Whether spans are made.
+    pub fn tracing(&self) -> bool {
+        self.tracer.is_some()
+    }
+
+    /// The Prometheus registry `/metrics` serves.
+    pub fn registry(&self) -> Option<&prometheus::Registry> {
+        self.registry.as_ref()
+    }
+
+    /// The decision log.
+    pub fn decision_log(&self) -> Option<&DecisionLog> {
+        self.log.as_ref()
+    }
+
+    /// Begin a call: continue the caller's trace (W3C `traceparent` and
+    /// `tracestate` in the metadata) with a server span.
+    pub fn call(&self, method: Method, metadata: &MetadataMap) -> Call {
+        let batch = method == Method::BatchAuthorize;
+        if self.tracer.is_none() && self.log.is_none() {
+            return Call {
+                batch,
+                ..Call::default()
+            };
+        }
+        let parent = TraceContextPropagator::new()
+            .extract_with_context(&opentelemetry::Context::new(), &MetadataExtractor(metadata));
+        let parent_span = parent.span().span_context().clone();
+        let mut call = Call {
+            batch,
+            trace_id: parent_span.is_valid().then(|| parent_span.trace_id()),
+            ..Call::default()
+        };
+        if let Some(tracer) = &self.tracer {
+            let span = tracer
+                .span_builder(method.span_name())
+                .with_kind(SpanKind::Server)
+                .with_attributes([
+                    KeyValue::new("rpc.system", "grpc"),
+                    KeyValue::new("rpc.service", SERVICE),
+                    KeyValue::new("rpc.method", method.name()),
+                ])
+                .start_with_context(tracer, &parent);
+            let ctx = span.span_context();
+            if ctx.is_valid() {
+                call.trace_id = Some(ctx.trace_id());
+                call.span_id = ctx.is_sampled().then(|| ctx.span_id());
+            }
+            call.span = Some(span);
+        }
+        call
+    }
+
+    /// Record one decision: metrics, span attributes (or an event of a
+    /// batch's span), and the decision log. Takes the request and decision
+    /// by value so that the log can keep them without a copy.
+    pub fn decided(
+        &self,
+        call: &mut Call,
+        req: Request,
+        decision: Decision,
+        cached: bool,
+        cache_enabled: bool,
+        elapsed: Duration,
+    ) {
+        if let Some(m) = &self.metrics {
+            m.decision(decision.outcome, cached, cache_enabled, elapsed);
+        }
+        if let Some(span) = call.span.as_mut().filter(|s| s.is_recording()) {
+            if !call.revision_set {
+                span.set_attribute(KeyValue::new(
+                    "verdict.bundle.revision",
+                    decision.bundle_revision.to_string(),
+                ));
+                call.revision_set = true;
+            }
+            let attrs = decision_attributes(&req, &decision, cached);
+            if call.batch {
+                let mut attrs = attrs.to_vec();
+                attrs.push(KeyValue::new(
+                    "verdict.bundle.revision",
+                    decision.bundle_revision.to_string(),
+                ));
+                span.add_event("verdict.decision", attrs);
+            } else {
+                span.set_attributes(attrs);
+            }
+        }
+        if let Some(log) = &self.log
+            && log.wants(decision.outcome)
+        {
+            log.submit(LogRecord {
+                time: SystemTime::now(),
+                trace_id: call.trace_id,
+                span_id: call.span_id,
+                request: req,
+                decision,
+                cached,
+                latency: elapsed,
+            });
+        }
+    }
+
+    /// End a call's span with its gRPC status.
+    pub fn finish(&self, call: Call, status: Result<(), &tonic::Status>) {
+        if let Some(mut span) = call.span {
+            match status {
+                Ok(()) => {
+                    span.set_attribute(KeyValue::new("rpc.grpc.status_code", 0i64));
+                    span.set_status(SpanStatus::Ok);
+                }
+                Err(s) => {
+                    span.set_attribute(KeyValue::new("rpc.grpc.status_code", s.code() as i64));
+                    span.set_status(SpanStatus::error(s.message().to_owned()));
+                }
+            }
+            span.end();
+        }
+    }
+
+    /// Record a bundle load attempt and the active bundle.
+    pub fn reloaded(&self, outcome: ReloadOutcome, active: Option<&Snapshot>) {
+        if let Some(m) = &self.metrics {
+            m.reload(outcome);
+        }
+        if let Some(snap) = active {
+            self.active.store(Some(Arc::new(ActiveBundle {
+                revision: snap.revision.clone(),
+                loaded_at: snap.loaded_at,
+            })));
+        }
+    }
+
+    /// Write out the decision log and flush and stop the exporters (the
+    /// SDK's flush blocks, so it runs on a blocking thread, never on the
+    /// runtime's workers).
+    pub async fn shutdown(&self, grace: Duration) {
+        if let Some(log) = &self.log {
+            log.shutdown(grace).await;
+        }
+        let tracer = self.tracer_provider.clone();
+        let meter = self.meter_provider.clone();
+        if tracer.is_none() && meter.is_none() {
+            return;
+        }
+        let flush = tokio::task::spawn_blocking(move || {
+            if let Some(p) = tracer
+                && let Err(e) = p.shutdown()
+            {
+                tracing::warn!("trace export at shutdown: {e}");
+            }
+            if let Some(p) = meter
+                && let Err(e) = p.shutdown()
+            {
+                tracing::warn!("metric export at shutdown: {e}");
+            }
+        });
+        if tokio::time::timeout(grace, flush).await.is_err() {
+            tracing::warn!("telemetry did not flush within {grace:?}");
+        }
+    }
+
+    /// Flush spans and metrics now (blocking; call off the runtime's workers).
+    pub fn force_flush(&self) {
+        if let Some(p) = &self.tracer_provider
+            && let Err(e) = p.force_flush()
+        {
+            tracing::warn!("trace flush: {e}");
+        }
+        if let Some(p) = &self.meter_provider
+            && let Err(e) = p.force_flush()
+        {
+            tracing::warn!("metric flush: {e}");
+        }
+    }
+}

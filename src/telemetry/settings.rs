@@ -1,0 +1,247 @@
+//! Telemetry settings from the standard OpenTelemetry environment variables
+//! (read through the same injectable lookup as the rest of the
+//! configuration, so tests pass a map): exporting is on only when an OTLP
+//! endpoint is set and `OTEL_SDK_DISABLED` is not `true`.
+
+use std::time::Duration;
+
+use opentelemetry_sdk::trace::Sampler;
+
+/// What to export, and how.
+#[derive(Clone, Debug)]
+pub struct TelemetrySettings {
+    /// OTLP/gRPC endpoint for traces (none: no tracing at all).
+    pub traces_endpoint: Option<String>,
+    /// OTLP/gRPC endpoint for metrics.
+    pub metrics_endpoint: Option<String>,
+    /// `service.name`: `OTEL_SERVICE_NAME`, else `service.name` of
+    /// `OTEL_RESOURCE_ATTRIBUTES`, else `verdict`.
+    pub service_name: String,
+    /// Extra resource attributes (`OTEL_RESOURCE_ATTRIBUTES`).
+    pub resource_attributes: Vec<(String, String)>,
+    /// Sampler (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+    pub sampler: SamplerSetting,
+    /// Metric export interval (`OTEL_METRIC_EXPORT_INTERVAL`, milliseconds).
+    pub metric_interval: Duration,
+    /// Spans queued for export before new ones are dropped
+    /// (`OTEL_BSP_MAX_QUEUE_SIZE`; default 65,536, so that a burst at full
+    /// sampling is not lost).
+    pub span_queue: usize,
+    /// Delay between span exports (`OTEL_BSP_SCHEDULE_DELAY`, ms; default 1,000).
+    pub span_delay: Duration,
+    /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`; default 4,096).
+    pub span_batch: usize,
+}
+
+/// A sampler, as configured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SamplerSetting {
+    /// `always_on`.
+    AlwaysOn,
+    /// `always_off`.
+    AlwaysOff,
+    /// `traceidratio`.
+    Ratio(f64),
+    /// `parentbased_always_on` (the default).
+    ParentAlwaysOn,
+    /// `parentbased_always_off`.
+    ParentAlwaysOff,
+    /// `parentbased_traceidratio`.
+    ParentRatio(f64),
+}
+
+impl SamplerSetting {
+    /// The SDK sampler.
+    pub fn sampler(self) -> Sampler {
+        match self {
+            Self::AlwaysOn => Sampler::AlwaysOn,
+            Self::AlwaysOff => Sampler::AlwaysOff,
+            Self::Ratio(r) => Sampler::TraceIdRatioBased(r),
+            Self::ParentAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            Self::ParentAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+            Self::ParentRatio(r) => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r))),
+        }
+    }
+}
+
+/// A bad telemetry variable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct TelemetryError {
+    /// The variable.
+    pub var: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl TelemetrySettings {
+    /// Read the settings; every bad value is reported.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<TelemetryError>> {
+        let mut errors = Vec::new();
+        let get = |k: &str| {
+            env(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let base = get("OTEL_EXPORTER_OTLP_ENDPOINT");
+        let (traces_endpoint, metrics_endpoint) = if disabled {
+            (None, None)
+        } else {
+            (
+                get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| base.clone()),
+                get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").or(base),
+            )
+        };
+        let mut resource_attributes = Vec::new();
+        if let Some(attrs) = get("OTEL_RESOURCE_ATTRIBUTES") {
+            for pair in attrs.split(',').filter(|p| !p.trim().is_empty()) {
+                match pair.split_once('=') {
+                    Some((k, v)) if !k.trim().is_empty() => {
+                        resource_attributes.push((k.trim().to_owned(), v.trim().to_owned()));
+                    }
+                    _ => errors.push(TelemetryError {
+                        var: "OTEL_RESOURCE_ATTRIBUTES".into(),
+                        message: format!("`{pair}` is not key=value"),
+                    }),
+                }
+            }
+        }
+        let ratio = |errors: &mut Vec<TelemetryError>| match get("OTEL_TRACES_SAMPLER_ARG") {
+            None => 1.0,
+            Some(a) => match a.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => r,
+                _ => {
+                    errors.push(TelemetryError {
+                        var: "OTEL_TRACES_SAMPLER_ARG".into(),
+                        message: format!("`{a}` is not a ratio between 0 and 1"),
+                    });
+                    1.0
+                }
+            },
+        };
+        let sampler = match get("OTEL_TRACES_SAMPLER").as_deref() {
+            None | Some("parentbased_always_on") => SamplerSetting::ParentAlwaysOn,
+            Some("always_on") => SamplerSetting::AlwaysOn,
+            Some("always_off") => SamplerSetting::AlwaysOff,
+            Some("parentbased_always_off") => SamplerSetting::ParentAlwaysOff,
+            Some("traceidratio") => SamplerSetting::Ratio(ratio(&mut errors)),
+            Some("parentbased_traceidratio") => SamplerSetting::ParentRatio(ratio(&mut errors)),
+            Some(other) => {
+                errors.push(TelemetryError {
+                    var: "OTEL_TRACES_SAMPLER".into(),
+                    message: format!("unsupported sampler `{other}`"),
+                });
+                SamplerSetting::ParentAlwaysOn
+            }
+        };
+        let mut positive = |var: &str, default: u64| match get(var) {
+            None => default,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    errors.push(TelemetryError {
+                        var: var.into(),
+                        message: format!("`{v}` is not a positive whole number"),
+                    });
+                    default
+                }
+            },
+        };
+        let metric_interval =
+            Duration::from_millis(positive("OTEL_METRIC_EXPORT_INTERVAL", 60_000));
+        let span_queue =
+            usize::try_from(positive("OTEL_BSP_MAX_QUEUE_SIZE", 65_536)).unwrap_or(65_536);
+        let span_delay = Duration::from_millis(positive("OTEL_BSP_SCHEDULE_DELAY", 1_000));
+        let span_batch = usize::try_from(positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 4_096))
+            .unwrap_or(4_096)
+            .min(span_queue);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            traces_endpoint,
+            metrics_endpoint,
+            service_name: get("OTEL_SERVICE_NAME")
+                .or_else(|| {
+                    resource_attributes
+                        .iter()
+                        .find(|(k, _)| k == "service.name")
+                        .map(|(_, v)| v.clone())
+                })
+                .unwrap_or_else(|| "verdict".to_owned()),
+            resource_attributes,
+            sampler,
+            metric_interval,
+            span_queue,
+            span_delay,
+            span_batch,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<TelemetrySettings, Vec<TelemetryError>> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        TelemetrySettings::from_env(&|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn off_without_an_endpoint() {
+        let s = read(&[]).unwrap();
+        assert_eq!(s.traces_endpoint, None);
+        assert_eq!(s.metrics_endpoint, None);
+        assert_eq!(s.service_name, "verdict");
+    }
+
+    #[test]
+    fn endpoints_and_disabling() {
+        let s = read(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4317"),
+        ])
+        .unwrap();
+        assert_eq!(s.traces_endpoint.as_deref(), Some("http://c:4317"));
+        assert_eq!(s.metrics_endpoint.as_deref(), Some("http://m:4317"));
+        let s = read(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_SDK_DISABLED", "TRUE"),
+        ])
+        .unwrap();
+        assert_eq!(s.traces_endpoint, None);
+        assert_eq!(s.metrics_endpoint, None);
+    }
+
+    #[test]
+    fn sampler_resource_and_errors() {
+        let s = read(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod, team=keys",
+            ),
+            ("OTEL_SERVICE_NAME", "verdict-sidecar"),
+        ])
+        .unwrap();
+        assert_eq!(s.sampler, SamplerSetting::ParentRatio(0.25));
+        assert_eq!(s.resource_attributes.len(), 2);
+        assert_eq!(s.service_name, "verdict-sidecar");
+        let s = read(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=keys-authz")]).unwrap();
+        assert_eq!(s.service_name, "keys-authz");
+        let e = read(&[
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "nokey"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.len(), 3);
+    }
+}

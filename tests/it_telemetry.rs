@@ -1,0 +1,496 @@
+//! Telemetry against a real server: spans that continue the caller's W3C
+//! trace and metrics, both received by an in-process OTLP receiver; the
+//! same instruments on `/metrics`; and a decision log whose full queue drops
+//! and counts records while decisions keep flowing.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use support::otlp::{self, bool_attr, list_attr, str_attr};
+use support::*;
+use tokio::io::AsyncReadExt as _;
+use verdict::config::LogFilter;
+use verdict::proto::{AuthorizeRequest, BatchAuthorizeRequest, Decision};
+use verdict::telemetry::metrics::DURATION_BOUNDARIES;
+use verdict::telemetry::{LogSink, SamplerSetting, Telemetry, TelemetryOptions, TelemetrySettings};
+
+const DAVE: &str = "arn:aws:iam::111122223333:user/dave";
+const ADMIN: &str = "arn:aws:sts::111122223333:assumed-role/KeyAdmin/ops-session";
+const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const PARENT: &str = "b7ad6b7169203331";
+const BATCH_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const BATCH_PARENT: &str = "00f067aa0ba902b7";
+
+fn req(principal: &str, action: &str) -> AuthorizeRequest {
+    AuthorizeRequest {
+        principal: principal.into(),
+        action: action.into(),
+        resource: KEY.into(),
+        ..Default::default()
+    }
+}
+
+fn settings(endpoint: Option<String>) -> TelemetrySettings {
+    let mut s = TelemetrySettings::from_env(&|_| None).unwrap();
+    s.traces_endpoint.clone_from(&endpoint);
+    s.metrics_endpoint = endpoint;
+    s.sampler = SamplerSetting::ParentAlwaysOn;
+    s.service_name = "verdict-under-test".into();
+    s
+}
+
+fn options(settings: TelemetrySettings) -> TelemetryOptions {
+    TelemetryOptions {
+        settings,
+        prometheus: true,
+        decision_log: None,
+        decision_log_queue: 1024,
+        decision_log_filter: LogFilter::All,
+        max_batch: 1000,
+    }
+}
+
+fn traced<T>(message: T, trace: &str, parent: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace}-{parent}-01").parse().unwrap(),
+    );
+    r.metadata_mut()
+        .insert("tracestate", "vendor=opaque".parse().unwrap());
+    r
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value of a Prometheus sample whose labels include all of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(series, _)| {
+            (series == &name || series.starts_with(&format!("{name}{{")))
+                && labels.iter().all(|want| series.contains(want))
+        })
+        .map(|(_, v)| v.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_continue_the_callers_trace_and_metrics_arrive_over_otlp_and_on_metrics() {
+    let (addr, received) = otlp::receiver().await;
+    let telemetry =
+        Arc::new(Telemetry::start(options(settings(Some(format!("http://{addr}"))))).unwrap());
+    let cfg = config(
+        &root().join(KMS),
+        None,
+        &[("VERDICT_METRICS_LISTEN", "127.0.0.1:0")],
+    );
+    let running = start_with(&cfg, telemetry.clone()).await;
+    let mut c = client(&running).await;
+    let revision = running.reloader.snapshot().unwrap().revision.to_string();
+
+    // a: an Allow, in the caller's trace; b: the same, from the cache, no
+    // trace context; c: an ExplicitDeny; d: a batch of three in another
+    // trace (one cache hit); e: an invalid request.
+    let a = c
+        .authorize(traced(req(DAVE, "kms:Encrypt"), TRACE, PARENT))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.decision(), Decision::Allow);
+    let b = c
+        .authorize(req(DAVE, "kms:Encrypt"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(b.cached);
+    let d = c
+        .authorize(req(ADMIN, "kms:DisableKey"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.decision(), Decision::ExplicitDeny);
+    let batch = c
+        .batch_authorize(traced(
+            BatchAuthorizeRequest {
+                requests: vec![
+                    req(DAVE, "kms:Encrypt"),
+                    req(DAVE, "kms:GenerateDataKey"),
+                    req(ADMIN, "kms:EnableKey"),
+                ],
+            },
+            BATCH_TRACE,
+            BATCH_PARENT,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(batch.responses.len(), 3);
+    let e = c.authorize(req("", "kms:Encrypt")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+
+    // Flush from a blocking thread: the SDK's flush blocks until exported.
+    let t = telemetry.clone();
+    tokio::task::spawn_blocking(move || t.force_flush())
+        .await
+        .unwrap();
+    received
+        .wait_for("five spans", |r| r.spans().len() >= 5)
+        .await;
+    let spans = received.spans();
+    assert_eq!(spans.len(), 5, "one span per call");
+    assert_eq!(
+        received.service_name().as_deref(),
+        Some("verdict-under-test")
+    );
+
+    let authorize: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "verdict.v1.Authorizer/Authorize")
+        .collect();
+    assert_eq!(authorize.len(), 4);
+    for s in &spans {
+        assert_eq!(s.kind(), SpanKind::Server);
+        assert_eq!(str_attr(&s.attributes, "rpc.system"), Some("grpc"));
+    }
+
+    // a: child of the caller's span, in the caller's trace.
+    let sa = authorize
+        .iter()
+        .find(|s| hex(&s.trace_id) == TRACE)
+        .expect("a span in the caller's trace");
+    assert_eq!(hex(&sa.parent_span_id), PARENT);
+    assert_eq!(sa.trace_state, "vendor=opaque");
+    let at = &sa.attributes;
+    assert_eq!(str_attr(at, "verdict.decision"), Some("Allow"));
+    assert_eq!(bool_attr(at, "verdict.cached"), Some(false));
+    assert_eq!(str_attr(at, "verdict.principal"), Some(DAVE));
+    assert_eq!(str_attr(at, "verdict.action"), Some("kms:Encrypt"));
+    assert_eq!(str_attr(at, "verdict.resource"), Some(KEY));
+    assert_eq!(
+        str_attr(at, "verdict.bundle.revision"),
+        Some(revision.as_str())
+    );
+    assert_eq!(
+        list_attr(at, "verdict.matched").unwrap(),
+        [
+            "keys/default-key-policy#0",
+            "kms/encrypt-decrypt-any-key-in-account#0"
+        ]
+    );
+    assert_eq!(sa.status.as_ref().unwrap().code(), StatusCode::Ok);
+
+    // b: a root span (no caller context), served from the cache.
+    let sb = authorize
+        .iter()
+        .find(|s| bool_attr(&s.attributes, "verdict.cached") == Some(true))
+        .unwrap();
+    assert!(sb.parent_span_id.is_empty());
+    assert_ne!(hex(&sb.trace_id), TRACE);
+
+    // c: the deny and the statement that decided it.
+    let sc = authorize
+        .iter()
+        .find(|s| str_attr(&s.attributes, "verdict.decision") == Some("ExplicitDeny"))
+        .unwrap();
+    assert_eq!(
+        list_attr(&sc.attributes, "verdict.matched").unwrap(),
+        ["kms/deny-disable-and-delete#0"]
+    );
+
+    // d: the batch's decisions are events of its span, in order.
+    let sd = spans
+        .iter()
+        .find(|s| s.name == "verdict.v1.Authorizer/BatchAuthorize")
+        .unwrap();
+    assert_eq!(hex(&sd.trace_id), BATCH_TRACE);
+    assert_eq!(hex(&sd.parent_span_id), BATCH_PARENT);
+    let events: Vec<_> = sd
+        .events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.name, "verdict.decision");
+            (
+                str_attr(&e.attributes, "verdict.decision")
+                    .unwrap()
+                    .to_owned(),
+                bool_attr(&e.attributes, "verdict.cached").unwrap(),
+                str_attr(&e.attributes, "verdict.action")
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("Allow".to_owned(), true, "kms:Encrypt".to_owned()),
+            (
+                "ImplicitDeny".to_owned(),
+                false,
+                "kms:GenerateDataKey".to_owned()
+            ),
+            ("Allow".to_owned(), false, "kms:EnableKey".to_owned()),
+        ]
+    );
+
+    // e: the invalid call is an error span with its gRPC status.
+    let se = authorize
+        .iter()
+        .find(|s| str_attr(&s.attributes, "verdict.decision").is_none())
+        .unwrap();
+    assert_eq!(se.status.as_ref().unwrap().code(), StatusCode::Error);
+
+    // Metrics: six decisions, by decision and cached.
+    received
+        .wait_for("the decision histogram", |r| {
+            r.metric("verdict.decision.duration").is_some()
+        })
+        .await;
+    let Some(Data::Histogram(h)) = received.metric("verdict.decision.duration").unwrap().data
+    else {
+        panic!("verdict.decision.duration is not a histogram")
+    };
+    let mut counts: Vec<(String, bool, u64)> = h
+        .data_points
+        .iter()
+        .map(|p| {
+            assert_eq!(p.explicit_bounds, DURATION_BOUNDARIES);
+            assert_eq!(p.bucket_counts.iter().sum::<u64>(), p.count);
+            (
+                str_attr(&p.attributes, "decision").unwrap().to_owned(),
+                bool_attr(&p.attributes, "cached").unwrap(),
+                p.count,
+            )
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            ("Allow".to_owned(), false, 2),
+            ("Allow".to_owned(), true, 2),
+            ("ExplicitDeny".to_owned(), false, 1),
+            ("ImplicitDeny".to_owned(), false, 1),
+        ]
+    );
+    let sum = |name: &str| match received.metric(name).and_then(|m| m.data) {
+        Some(Data::Sum(s)) => s
+            .data_points
+            .iter()
+            .map(|p| match p.value {
+                Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(
+                    i,
+                )) => i,
+                _ => panic!("{name}: not an integer"),
+            })
+            .sum::<i64>(),
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(sum("verdict.decisions"), 6);
+    assert_eq!(sum("verdict.cache.hits"), 2);
+    assert_eq!(sum("verdict.cache.misses"), 4);
+    assert_eq!(sum("verdict.bundle.reloads"), 1);
+    match received.metric("verdict.bundle.age").and_then(|m| m.data) {
+        Some(Data::Gauge(g)) => {
+            assert_eq!(g.data_points.len(), 1);
+            assert_eq!(
+                str_attr(&g.data_points[0].attributes, "revision"),
+                Some(revision.as_str())
+            );
+        }
+        other => panic!("verdict.bundle.age: {other:?}"),
+    }
+
+    // /metrics: the same instruments, Prometheus-named.
+    let (status, text) = http_get(running.metrics.unwrap(), "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    for (name, labels, want) in [
+        (
+            "verdict_decisions_total",
+            &["decision=\"Allow\"", "cached=\"true\""][..],
+            2.0,
+        ),
+        (
+            "verdict_decisions_total",
+            &["decision=\"ExplicitDeny\"", "cached=\"false\""],
+            1.0,
+        ),
+        (
+            "verdict_decision_duration_seconds_count",
+            &["decision=\"Allow\"", "cached=\"false\""],
+            2.0,
+        ),
+        ("verdict_cache_hits_total", &[], 2.0),
+        ("verdict_cache_misses_total", &[], 4.0),
+        ("verdict_bundle_reloads_total", &["result=\"ok\""], 1.0),
+        ("verdict_decision_log_dropped_total", &[], 0.0),
+    ] {
+        assert_eq!(
+            sample(&text, name, labels),
+            Some(want),
+            "{name} {labels:?}\n{text}"
+        );
+    }
+    assert!(
+        sample(
+            &text,
+            "verdict_decision_duration_seconds_bucket",
+            &["le=\"0.0000005\""]
+        )
+        .is_some(),
+        "sub-microsecond buckets"
+    );
+    assert!(
+        sample(
+            &text,
+            "verdict_bundle_age_seconds",
+            &[&format!("revision=\"{revision}\"")]
+        )
+        .is_some()
+    );
+    let (status, _) = http_get(running.metrics.unwrap(), "/nothing").await;
+    assert!(status.contains("404"), "{status}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_decision_log_queue_drops_and_counts_while_decisions_flow() {
+    // The writer's output is a pipe nobody reads until the end: the writer
+    // blocks after a few records and the queue of 4 fills.
+    let (log_out, mut log_in) = tokio::io::duplex(512);
+    let mut opts = options(settings(None));
+    opts.decision_log = Some(LogSink::Writer(Box::new(log_out)));
+    opts.decision_log_queue = 4;
+    let telemetry = Arc::new(Telemetry::start(opts).unwrap());
+    let cfg = config(
+        &root().join(KMS),
+        None,
+        &[
+            ("VERDICT_METRICS_LISTEN", "127.0.0.1:0"),
+            ("VERDICT_CACHE_MAX_ENTRIES", "0"),
+        ],
+    );
+    let running = start_with(&cfg, telemetry.clone()).await;
+    let mut c = client(&running).await;
+    let calls = 300u64;
+    let requests = [
+        req(DAVE, "kms:Encrypt"),
+        req(DAVE, "kms:GenerateDataKey"),
+        req(ADMIN, "kms:DisableKey"),
+    ];
+    for i in 0..calls {
+        let r = requests[usize::try_from(i % 3).unwrap()].clone();
+        let answer = tokio::time::timeout(Duration::from_secs(5), c.authorize(r))
+            .await
+            .expect("a decision waited on the decision log")
+            .unwrap();
+        assert!(!answer.into_inner().bundle_revision.is_empty());
+    }
+    let log = telemetry.decision_log().unwrap();
+    let dropped = log.dropped();
+    assert!(dropped > 0, "the queue never filled");
+    assert!(dropped < calls);
+    let (_, text) = http_get(running.metrics.unwrap(), "/metrics").await;
+    assert_eq!(
+        sample(&text, "verdict_decision_log_dropped_total", &[]),
+        Some(dropped as f64)
+    );
+
+    // Now read: shutdown drains the queue and flushes, then the writer ends.
+    let reader = tokio::spawn(async move {
+        let mut s = String::new();
+        log_in.read_to_string(&mut s).await.unwrap();
+        s
+    });
+    running.shutdown().await;
+    let text = reader.await.unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len() as u64 + dropped,
+        calls,
+        "every record is written or counted"
+    );
+    let first = &lines[0];
+    assert_eq!(first["request"]["principal"], DAVE);
+    assert_eq!(first["request"]["action"], "kms:Encrypt");
+    assert_eq!(first["request"]["resource"], KEY);
+    assert_eq!(first["decision"], "Allow");
+    assert_eq!(first["matched"][0]["policy_id"], "keys/default-key-policy");
+    assert_eq!(first["cached"], false);
+    assert!(first["latency_ns"].as_u64().unwrap() > 0);
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+    assert!(first["bundle_revision"].as_str().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_log_records_trace_ids_and_can_keep_denies_only() {
+    let (log_out, mut log_in) = tokio::io::duplex(1 << 20);
+    let mut opts = options(settings(None));
+    opts.prometheus = false;
+    opts.decision_log = Some(LogSink::Writer(Box::new(log_out)));
+    opts.decision_log_filter = LogFilter::Denies;
+    let telemetry = Arc::new(Telemetry::start(opts).unwrap());
+    let running = start_with(&config(&root().join(KMS), None, &[]), telemetry).await;
+    let mut c = client(&running).await;
+    c.authorize(traced(req(DAVE, "kms:Encrypt"), TRACE, PARENT))
+        .await
+        .unwrap();
+    c.authorize(traced(req(ADMIN, "kms:DisableKey"), TRACE, PARENT))
+        .await
+        .unwrap();
+    c.batch_authorize(BatchAuthorizeRequest {
+        requests: vec![req(DAVE, "kms:GenerateDataKey"), req(DAVE, "kms:Decrypt")],
+    })
+    .await
+    .unwrap();
+    let reader = tokio::spawn(async move {
+        let mut s = String::new();
+        log_in.read_to_string(&mut s).await.unwrap();
+        s
+    });
+    running.shutdown().await;
+    let text = reader.await.unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let decisions: Vec<_> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["decision"].as_str().unwrap(),
+                l["request"]["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("ExplicitDeny", "kms:DisableKey"),
+            ("ImplicitDeny", "kms:GenerateDataKey")
+        ]
+    );
+    // Tracing is off: the caller's trace id is kept, there is no server span.
+    assert_eq!(lines[0]["trace_id"], TRACE);
+    assert!(lines[0]["span_id"].is_null());
+    assert!(lines[1]["trace_id"].is_null());
+}

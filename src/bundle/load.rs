@@ -582,7 +582,11 @@ fn load_principals(
             PrincipalArn::Role { name, .. } => ("role", name.clone()),
             _ => continue,
         };
-        let name_key = (arn.account().to_owned(), kind, name.to_lowercase());
+        let name_key = (
+            arn.account().to_owned(),
+            kind,
+            name.to_lowercase().to_string(),
+        );
         if let Some(other) = names.get(&name_key) {
             cx.error_at(
                 src,
@@ -642,7 +646,7 @@ fn load_principals(
         if kind == "user" {
             users.insert(arn_text, identity);
         } else {
-            roles.insert((arn.account().into(), name), identity);
+            roles.insert((arn.account().into(), name.as_str().into()), identity);
         }
     }
 }
@@ -910,7 +914,9 @@ pub fn parse_grantee(s: &str) -> Result<PrincipalEntry, String> {
         return Ok(PrincipalEntry::Service(s.into()));
     }
     match PrincipalArn::parse(s) {
-        Ok(PrincipalArn::Root { account, .. }) => Ok(PrincipalEntry::Account(account)),
+        Ok(PrincipalArn::Root { account, .. }) => {
+            Ok(PrincipalEntry::Account(account.as_str().into()))
+        }
         Ok(arn) => Ok(PrincipalEntry::Arn(arn)),
         Err(e) => Err(e.to_string()),
     }

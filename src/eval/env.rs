@@ -200,7 +200,7 @@ pub struct Env<'a> {
 impl<'a> Env<'a> {
     /// Resolve the request against the bundle.
     pub fn new(bundle: &'a CompiledBundle, req: &'a Request, now: SystemTime) -> Self {
-        let self_arn = req.caller_arn.as_deref();
+        let self_arn = req.caller_arn();
         let caller = match &req.caller {
             Caller::Service(name) => CallerView {
                 form: Form::Service,

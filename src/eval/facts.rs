@@ -44,7 +44,7 @@ pub struct CallerFacts<'a> {
 impl<'a> CallerFacts<'a> {
     /// Resolve the request's caller in the bundle.
     pub fn resolve(bundle: &'a Bundle, req: &'a Request) -> Self {
-        let self_arn = req.caller_arn.as_deref();
+        let self_arn = req.caller_arn();
         match &req.caller {
             Caller::Service(name) => Self {
                 form: Form::Service,
@@ -181,12 +181,12 @@ pub fn caller_value_ignored(
 
 /// Whether the action is `kms:CreateKey` (whose key properties come from the caller).
 pub fn is_create_key(req: &Request) -> bool {
-    &*req.service == "kms" && &*req.name == "createkey"
+    req.service() == "kms" && req.name() == "createkey"
 }
 
 /// Whether the action is `kms:RetireGrant`.
 pub fn is_retire_grant(req: &Request) -> bool {
-    &*req.service == "kms" && &*req.name == "retiregrant"
+    req.service() == "kms" && req.name() == "retiregrant"
 }
 
 /// Prefix of encryption-context keys (lower-cased).

@@ -83,10 +83,10 @@ pub fn evaluate(snap: &Snapshot, req: &Request, now: SystemTime) -> Decision {
     let bundle = &snap.bundle;
     let env = Env::new(bundle, req, now);
     let action = ActionKey {
-        service: &req.service,
-        name: &req.name,
+        service: req.service(),
+        name: req.name(),
         action_id: bundle.actions.lookup_action(&req.action_key),
-        service_id: bundle.actions.lookup_service(&req.service),
+        service_id: bundle.actions.lookup_service(req.service()),
     };
     let has_boundary = env.caller.identity.is_some_and(|i| i.boundary.is_some());
     let mut ev = Eval {
@@ -457,7 +457,7 @@ impl<'s> Eval<'s> {
         let caller = self.env.caller;
         let res = self.env.res;
         let kms = res.is_kms_key;
-        let retire = kms && req.service.as_ref() == "kms" && req.name.as_ref() == "retiregrant";
+        let retire = kms && req.service() == "kms" && req.name() == "retiregrant";
         let cross = matches!((caller.account, res.account), (Some(pa), Some(ra)) if pa != ra);
         let identity = caller.identity;
         let key_info = res.entry.and_then(|e| e.key.as_ref());
@@ -568,7 +568,8 @@ impl<'s> Eval<'s> {
             _ => true,
         };
         let identity_ok = (caller.form == Form::Root || id_sum.allow) && pb_ok && sp_ok;
-        let cross_op_blocked = kms && cross && !kms::cross_account_allowed(&req.service, &req.name);
+        let cross_op_blocked =
+            kms && cross && !kms::cross_account_allowed(req.service(), req.name());
         let no_key_policy = kms && res.entry.is_none();
         let any_deny = self.hits.iter().any(|h| h.st.effect == Effect::Deny);
 
@@ -674,9 +675,9 @@ impl<'s> Eval<'s> {
             }
             match path {
                 Some(_) => {
-                    if let Some(k) = key_info
-                        .filter(|k| kms && kms::key_state_refuses(&req.service, &req.name, k.state))
-                    {
+                    if let Some(k) = key_info.filter(|k| {
+                        kms && kms::key_state_refuses(req.service(), req.name(), k.state)
+                    }) {
                         key_state_blocked = Some(k.state);
                         path = None;
                         grant_used = None;

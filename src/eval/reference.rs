@@ -485,10 +485,10 @@ impl Interp<'_> {
         let any = block.items.iter().any(|p| match p {
             ActionPattern::Any => true,
             ActionPattern::Named { service, name } => {
-                **service == *self.req.service
+                **service == *self.req.service()
                     && glob::matches(
                         &glob::resolve(&Template::plain(name), true, &|_| None).unwrap_or_default(),
-                        &self.req.name,
+                        self.req.name(),
                         false,
                     )
             }
@@ -763,7 +763,8 @@ impl Interp<'_> {
         };
         let id_ok = id_evals.iter().any(PolicyEval::allows);
         let identity_ok = (caller.form == Form::Root || id_ok) && pb_ok && sp_ok;
-        let cross_op_blocked = kms && cross && !kms::cross_account_allowed(&req.service, &req.name);
+        let cross_op_blocked =
+            kms && cross && !kms::cross_account_allowed(req.service(), req.name());
         let no_key_policy = kms && resource.entry.is_none();
 
         let id_allows = || {
@@ -949,7 +950,7 @@ impl Interp<'_> {
             match allow {
                 Some(list) => {
                     if let Some(k) = key_info
-                        .filter(|k| kms::key_state_refuses(&req.service, &req.name, k.state))
+                        .filter(|k| kms::key_state_refuses(req.service(), req.name(), k.state))
                     {
                         key_state_blocked = Some(k.state);
                         grant_used = None;
@@ -1088,10 +1089,10 @@ impl Interp<'_> {
 
     /// §7.4: operation, constraint (or, for CreateGrant, U34's checks).
     fn grant_applies(&self, g: &Grant) -> bool {
-        if &*self.req.service != "kms" {
+        if self.req.service() != "kms" {
             return false;
         }
-        let Some(op) = GrantOperation::parse_ignore_case(&self.req.name) else {
+        let Some(op) = GrantOperation::parse_ignore_case(self.req.name()) else {
             return false;
         };
         if !g.operations.contains(&op) {

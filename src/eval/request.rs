@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::compile::statement::CPolicy;
-use crate::policy::principal::{PrincipalArn, canonical_arn, is_service_principal, split_arn};
+use crate::policy::principal::{PrincipalArn, canonicalize_arn, is_service_principal, split_arn};
 use crate::policy::{PolicyDocument, PolicyKind, check_place, parse_document};
 
 /// Request limits (api.md), each a configuration value.
@@ -210,21 +210,18 @@ pub struct SessionPolicy {
 pub struct Request {
     /// The caller.
     pub caller: Caller,
-    /// The principal as sent.
+    /// The principal: an ARN made canonical (first five pieces
+    /// lower-cased, the rest as sent), or a service principal as sent.
     pub principal: String,
-    /// The caller's own ARN, canonical (none for service principals).
-    pub caller_arn: Option<Box<str>>,
     /// For role sessions and role-ARN callers: the role ARN as the request
     /// gives it (a session ARN has no path; the bundle may know it).
     pub role_arn: Option<Box<str>>,
     /// The action as sent (`service:Name`).
     pub action: String,
-    /// Service prefix, lower-cased.
-    pub service: Box<str>,
-    /// Action name, lower-cased.
-    pub name: Box<str>,
     /// `service:name`, lower-cased.
     pub action_key: Box<str>,
+    /// Where the colon of `action_key` is.
+    service_len: usize,
     /// The resource: `*` or an ARN, canonical (first five pieces lower-cased).
     pub resource: String,
     /// The context.
@@ -265,8 +262,9 @@ pub fn parse_caller(principal: &str) -> Result<Caller, InvalidRequest> {
         .map_err(|e| InvalidRequest::new("principal", format!("`{principal}`: {e}")))
 }
 
-/// Validate an action (`service:Name`); returns (service, name), lower-cased.
-pub fn parse_action(action: &str) -> Result<(Box<str>, Box<str>), InvalidRequest> {
+/// Validate an action (`service:Name`); returns `service:name` lower-cased
+/// and the offset of its colon.
+pub fn parse_action(action: &str) -> Result<(Box<str>, usize), InvalidRequest> {
     let Some((service, name)) = action.split_once(':') else {
         return Err(InvalidRequest::new(
             "action",
@@ -289,30 +287,36 @@ pub fn parse_action(action: &str) -> Result<(Box<str>, Box<str>), InvalidRequest
             format!("`{action}`: bad action name"),
         ));
     }
-    Ok((
-        service.to_ascii_lowercase().into(),
-        name.to_lowercase().into(),
-    ))
+    let key = if action.is_ascii() {
+        action.to_ascii_lowercase()
+    } else {
+        // The service is ASCII (checked above); only the name can need
+        // Unicode lower-casing.
+        format!("{}:{}", service.to_ascii_lowercase(), name.to_lowercase())
+    };
+    Ok((key.into(), service.len()))
 }
 
-/// Validate a resource: `*` or `arn:` and six colon pieces.
-pub fn parse_resource(resource: &str) -> Result<String, InvalidRequest> {
+/// Validate a resource (`*` or `arn:` and six colon pieces) and make it
+/// canonical in place (first five pieces lower-cased).
+pub fn parse_resource(mut resource: String) -> Result<String, InvalidRequest> {
     if resource == "*" {
-        return Ok(resource.to_owned());
+        return Ok(resource);
     }
-    match split_arn(resource) {
+    match split_arn(&resource) {
         Some([arn, partition, service, ..])
-            if arn.eq_ignore_ascii_case("arn") && !partition.is_empty() && !service.is_empty() =>
-        {
-            Ok(canonical_arn(resource))
+            if arn.eq_ignore_ascii_case("arn") && !partition.is_empty() && !service.is_empty() => {}
+        _ => {
+            return Err(InvalidRequest::new(
+                "resource",
+                format!(
+                    "`{resource}` is neither `*` nor an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`)"
+                ),
+            ));
         }
-        _ => Err(InvalidRequest::new(
-            "resource",
-            format!(
-                "`{resource}` is neither `*` nor an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`)"
-            ),
-        )),
     }
+    canonicalize_arn(&mut resource);
+    Ok(resource)
 }
 
 /// Parse and validate a session policy document.
@@ -358,7 +362,8 @@ pub fn parse_session_policy(
 }
 
 impl Request {
-    /// Validate the parts of a request.
+    /// Validate the parts of a request (taking them over: the principal and
+    /// resource are made canonical in place, not copied).
     pub fn new(parts: RequestParts, limits: &RequestLimits) -> Result<Self, InvalidRequest> {
         for (field, value) in [
             ("principal", &parts.principal),
@@ -377,9 +382,14 @@ impl Request {
             }
         }
         let caller = parse_caller(&parts.principal)?;
-        let (service, name) = parse_action(&parts.action)?;
-        let action_key: Box<str> = format!("{service}:{name}").into();
-        let resource = parse_resource(&parts.resource)?;
+        let mut principal = parts.principal;
+        if let Caller::Arn(_) = caller {
+            // The canonical text of a principal ARN is its first five pieces
+            // lower-cased and the rest as sent: what `PrincipalArn` prints.
+            canonicalize_arn(&mut principal);
+        }
+        let (action_key, service_len) = parse_action(&parts.action)?;
+        let resource = parse_resource(parts.resource)?;
         let context = Context::new(parts.context, limits)?;
         let session_policy = match parts.session_policy.as_deref() {
             None => None,
@@ -393,36 +403,48 @@ impl Request {
                 Some(Arc::new(parse_session_policy(text, limits)?))
             }
         };
-        let (caller_arn, role_arn) = match &caller {
-            Caller::Arn(arn) => {
-                let role = match arn {
-                    PrincipalArn::AssumedRole {
-                        partition,
-                        account,
-                        role,
-                        ..
-                    } => Some(format!("arn:{partition}:iam::{account}:role/{role}").into()),
-                    PrincipalArn::Role { .. } => Some(arn.to_string().into()),
-                    _ => None,
-                };
-                (Some(arn.to_string().into()), role)
-            }
-            Caller::Service(_) => (None, None),
+        let role_arn = match &caller {
+            Caller::Arn(PrincipalArn::AssumedRole {
+                partition,
+                account,
+                role,
+                ..
+            }) => Some(format!("arn:{partition}:iam::{account}:role/{role}").into()),
+            Caller::Arn(PrincipalArn::Role { .. }) => Some(principal.as_str().into()),
+            _ => None,
         };
         Ok(Self {
             caller,
-            principal: parts.principal,
-            caller_arn,
+            principal,
             role_arn,
             action: parts.action,
-            service,
-            name,
             action_key,
+            service_len,
             resource,
             context,
             session_policy,
             explain: parts.explain,
         })
+    }
+
+    /// The caller's own ARN, canonical (none for service principals).
+    pub fn caller_arn(&self) -> Option<&str> {
+        match self.caller {
+            Caller::Arn(_) => Some(&self.principal),
+            Caller::Service(_) => None,
+        }
+    }
+
+    /// The service prefix, lower-cased.
+    pub fn service(&self) -> &str {
+        self.action_key.get(..self.service_len).unwrap_or_default()
+    }
+
+    /// The action name, lower-cased.
+    pub fn name(&self) -> &str {
+        self.action_key
+            .get(self.service_len + 1..)
+            .unwrap_or_default()
     }
 }
 

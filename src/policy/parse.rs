@@ -505,7 +505,9 @@ pub fn principal_value(kind: &str, v: &str) -> Result<PrincipalEntry, String> {
                 return Ok(PrincipalEntry::Account(v.into()));
             }
             match PrincipalArn::parse(v) {
-                Ok(PrincipalArn::Root { account, .. }) => Ok(PrincipalEntry::Account(account)),
+                Ok(PrincipalArn::Root { account, .. }) => {
+                    Ok(PrincipalEntry::Account(account.as_str().into()))
+                }
                 Ok(arn) => Ok(PrincipalEntry::Arn(arn)),
                 Err(e) => Err(e.to_string()),
             }

@@ -9,57 +9,59 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 /// An IAM or STS principal ARN.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PrincipalArn {
     /// `arn:P:iam::A:root`.
     Root {
         /// Partition.
-        partition: Box<str>,
+        partition: CompactString,
         /// Account.
-        account: Box<str>,
+        account: CompactString,
     },
     /// `arn:P:iam::A:user/[path/]N`.
     User {
         /// Partition.
-        partition: Box<str>,
+        partition: CompactString,
         /// Account.
-        account: Box<str>,
+        account: CompactString,
         /// `/` or `/a/b/`.
-        path: Box<str>,
+        path: CompactString,
         /// User name.
-        name: Box<str>,
+        name: CompactString,
     },
     /// `arn:P:iam::A:role/[path/]R`.
     Role {
         /// Partition.
-        partition: Box<str>,
+        partition: CompactString,
         /// Account.
-        account: Box<str>,
+        account: CompactString,
         /// `/` or `/a/b/`.
-        path: Box<str>,
+        path: CompactString,
         /// Role name.
-        name: Box<str>,
+        name: CompactString,
     },
     /// `arn:P:sts::A:assumed-role/R/S`.
     AssumedRole {
         /// Partition.
-        partition: Box<str>,
+        partition: CompactString,
         /// Account.
-        account: Box<str>,
+        account: CompactString,
         /// Role name.
-        role: Box<str>,
+        role: CompactString,
         /// Session name.
-        session: Box<str>,
+        session: CompactString,
     },
     /// `arn:P:sts::A:federated-user/N`.
     FederatedUser {
         /// Partition.
-        partition: Box<str>,
+        partition: CompactString,
         /// Account.
-        account: Box<str>,
+        account: CompactString,
         /// Federated user name.
-        name: Box<str>,
+        name: CompactString,
     },
 }
 
@@ -107,16 +109,12 @@ pub fn is_service_principal(s: &str) -> bool {
 
 /// Split an ARN at its first five colons.
 pub fn split_arn(s: &str) -> Option<[&str; 6]> {
-    let mut it = s.splitn(6, ':');
-    let parts = [
-        it.next()?,
-        it.next()?,
-        it.next()?,
-        it.next()?,
-        it.next()?,
-        it.next()?,
-    ];
-    Some(parts)
+    let (a, s) = s.split_once(':')?;
+    let (b, s) = s.split_once(':')?;
+    let (c, s) = s.split_once(':')?;
+    let (d, s) = s.split_once(':')?;
+    let (e, f) = s.split_once(':')?;
+    Some([a, b, c, d, e, f])
 }
 
 fn split_path_name(rest: &str) -> Option<(&str, &str)> {
@@ -140,20 +138,28 @@ impl PrincipalArn {
         if !arn.eq_ignore_ascii_case("arn") {
             return Err(PrincipalArnError::NotArn);
         }
-        let partition = partition.to_ascii_lowercase();
-        if !matches!(partition.as_str(), "aws" | "aws-cn" | "aws-us-gov") {
+        let Some(partition) = ["aws", "aws-cn", "aws-us-gov"]
+            .into_iter()
+            .find(|p| p.eq_ignore_ascii_case(partition))
+        else {
             return Err(PrincipalArnError::Partition);
-        }
+        };
         if !is_account_id(account) {
             return Err(PrincipalArnError::Account);
         }
         if !region.is_empty() {
             return Err(PrincipalArnError::Region);
         }
-        let partition: Box<str> = partition.into();
-        let account: Box<str> = account.into();
-        let service = service.to_ascii_lowercase();
-        match service.as_str() {
+        let partition: CompactString = partition.into();
+        let account: CompactString = account.into();
+        let service = if service.eq_ignore_ascii_case("iam") {
+            "iam"
+        } else if service.eq_ignore_ascii_case("sts") {
+            "sts"
+        } else {
+            ""
+        };
+        match service {
             "iam" => {
                 if rest == "root" {
                     return Ok(Self::Root { partition, account });
@@ -267,6 +273,32 @@ impl fmt::Display for PrincipalArn {
 
 /// Canonical form of an ARN for lookups: the first five pieces lower-cased,
 /// the rest as written. Text that is not an ARN is returned unchanged.
+/// The byte offset where the sixth piece of an ARN begins (just after its
+/// fifth colon), if it has one.
+pub fn arn_rest_offset(s: &str) -> Option<usize> {
+    let mut seen = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if b == b':' {
+            seen += 1;
+            if seen == 5 {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
+/// [`canonical_arn`] in place: lower-case the first five pieces of `s`
+/// (nothing is allocated; most ARNs are canonical already).
+pub fn canonicalize_arn(s: &mut str) {
+    if let Some(end) = arn_rest_offset(s)
+        && let Some(head) = s.get_mut(..end)
+    {
+        head.make_ascii_lowercase();
+    }
+}
+
+/// The canonical form of an ARN: its first five pieces lower-cased.
 pub fn canonical_arn(s: &str) -> String {
     match split_arn(s) {
         Some([a, p, svc, r, acct, rest]) => format!(
@@ -284,6 +316,30 @@ pub fn canonical_arn(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_in_place_is_what_a_principal_prints() {
+        for s in [
+            "arn:aws:iam::111122223333:root",
+            "ARN:AWS:IAM::111122223333:user/Division/Alice",
+            "arn:AWS-CN:iam::111122223333:role/a/b/R",
+            "arn:aws:STS::111122223333:assumed-role/R/Sess@X",
+            "Arn:Aws-Us-Gov:sts::111122223333:federated-user/Bob",
+        ] {
+            let mut text = s.to_owned();
+            canonicalize_arn(&mut text);
+            assert_eq!(text, PrincipalArn::parse(s).unwrap().to_string());
+            assert_eq!(text, canonical_arn(s));
+        }
+        let mut not_arn = "no colons here".to_owned();
+        canonicalize_arn(&mut not_arn);
+        assert_eq!(not_arn, "no colons here");
+        assert_eq!(
+            split_arn("a:b:c:d:e:f:g"),
+            Some(["a", "b", "c", "d", "e", "f:g"])
+        );
+        assert_eq!(split_arn("a:b:c:d:e"), None);
+    }
 
     #[test]
     fn parses_every_form() {

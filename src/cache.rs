@@ -1,55 +1,105 @@
 //! The decision cache: a bounded, expiring moka cache owned by the service.
 //!
-//! It can never serve a wrong or stale answer: an entry records the snapshot
-//! generation it was decided under and the whole request (principal, action,
-//! resource, every context key and value, session policy, `explain`), and a
-//! hit is used only when all of it equals the request at hand, so neither a
-//! hash collision nor a reload can return another request's decision. The
-//! key is a keyed hash of the same fields, computed without allocating.
-//! Decisions that read a clock key the server filled in are not stored.
+//! It is keyed on the request exactly as received (the protobuf message,
+//! before validation), so that a hit skips validation, evaluation and every
+//! allocation of building a request: a hit costs a hash, a lookup and an
+//! equality check. It can never serve a wrong or stale answer: an entry
+//! records the snapshot generation it was decided under and a copy of the
+//! whole request (principal, action, resource, every context key and value,
+//! session policy, `explain`), and a hit is used only when all of it equals
+//! the request at hand, so neither a hash collision nor a reload can return
+//! another request's decision. Only requests that passed validation are ever
+//! stored (validation depends on the request and the process's fixed
+//! configuration alone, so an equal request is valid too). The key is a
+//! keyed hash of the same fields, computed without allocating; decisions
+//! that read a clock key the server filled in are not stored.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::eval::{Decision, Request};
+use crate::eval::Decision;
+use crate::proto::{AuthorizeRequest, ContextValues};
 
 /// Context entries as sent: (key, values).
 type ContextCopy = Box<[(Box<str>, Box<[String]>)]>;
 
-struct Entry {
+/// A cached decision and the request it answers.
+pub struct Entry {
     generation: u64,
     principal: Box<str>,
     action: Box<str>,
     resource: Box<str>,
     context: ContextCopy,
-    session_policy: Option<Box<str>>,
+    session_policy: Box<str>,
     explain: bool,
     decision: Decision,
 }
 
 impl Entry {
-    fn is_for(&self, generation: u64, req: &Request) -> bool {
+    fn is_for(&self, generation: u64, r: &AuthorizeRequest) -> bool {
         self.generation == generation
-            && self.explain == req.explain
-            && *self.principal == *req.principal
-            && *self.action == *req.action
-            && *self.resource == *req.resource
-            && self.session_policy.as_deref()
-                == req.session_policy.as_ref().map(|s| s.text.as_str())
-            && self.context.len() == req.context.entries().len()
+            && self.explain == r.explain
+            && *self.principal == *r.principal
+            && *self.action == *r.action
+            && *self.resource == *r.resource
+            && *self.session_policy == *r.session_policy
+            && self.context.len() == r.context.len()
             && self
                 .context
                 .iter()
-                .zip(req.context.entries())
-                .all(|((k, v), e)| **k == *e.key && **v == *e.values)
+                .all(|(k, v)| r.context.get(&**k).is_some_and(|sent| *sent.values == **v))
+    }
+
+    /// The decision.
+    pub fn decision(&self) -> &Decision {
+        &self.decision
     }
 }
 
+/// A copy of a request as received, taken before validation consumes it
+/// (only when the cache is on).
+pub struct RequestCopy {
+    principal: Box<str>,
+    action: Box<str>,
+    resource: Box<str>,
+    context: ContextCopy,
+    session_policy: Box<str>,
+    explain: bool,
+}
+
+/// A decision as the service holds it: freshly evaluated, or shared with
+/// the cache (a hit costs no copy of the decision).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a fresh decision is moved a few times on its way out; boxing it would allocate on every uncached decision"
+)]
+pub enum Answer {
+    /// Evaluated for this request (and not stored).
+    Fresh(Decision),
+    /// Held by the cache.
+    Shared(Arc<Entry>),
+}
+
+impl std::ops::Deref for Answer {
+    type Target = Decision;
+
+    fn deref(&self) -> &Decision {
+        match self {
+            Self::Fresh(d) => d,
+            Self::Shared(e) => &e.decision,
+        }
+    }
+}
+
+/// A request's cache key (a keyed hash; equality is checked on every hit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key(u64);
+
 /// The decision cache (disabled when built with zero entries).
 pub struct DecisionCache {
-    cache: Option<moka::sync::Cache<u64, Arc<Entry>>>,
-    hasher: std::hash::RandomState,
+    cache: Option<moka::sync::Cache<u64, Arc<Entry>, foldhash::fast::RandomState>>,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl DecisionCache {
@@ -59,11 +109,12 @@ impl DecisionCache {
             moka::sync::Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(ttl)
-                .build()
+                // The keys are hashes already; a fast seeded hasher is enough.
+                .build_with_hasher(foldhash::fast::RandomState::default())
         });
         Self {
             cache,
-            hasher: std::hash::RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -72,55 +123,81 @@ impl DecisionCache {
         self.cache.is_some()
     }
 
-    fn key(&self, generation: u64, req: &Request) -> u64 {
+    /// The key of a request under a snapshot generation. Context entries
+    /// are combined independently of their order (the map's order is not
+    /// the sender's).
+    pub fn key(&self, generation: u64, r: &AuthorizeRequest) -> Key {
         let mut h = self.hasher.build_hasher();
         generation.hash(&mut h);
-        req.principal.hash(&mut h);
-        req.action.hash(&mut h);
-        req.resource.hash(&mut h);
-        for e in req.context.entries() {
-            e.key.hash(&mut h);
-            e.values.hash(&mut h);
+        r.principal.hash(&mut h);
+        r.action.hash(&mut h);
+        r.resource.hash(&mut h);
+        r.session_policy.hash(&mut h);
+        r.explain.hash(&mut h);
+        let mut context = 0u64;
+        for (k, ContextValues { values }) in &r.context {
+            let mut e = self.hasher.build_hasher();
+            k.hash(&mut e);
+            values.hash(&mut e);
+            context = context.wrapping_add(e.finish());
         }
-        req.session_policy
-            .as_ref()
-            .map(|s| s.text.as_str())
-            .hash(&mut h);
-        req.explain.hash(&mut h);
-        h.finish()
+        r.context.len().hash(&mut h);
+        context.hash(&mut h);
+        Key(h.finish())
     }
 
     /// The cached decision for this request under this snapshot generation.
-    pub fn get(&self, generation: u64, req: &Request) -> Option<Decision> {
+    pub fn get(&self, key: Key, generation: u64, r: &AuthorizeRequest) -> Option<Answer> {
         let cache = self.cache.as_ref()?;
-        let entry = cache.get(&self.key(generation, req))?;
-        entry
-            .is_for(generation, req)
-            .then(|| entry.decision.clone())
+        let entry = cache.get(&key.0)?;
+        entry.is_for(generation, r).then_some(Answer::Shared(entry))
     }
 
-    /// Remember a decision, unless it read a server-filled clock key.
-    pub fn insert(&self, generation: u64, req: &Request, decision: &Decision) {
-        let Some(cache) = &self.cache else { return };
-        if decision.reads_server_clock {
-            return;
-        }
-        let entry = Entry {
-            generation,
-            principal: req.principal.as_str().into(),
-            action: req.action.as_str().into(),
-            resource: req.resource.as_str().into(),
-            context: req
+    /// Copy a request before it is validated, if the cache is on.
+    pub fn copy(&self, r: &AuthorizeRequest) -> Option<RequestCopy> {
+        self.cache.as_ref()?;
+        Some(RequestCopy {
+            principal: r.principal.as_str().into(),
+            action: r.action.as_str().into(),
+            resource: r.resource.as_str().into(),
+            context: r
                 .context
-                .entries()
                 .iter()
-                .map(|e| (e.key.clone(), e.values.clone().into_boxed_slice()))
+                .map(|(k, v)| (k.as_str().into(), v.values.clone().into_boxed_slice()))
                 .collect(),
-            session_policy: req.session_policy.as_ref().map(|s| s.text.as_str().into()),
-            explain: req.explain,
-            decision: decision.clone(),
+            session_policy: r.session_policy.as_str().into(),
+            explain: r.explain,
+        })
+    }
+
+    /// Remember a decision for the request `copy` was taken of (under `key`),
+    /// unless it read a server-filled clock key or there is no copy; returns
+    /// it as an answer either way.
+    pub fn insert(
+        &self,
+        key: Key,
+        generation: u64,
+        copy: Option<RequestCopy>,
+        decision: Decision,
+    ) -> Answer {
+        let (Some(cache), Some(copy)) = (&self.cache, copy) else {
+            return Answer::Fresh(decision);
         };
-        cache.insert(self.key(generation, req), Arc::new(entry));
+        if decision.reads_server_clock {
+            return Answer::Fresh(decision);
+        }
+        let entry = Arc::new(Entry {
+            generation,
+            principal: copy.principal,
+            action: copy.action,
+            resource: copy.resource,
+            context: copy.context,
+            session_policy: copy.session_policy,
+            explain: copy.explain,
+            decision,
+        });
+        cache.insert(key.0, entry.clone());
+        Answer::Shared(entry)
     }
 
     /// Entries held now (approximate).
@@ -139,24 +216,27 @@ impl DecisionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::{Outcome, RequestLimits, RequestParts};
+    use crate::eval::Outcome;
 
-    fn req(ctx: &[(&str, &[&str])], explain: bool) -> Request {
-        Request::new(
-            RequestParts {
-                principal: "arn:aws:iam::111122223333:user/a".into(),
-                action: "s3:GetObject".into(),
-                resource: "arn:aws:s3:::b/k".into(),
-                context: ctx
-                    .iter()
-                    .map(|(k, v)| ((*k).into(), v.iter().map(|s| (*s).to_owned()).collect()))
-                    .collect(),
-                session_policy: None,
-                explain,
-            },
-            &RequestLimits::default(),
-        )
-        .unwrap()
+    fn req(ctx: &[(&str, &[&str])], explain: bool) -> AuthorizeRequest {
+        AuthorizeRequest {
+            principal: "arn:aws:iam::111122223333:user/a".into(),
+            action: "s3:GetObject".into(),
+            resource: "arn:aws:s3:::b/k".into(),
+            context: ctx
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        (*k).into(),
+                        ContextValues {
+                            values: v.iter().map(|s| (*s).to_owned()).collect(),
+                        },
+                    )
+                })
+                .collect(),
+            session_policy: String::new(),
+            explain,
+        }
     }
 
     fn decision(outcome: Outcome, clock: bool) -> Decision {
@@ -170,43 +250,77 @@ mod tests {
         }
     }
 
+    fn put(c: &DecisionCache, generation: u64, r: &AuthorizeRequest, d: Decision) -> Answer {
+        c.insert(c.key(generation, r), generation, c.copy(r), d)
+    }
+
+    fn get(c: &DecisionCache, generation: u64, r: &AuthorizeRequest) -> Option<Outcome> {
+        c.get(c.key(generation, r), generation, r)
+            .map(|a| a.outcome)
+    }
+
     #[test]
     fn hits_only_the_same_request_and_generation() {
         let c = DecisionCache::new(100, Duration::from_secs(60));
-        let a = req(&[("k", &["1"])], false);
-        c.insert(1, &a, &decision(Outcome::Allow, false));
-        assert_eq!(c.get(1, &a).map(|d| d.outcome), Some(Outcome::Allow));
-        assert!(c.get(2, &a).is_none(), "another generation");
-        assert!(
-            c.get(1, &req(&[("k", &["2"])], false)).is_none(),
-            "another value"
-        );
-        assert!(
-            c.get(1, &req(&[("k", &["1", "2"])], false)).is_none(),
-            "more values"
-        );
-        assert!(
-            c.get(1, &req(&[("k", &["1"]), ("j", &[])], false))
-                .is_none(),
-            "another key"
-        );
-        assert!(c.get(1, &req(&[("k", &["1"])], true)).is_none(), "explain");
+        let a = req(&[("k", &["1"]), ("j", &["x", "y"])], false);
+        put(&c, 1, &a, decision(Outcome::Allow, false));
+        assert_eq!(get(&c, 1, &a), Some(Outcome::Allow));
+        assert!(get(&c, 2, &a).is_none(), "another generation");
+        for (other, why) in [
+            (
+                req(&[("k", &["2"]), ("j", &["x", "y"])], false),
+                "another value",
+            ),
+            (
+                req(&[("k", &["1"]), ("j", &["y", "x"])], false),
+                "values in another order",
+            ),
+            (req(&[("k", &["1"])], false), "fewer keys"),
+            (
+                req(&[("k", &["1"]), ("j", &["x", "y"]), ("i", &[])], false),
+                "another key",
+            ),
+            (
+                req(&[("K", &["1"]), ("j", &["x", "y"])], false),
+                "a key spelled otherwise",
+            ),
+            (req(&[("k", &["1"]), ("j", &["x", "y"])], true), "explain"),
+        ] {
+            assert!(get(&c, 1, &other).is_none(), "{why}");
+        }
+        let mut b = a.clone();
+        b.principal = "arn:aws:iam::111122223333:user/A".into();
+        assert!(get(&c, 1, &b).is_none(), "another principal");
+        let mut b = a.clone();
+        b.session_policy = "{}".into();
+        assert!(get(&c, 1, &b).is_none(), "a session policy");
+    }
+
+    #[test]
+    fn a_colliding_key_is_never_a_hit() {
+        let c = DecisionCache::new(100, Duration::from_secs(60));
+        let a = req(&[], false);
+        let b = req(&[("k", &["1"])], false);
+        // Store a's decision under b's key: the lookup must see it is not b's.
+        c.insert(c.key(1, &b), 1, c.copy(&a), decision(Outcome::Allow, false));
+        assert!(c.get(c.key(1, &b), 1, &b).is_none());
     }
 
     #[test]
     fn clock_reading_decisions_are_not_stored() {
         let c = DecisionCache::new(100, Duration::from_secs(60));
         let a = req(&[], false);
-        c.insert(1, &a, &decision(Outcome::Allow, true));
-        assert!(c.get(1, &a).is_none());
+        put(&c, 1, &a, decision(Outcome::Allow, true));
+        assert!(get(&c, 1, &a).is_none());
     }
 
     #[test]
     fn disabled() {
         let c = DecisionCache::new(0, Duration::from_secs(60));
         let a = req(&[], false);
-        c.insert(1, &a, &decision(Outcome::Allow, false));
+        assert!(c.copy(&a).is_none());
+        put(&c, 1, &a, decision(Outcome::Allow, false));
         assert!(!c.enabled());
-        assert!(c.get(1, &a).is_none());
+        assert!(get(&c, 1, &a).is_none());
     }
 }

@@ -6,18 +6,18 @@
 //! Anything that goes wrong is an error status, never an `Allow`.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use crate::cache::DecisionCache;
+use crate::cache::{Answer, DecisionCache, Key, RequestCopy};
 use crate::compile::Snapshot;
-use crate::eval::{Request as DecisionRequest, RequestLimits, logic};
+use crate::eval::{InvalidRequest, Request as DecisionRequest, RequestLimits, logic};
 use crate::proto;
 use crate::proto::authorizer_server::Authorizer;
 use crate::reload::{Reloader, rfc3339};
-use crate::telemetry::{Call, Method, Telemetry};
+use crate::telemetry::{Call, Method, Subject, Telemetry};
 
 /// The service.
 pub struct AuthorizerService {
@@ -46,34 +46,91 @@ impl AuthorizerService {
         }
     }
 
-    fn snapshot(&self) -> Result<Arc<Snapshot>, Status> {
-        self.reloader
-            .snapshot()
-            .ok_or_else(|| Status::unavailable("no bundle is loaded yet"))
+    /// Look a request up in the cache, or validate it for evaluation.
+    fn prepare(
+        &self,
+        snap: Option<&Snapshot>,
+        r: proto::AuthorizeRequest,
+    ) -> Result<Pending, InvalidRequest> {
+        let start = self.telemetry.timing().then(Instant::now);
+        let key = match snap {
+            Some(snap) if self.cache.enabled() => {
+                let key = self.cache.key(snap.generation, &r);
+                if let Some(answer) = self.cache.get(key, snap.generation, &r) {
+                    return Ok(Pending::Hit {
+                        request: r,
+                        answer,
+                        spent: start.map(|s| s.elapsed()),
+                    });
+                }
+                Some(key)
+            }
+            _ => None,
+        };
+        let copy = if key.is_some() {
+            self.cache.copy(&r)
+        } else {
+            None
+        };
+        let request = convert::request(r, &self.limits)?;
+        Ok(Pending::Miss {
+            key,
+            copy,
+            request,
+            spent: start.map(|s| s.elapsed()),
+        })
     }
 
-    /// Decide one request (from the cache when it has the answer), reply,
-    /// and hand the request and decision to telemetry.
+    /// Decide a prepared request, reply, and hand the request and decision
+    /// to telemetry.
     fn decide(
         &self,
         call: &mut Call,
         snap: &Snapshot,
-        req: DecisionRequest,
+        pending: Pending,
     ) -> proto::AuthorizeResponse {
-        let start = Instant::now();
-        let (decision, cached) = match self.cache.get(snap.generation, &req) {
-            Some(d) => (d, true),
-            None => {
-                let d = logic::evaluate(snap, &req, SystemTime::now());
-                self.cache.insert(snap.generation, &req, &d);
-                (d, false)
+        match pending {
+            Pending::Hit {
+                request,
+                answer,
+                spent,
+            } => {
+                let response = convert::response(&answer, true);
+                self.telemetry.decided(
+                    call,
+                    Subject::Received(request),
+                    answer,
+                    true,
+                    true,
+                    spent.unwrap_or_default(),
+                );
+                response
             }
-        };
-        let elapsed = start.elapsed();
-        let response = convert::response(&decision, cached);
-        self.telemetry
-            .decided(call, req, decision, cached, self.cache.enabled(), elapsed);
-        response
+            Pending::Miss {
+                key,
+                copy,
+                request,
+                spent,
+            } => {
+                let start = spent.map(|spent| (Instant::now(), spent));
+                let decision = logic::evaluate(snap, &request, SystemTime::now());
+                let answer = match key {
+                    Some(key) => self.cache.insert(key, snap.generation, copy, decision),
+                    None => Answer::Fresh(decision),
+                };
+                let elapsed = start.map_or(Duration::ZERO, |(s, spent)| spent + s.elapsed());
+                let response = convert::response(&answer, false);
+                self.telemetry.decided(
+                    call,
+                    Subject::Checked(request),
+                    answer,
+                    false,
+                    self.cache.enabled(),
+                    elapsed,
+                );
+                response
+            }
+        }
     }
 
     fn authorize_call(
@@ -81,9 +138,12 @@ impl AuthorizerService {
         call: &mut Call,
         request: proto::AuthorizeRequest,
     ) -> Result<proto::AuthorizeResponse, Status> {
-        let req = convert::request(request, &self.limits).map_err(|e| Status::from(&e))?;
-        let snap = self.snapshot()?;
-        Ok(self.decide(call, &snap, req))
+        let snap = self.reloader.snapshot();
+        let pending = self
+            .prepare(snap.as_deref(), request)
+            .map_err(|e| Status::from(&e))?;
+        let snap = snap.ok_or_else(no_bundle)?;
+        Ok(self.decide(call, &snap, pending))
     }
 
     fn batch_call(
@@ -101,10 +161,13 @@ impl AuthorizerService {
                 ),
             ));
         }
-        let mut reqs = Vec::with_capacity(items.len());
+        // One snapshot for the whole batch; every item is checked before
+        // any is decided (all or nothing).
+        let snap = self.reloader.snapshot();
+        let mut pending = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
-            match convert::request(item, &self.limits) {
-                Ok(r) => reqs.push(r),
+            match self.prepare(snap.as_deref(), item) {
+                Ok(p) => pending.push(p),
                 Err(e) => {
                     return Err(convert::invalid(
                         &format!("requests[{i}].{}", e.field),
@@ -113,13 +176,38 @@ impl AuthorizerService {
                 }
             }
         }
-        let snap = self.snapshot()?;
-        let responses = reqs
+        let snap = snap.ok_or_else(no_bundle)?;
+        let responses = pending
             .into_iter()
-            .map(|r| self.decide(call, &snap, r))
+            .map(|p| self.decide(call, &snap, p))
             .collect();
         Ok(proto::BatchAuthorizeResponse { responses })
     }
+}
+
+/// A request on its way to a decision.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "held briefly, one per request; boxing would allocate per request"
+)]
+enum Pending {
+    /// Answered by the cache.
+    Hit {
+        request: proto::AuthorizeRequest,
+        answer: Answer,
+        spent: Option<Duration>,
+    },
+    /// Validated, to be evaluated (and cached under `key`).
+    Miss {
+        key: Option<Key>,
+        copy: Option<RequestCopy>,
+        request: DecisionRequest,
+        spent: Option<Duration>,
+    },
+}
+
+fn no_bundle() -> Status {
+    Status::unavailable("no bundle is loaded yet")
 }
 
 #[tonic::async_trait]

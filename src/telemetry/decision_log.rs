@@ -20,9 +20,11 @@ use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use super::Subject;
+use crate::cache::Answer;
 use crate::config::LogFilter;
 use crate::eval::json::DecisionJson;
-use crate::eval::{Decision, Outcome, Request};
+use crate::eval::{Outcome, Request};
 
 /// Where the log goes.
 pub enum LogSink {
@@ -63,27 +65,55 @@ pub struct LogRecord {
     /// The server span, when one was recorded.
     pub span_id: Option<SpanId>,
     /// The request.
-    pub request: Request,
+    pub request: Subject,
     /// The decision.
-    pub decision: Decision,
+    pub decision: Answer,
     /// Served from the cache.
     pub cached: bool,
     /// Time to decide.
     pub latency: Duration,
 }
 
-struct RequestJson<'a>(&'a Request);
+struct RequestJson<'a>(&'a Subject);
 
 impl Serialize for RequestJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("principal", &r.principal)?;
-        m.serialize_entry("action", &r.action)?;
-        m.serialize_entry("resource", &r.resource)?;
-        m.serialize_entry("context", &ContextJson(r))?;
-        if let Some(sp) = &r.session_policy {
-            m.serialize_entry("session_policy", &sp.text)?;
+        m.serialize_entry("principal", r.principal())?;
+        m.serialize_entry("action", r.action())?;
+        m.serialize_entry("resource", r.resource())?;
+        match r {
+            Subject::Checked(r) => {
+                m.serialize_entry("context", &ContextJson(r))?;
+                if let Some(sp) = &r.session_policy {
+                    m.serialize_entry("session_policy", &sp.text)?;
+                }
+            }
+            Subject::Received(r) => {
+                let mut keys: Vec<&String> = r.context.keys().collect();
+                keys.sort_unstable_by_key(|k| k.to_lowercase());
+                let context: Vec<(&String, &Vec<String>)> = keys
+                    .into_iter()
+                    .filter_map(|k| r.context.get(k).map(|v| (k, &v.values)))
+                    .collect();
+                m.serialize_entry("context", &PairsJson(&context))?;
+                if !r.session_policy.is_empty() {
+                    m.serialize_entry("session_policy", &r.session_policy)?;
+                }
+            }
+        }
+        m.end()
+    }
+}
+
+struct PairsJson<'a>(&'a [(&'a String, &'a Vec<String>)]);
+
+impl Serialize for PairsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
         }
         m.end()
     }

@@ -2,7 +2,9 @@
 //! provider (which exports over OTLP, to `/metrics`, or both).
 //!
 //! Recording a decision touches pre-built attribute sets only: no string is
-//! built and nothing is allocated per call.
+//! built and nothing is allocated per call. The counters are plain atomics
+//! read by observable instruments when the meter is collected, so a decision
+//! pays for one histogram measurement and two atomic additions.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,12 +44,18 @@ fn outcome_index(o: Outcome) -> usize {
     }
 }
 
+/// Decision counts by `[outcome][cached]`, and cache hits and misses.
+#[derive(Default)]
+struct Counts {
+    decisions: [[AtomicU64; 2]; 3],
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
 /// The instruments.
 pub struct Metrics {
     duration: Histogram<f64>,
-    decisions: Counter<u64>,
-    cache_hits: Counter<u64>,
-    cache_misses: Counter<u64>,
+    counts: Arc<Counts>,
     reloads: Counter<u64>,
     /// `[outcome][cached]` attribute sets.
     attrs: [[[KeyValue; 2]; 2]; 3],
@@ -75,17 +83,41 @@ impl Metrics {
             .with_unit("s")
             .with_boundaries(DURATION_BOUNDARIES.to_vec())
             .build();
-        let decisions = meter
-            .u64_counter("verdict.decisions")
+        let attrs = OUTCOMES.map(|o| {
+            [false, true].map(|cached| {
+                [
+                    KeyValue::new("decision", o.as_str()),
+                    KeyValue::new("cached", cached),
+                ]
+            })
+        });
+        let counts = Arc::new(Counts::default());
+        let (c, sets) = (counts.clone(), attrs.clone());
+        meter
+            .u64_observable_counter("verdict.decisions")
             .with_description("Decisions made")
+            .with_callback(move |observer| {
+                for (by_cached, sets) in c.decisions.iter().zip(&sets) {
+                    for (n, set) in by_cached.iter().zip(sets) {
+                        let n = n.load(Ordering::Relaxed);
+                        if n > 0 {
+                            observer.observe(n, set);
+                        }
+                    }
+                }
+            })
             .build();
-        let cache_hits = meter
-            .u64_counter("verdict.cache.hits")
+        let c = counts.clone();
+        meter
+            .u64_observable_counter("verdict.cache.hits")
             .with_description("Decisions served from the decision cache")
+            .with_callback(move |observer| observer.observe(c.hits.load(Ordering::Relaxed), &[]))
             .build();
-        let cache_misses = meter
-            .u64_counter("verdict.cache.misses")
+        let c = counts.clone();
+        meter
+            .u64_observable_counter("verdict.cache.misses")
             .with_description("Decisions evaluated because the cache had no answer")
+            .with_callback(move |observer| observer.observe(c.misses.load(Ordering::Relaxed), &[]))
             .build();
         let reloads = meter
             .u64_counter("verdict.bundle.reloads")
@@ -112,19 +144,9 @@ impl Metrics {
             .with_description("Decision log records dropped because the queue was full")
             .with_callback(move |observer| observer.observe(dropped.load(Ordering::Relaxed), &[]))
             .build();
-        let attrs = OUTCOMES.map(|o| {
-            [false, true].map(|cached| {
-                [
-                    KeyValue::new("decision", o.as_str()),
-                    KeyValue::new("cached", cached),
-                ]
-            })
-        });
         Self {
             duration,
-            decisions,
-            cache_hits,
-            cache_misses,
+            counts,
             reloads,
             attrs,
             reload_ok: [KeyValue::new("result", "ok")],
@@ -135,20 +157,20 @@ impl Metrics {
     /// Record one decision. `cache_enabled` says whether hits and misses
     /// are counted (with the cache off there is nothing to hit or miss).
     pub fn decision(&self, outcome: Outcome, cached: bool, cache_enabled: bool, elapsed: Duration) {
-        let attrs = self
-            .attrs
-            .get(outcome_index(outcome))
-            .and_then(|a| a.get(usize::from(cached)));
-        if let Some(attrs) = attrs {
+        let (o, c) = (outcome_index(outcome), usize::from(cached));
+        if let Some(attrs) = self.attrs.get(o).and_then(|a| a.get(c)) {
             self.duration.record(elapsed.as_secs_f64(), attrs);
-            self.decisions.add(1, attrs);
+        }
+        if let Some(n) = self.counts.decisions.get(o).and_then(|a| a.get(c)) {
+            n.fetch_add(1, Ordering::Relaxed);
         }
         if cache_enabled {
-            if cached {
-                self.cache_hits.add(1, &[]);
+            let n = if cached {
+                &self.counts.hits
             } else {
-                self.cache_misses.add(1, &[]);
-            }
+                &self.counts.misses
+            };
+            n.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -32,6 +32,7 @@ use opentelemetry_sdk::trace::{
 };
 use tonic::metadata::{KeyRef, MetadataMap};
 
+use crate::cache::Answer;
 use crate::compile::Snapshot;
 use crate::config::LogFilter;
 use crate::eval::{Decision, Request};
@@ -81,6 +82,34 @@ pub struct Telemetry {
     log: Option<DecisionLog>,
     active: Arc<ArcSwapOption<ActiveBundle>>,
     dropped: Arc<AtomicU64>,
+    /// The runtime the OTLP exporters and the decision log writer run on.
+    exporter_runtime: Option<ExporterRuntime>,
+}
+
+/// A one-thread runtime of its own for the OTLP exporters and the decision
+/// log writer: encoding, sending and writing telemetry never runs on the
+/// threads that answer requests.
+struct ExporterRuntime(Option<tokio::runtime::Runtime>);
+
+impl ExporterRuntime {
+    fn new() -> std::io::Result<Self> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("verdict-telemetry")
+            .enable_all()
+            .build()
+            .map(|rt| Self(Some(rt)))
+    }
+}
+
+impl Drop for ExporterRuntime {
+    fn drop(&mut self) {
+        // Dropping may happen inside the server's runtime, where blocking on
+        // the runtime's threads is not allowed.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -94,6 +123,41 @@ impl std::fmt::Debug for Telemetry {
     }
 }
 
+/// The request a decision answers: validated (a cache miss, or the cache is
+/// off) or as received (a cache hit, which skips validation).
+pub enum Subject {
+    /// Validated; its principal ARN is canonical.
+    Checked(Request),
+    /// As received.
+    Received(crate::proto::AuthorizeRequest),
+}
+
+impl Subject {
+    /// The principal.
+    pub fn principal(&self) -> &str {
+        match self {
+            Self::Checked(r) => &r.principal,
+            Self::Received(r) => &r.principal,
+        }
+    }
+
+    /// The action.
+    pub fn action(&self) -> &str {
+        match self {
+            Self::Checked(r) => &r.action,
+            Self::Received(r) => &r.action,
+        }
+    }
+
+    /// The resource.
+    pub fn resource(&self) -> &str {
+        match self {
+            Self::Checked(r) => &r.resource,
+            Self::Received(r) => &r.resource,
+        }
+    }
+}
+
 /// The gRPC method a call span is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -104,13 +168,6 @@ pub enum Method {
 }
 
 impl Method {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Authorize => "Authorize",
-            Self::BatchAuthorize => "BatchAuthorize",
-        }
-    }
-
     fn span_name(self) -> &'static str {
         match self {
             Self::Authorize => "verdict.v1.Authorizer/Authorize",
@@ -130,6 +187,15 @@ pub struct Call {
 }
 
 impl Call {
+    fn started(&mut self, span: opentelemetry_sdk::trace::Span) {
+        let ctx = span.span_context();
+        if ctx.is_valid() {
+            self.trace_id = Some(ctx.trace_id());
+            self.span_id = ctx.is_sampled().then(|| ctx.span_id());
+        }
+        self.span = Some(span);
+    }
+
     /// The trace id a decision log record carries.
     pub fn trace_id(&self) -> Option<TraceId> {
         self.trace_id
@@ -160,27 +226,48 @@ impl Extractor for MetadataExtractor<'_> {
     }
 }
 
-const SERVICE: &str = "verdict.v1.Authorizer";
-
 fn matched_value(decision: &Decision) -> Value {
     let items = decision
         .matched
         .iter()
         .map(|m| match m.index {
-            Some(i) => StringValue::from(format!("{}#{i}", m.policy_id)),
-            None => StringValue::from(m.policy_id.to_string()),
+            Some(i) => {
+                let mut digits = itoa::Buffer::new();
+                let digits = digits.format(i);
+                let mut label = String::with_capacity(m.policy_id.len() + 1 + digits.len());
+                label.push_str(&m.policy_id);
+                label.push('#');
+                label.push_str(digits);
+                StringValue::from(label)
+            }
+            None => StringValue::from(m.policy_id.clone()),
         })
         .collect();
     Value::Array(Array::String(items))
 }
 
-fn decision_attributes(req: &Request, decision: &Decision, cached: bool) -> [KeyValue; 6] {
+/// The decision's span attributes; the request's strings are moved in when
+/// nothing else needs them (`req` is `Err` then), copied otherwise.
+fn decision_attributes(
+    req: Result<&Subject, Subject>,
+    decision: &Decision,
+    cached: bool,
+) -> [KeyValue; 6] {
+    let (principal, action, resource) = match req {
+        Ok(r) => (
+            r.principal().to_owned(),
+            r.action().to_owned(),
+            r.resource().to_owned(),
+        ),
+        Err(Subject::Checked(r)) => (r.principal, r.action, r.resource),
+        Err(Subject::Received(r)) => (r.principal, r.action, r.resource),
+    };
     [
         KeyValue::new("verdict.decision", decision.outcome.as_str()),
         KeyValue::new("verdict.cached", cached),
-        KeyValue::new("verdict.principal", req.principal.clone()),
-        KeyValue::new("verdict.action", req.action.clone()),
-        KeyValue::new("verdict.resource", req.resource.clone()),
+        KeyValue::new("verdict.principal", principal),
+        KeyValue::new("verdict.action", action),
+        KeyValue::new("verdict.resource", resource),
         KeyValue::new("verdict.matched", matched_value(decision)),
     ]
 }
@@ -197,6 +284,7 @@ impl Telemetry {
             log: None,
             active: Arc::new(ArcSwapOption::empty()),
             dropped: Arc::new(AtomicU64::new(0)),
+            exporter_runtime: None,
         }
     }
 
@@ -206,6 +294,21 @@ impl Telemetry {
     pub fn start(opts: TelemetryOptions) -> Result<Self, TelemetryStartError> {
         let s = &opts.settings;
         let mut telemetry = Self::disabled();
+        if s.traces_endpoint.is_some()
+            || s.metrics_endpoint.is_some()
+            || opts.decision_log.is_some()
+        {
+            telemetry.exporter_runtime = Some(
+                ExporterRuntime::new().map_err(|e| TelemetryStartError::Exporter(e.to_string()))?,
+            );
+        }
+        // The exporters' channels and the decision log writer are created
+        // (and spawn their tasks) on it.
+        let _exporting = telemetry
+            .exporter_runtime
+            .as_ref()
+            .and_then(|r| r.0.as_ref())
+            .map(tokio::runtime::Runtime::enter);
         let resource = || {
             Resource::builder_empty()
                 .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
@@ -293,6 +396,11 @@ impl Telemetry {
         self.tracer.is_some()
     }
 
+    /// Whether decisions are timed (for the latency histogram or the log).
+    pub fn timing(&self) -> bool {
+        self.metrics.is_some() || self.log.is_some()
+    }
+
     /// The Prometheus registry `/metrics` serves.
     pub fn registry(&self) -> Option<&prometheus::Registry> {
         self.registry.as_ref()
@@ -322,21 +430,16 @@ impl Telemetry {
             ..Call::default()
         };
         if let Some(tracer) = &self.tracer {
+            // Room for every attribute an Authorize span gets, so that
+            // adding them never grows the vector.
+            let mut attrs = Vec::with_capacity(if batch { 3 } else { 9 });
+            attrs.push(KeyValue::new("rpc.system", "grpc"));
             let span = tracer
                 .span_builder(method.span_name())
                 .with_kind(SpanKind::Server)
-                .with_attributes([
-                    KeyValue::new("rpc.system", "grpc"),
-                    KeyValue::new("rpc.service", SERVICE),
-                    KeyValue::new("rpc.method", method.name()),
-                ])
+                .with_attributes(attrs)
                 .start_with_context(tracer, &parent);
-            let ctx = span.span_context();
-            if ctx.is_valid() {
-                call.trace_id = Some(ctx.trace_id());
-                call.span_id = ctx.is_sampled().then(|| ctx.span_id());
-            }
-            call.span = Some(span);
+            call.started(span);
         }
         call
     }
@@ -347,8 +450,8 @@ impl Telemetry {
     pub fn decided(
         &self,
         call: &mut Call,
-        req: Request,
-        decision: Decision,
+        req: Subject,
+        decision: Answer,
         cached: bool,
         cache_enabled: bool,
         elapsed: Duration,
@@ -356,29 +459,33 @@ impl Telemetry {
         if let Some(m) = &self.metrics {
             m.decision(decision.outcome, cached, cache_enabled, elapsed);
         }
+        let logged = self.log.as_ref().filter(|l| l.wants(decision.outcome));
+        let mut req = Some(req);
         if let Some(span) = call.span.as_mut().filter(|s| s.is_recording()) {
-            if !call.revision_set {
-                span.set_attribute(KeyValue::new(
-                    "verdict.bundle.revision",
-                    decision.bundle_revision.to_string(),
-                ));
-                call.revision_set = true;
-            }
-            let attrs = decision_attributes(&req, &decision, cached);
+            let revision = Value::from(decision.bundle_revision.clone());
+            let attrs = match (logged.is_some(), req.take()) {
+                (true, Some(r)) => {
+                    let attrs = decision_attributes(Ok(&r), &decision, cached);
+                    req = Some(r);
+                    attrs
+                }
+                (_, Some(r)) => decision_attributes(Err(r), &decision, cached),
+                (_, None) => return,
+            };
             if call.batch {
+                if !call.revision_set {
+                    span.set_attribute(KeyValue::new("verdict.bundle.revision", revision.clone()));
+                    call.revision_set = true;
+                }
                 let mut attrs = attrs.to_vec();
-                attrs.push(KeyValue::new(
-                    "verdict.bundle.revision",
-                    decision.bundle_revision.to_string(),
-                ));
+                attrs.push(KeyValue::new("verdict.bundle.revision", revision));
                 span.add_event("verdict.decision", attrs);
             } else {
+                span.set_attribute(KeyValue::new("verdict.bundle.revision", revision));
                 span.set_attributes(attrs);
             }
         }
-        if let Some(log) = &self.log
-            && log.wants(decision.outcome)
-        {
+        if let (Some(log), Some(req)) = (logged, req) {
             log.submit(LogRecord {
                 time: SystemTime::now(),
                 trace_id: call.trace_id,
@@ -394,15 +501,11 @@ impl Telemetry {
     /// End a call's span with its gRPC status.
     pub fn finish(&self, call: Call, status: Result<(), &tonic::Status>) {
         if let Some(mut span) = call.span {
+            let code = status.err().map_or(0, |s| s.code() as i64);
+            span.set_attribute(KeyValue::new("rpc.grpc.status_code", code));
             match status {
-                Ok(()) => {
-                    span.set_attribute(KeyValue::new("rpc.grpc.status_code", 0i64));
-                    span.set_status(SpanStatus::Ok);
-                }
-                Err(s) => {
-                    span.set_attribute(KeyValue::new("rpc.grpc.status_code", s.code() as i64));
-                    span.set_status(SpanStatus::error(s.message().to_owned()));
-                }
+                Ok(()) => span.set_status(SpanStatus::Ok),
+                Err(s) => span.set_status(SpanStatus::error(s.message().to_owned())),
             }
             span.end();
         }

@@ -29,7 +29,9 @@ pub struct TelemetrySettings {
     pub span_queue: usize,
     /// Delay between span exports (`OTEL_BSP_SCHEDULE_DELAY`, ms; default 1,000).
     pub span_delay: Duration,
-    /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`; default 4,096).
+    /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`; default 64: at
+    /// full sampling, small exports cost the server less CPU than large
+    /// ones, see BENCHMARKS.md).
     pub span_batch: usize,
 }
 
@@ -153,8 +155,8 @@ impl TelemetrySettings {
         let span_queue =
             usize::try_from(positive("OTEL_BSP_MAX_QUEUE_SIZE", 65_536)).unwrap_or(65_536);
         let span_delay = Duration::from_millis(positive("OTEL_BSP_SCHEDULE_DELAY", 1_000));
-        let span_batch = usize::try_from(positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 4_096))
-            .unwrap_or(4_096)
+        let span_batch = usize::try_from(positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 64))
+            .unwrap_or(64)
             .min(span_queue);
         if !errors.is_empty() {
             return Err(errors);

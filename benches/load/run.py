@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""Load test of `verdict serve` on loopback with h2load.
+
+Builds the release binary, starts servers on 127.0.0.1 (and a Unix socket),
+and drives them with h2load (Debian package nghttp2-client, installed if
+missing) using pre-encoded gRPC request bodies:
+
+  (a) grpc.health.v1.Health/Check: the no-work baseline of the same server;
+  (b) Authorize with one repeated request (decision cache hits);
+  (c) Authorize with the decision cache off (every call evaluated);
+  (d) BatchAuthorize of 100 distinct requests (cache off).
+
+These machines are shared and swing from run to run, so every comparison is
+made in interleaved pairs (A B B A, repeated) and reported as the median of
+the per-pair ratios; absolute rates are shown for orientation only. h2load
+counts HTTP status only, so each server is also checked with a real gRPC
+client (grpc-status OK and the expected answers) after its runs.
+
+Usage: python3 benches/load/run.py [--pairs 6] [--duration 3] [--quick]
+Prints a Markdown table (the one BENCHMARKS.md shows) and writes the raw
+numbers as JSON next to it (--json).
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VERDICT = ROOT / "target" / "release" / "verdict"
+SUPPORT = ROOT / "target" / "release" / "examples" / "load_support"
+
+HEALTH = "/grpc.health.v1.Health/Check"
+AUTHORIZE = "/verdict.v1.Authorizer/Authorize"
+BATCH = "/verdict.v1.Authorizer/BatchAuthorize"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def ensure_h2load():
+    if shutil.which("h2load"):
+        return
+    log("h2load not found: installing Debian's nghttp2-client")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "nghttp2-client"], check=True, env=env)
+    if not shutil.which("h2load"):
+        sys.exit("h2load is still missing after installing nghttp2-client")
+
+
+def build():
+    log("building the release binary and the load helpers")
+    subprocess.run(
+        ["cargo", "build", "--release", "--locked", "--bin", "verdict", "--example", "load_support"],
+        cwd=ROOT,
+        check=True,
+    )
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One `verdict serve` process with the given VERDICT_*/OTEL_* settings."""
+
+    def __init__(self, name, workdir, env):
+        self.name = name
+        self.port = free_port()
+        self.uds = Path(workdir) / f"{name}.sock"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("VERDICT_", "OTEL_"))}
+        full_env.update(env)
+        full_env["RUST_LOG"] = "warn"
+        self.log_path = Path(workdir) / f"{name}.log"
+        self.proc = subprocess.Popen(
+            [str(VERDICT), "serve", "--listen", f"127.0.0.1:{self.port}", "--uds", str(self.uds)],
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.log_path, "w"),
+        )
+        deadline = time.time() + 30
+        while True:
+            if self.proc.poll() is not None:
+                sys.exit(f"server {name} exited: {self.log_path.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    break
+            except OSError:
+                if time.time() > deadline:
+                    sys.exit(f"server {name} did not start")
+                time.sleep(0.05)
+
+    @property
+    def tcp(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def check(self, bodies, count):
+        out = subprocess.run(
+            [str(SUPPORT), "check", "--target", f"127.0.0.1:{self.port}", "--bodies", str(bodies), "--count", str(count)],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            sys.exit(f"gRPC check of {self.name} failed:\n{out.stdout}\n{out.stderr}")
+        return json.loads(out.stdout)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, int(round(p / 100.0 * (len(sorted_values) - 1)))))
+    return sorted_values[k]
+
+
+def h2load(base, path, body, args, rps=None, uds=None):
+    """One h2load run; returns requests/s and latency percentiles (µs)."""
+    with tempfile.NamedTemporaryFile(suffix=".log") as lf:
+        cmd = [
+            "h2load",
+            "-t", "1",
+            "-c", str(args.connections),
+            "-m", str(args.streams),
+            "-D", str(args.duration),
+            "--warm-up-time", f"{args.warmup}",
+            "-H", "content-type: application/grpc",
+            "-H", "te: trailers",
+            "-d", str(body),
+            "--log-file", lf.name,
+        ]
+        if rps is not None:
+            cmd += ["--rps", str(max(1, int(rps / args.connections)))]
+        if uds is not None:
+            cmd += ["-B", f"unix:{uds}", f"http://localhost{path}"]
+        else:
+            cmd += [base + path]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"h2load failed: {' '.join(cmd)}\n{out.stdout}\n{out.stderr}")
+        rate = None
+        failed = None
+        for line in out.stdout.splitlines():
+            line = line.strip()
+            if line.startswith("finished in"):
+                rate = float(line.split(",")[1].strip().split()[0])
+            if line.startswith("requests:"):
+                parts = {p.strip().split(" ", 1)[1]: int(p.strip().split(" ", 1)[0]) for p in line[len("requests:"):].split(",")}
+                failed = parts.get("failed", 0) + parts.get("errored", 0) + parts.get("timeout", 0)
+                done = parts.get("succeeded", 0)
+        if rate is None or failed is None:
+            sys.exit(f"cannot read h2load output:\n{out.stdout}")
+        if failed or done == 0:
+            sys.exit(f"h2load saw {failed} failed requests on {path}:\n{out.stdout}")
+        lat = []
+        for row in Path(lf.name).read_text().splitlines():
+            cols = row.split("\t")
+            if len(cols) >= 3:
+                if cols[1] == "0":
+                    # A stream still open when the measured period ended.
+                    continue
+                if cols[1] != "200":
+                    sys.exit(f"HTTP status {cols[1]} on {path}")
+                lat.append(int(cols[2]))
+        lat.sort()
+        return {
+            "rps": rate,
+            "p50_us": percentile(lat, 50),
+            "p90_us": percentile(lat, 90),
+            "p99_us": percentile(lat, 99),
+            "requests": len(lat),
+        }
+
+
+def pairs(name, a, b, n):
+    """Interleave A B B A n times; return the median of the ratios B/A."""
+    ratios, runs_a, runs_b = [], [], []
+    for i in range(n):
+        ra1 = a()
+        rb1 = b()
+        rb2 = b()
+        ra2 = a()
+        ratios.append((rb1["rps"] / ra1["rps"] + rb2["rps"] / ra2["rps"]) / 2)
+        runs_a += [ra1, ra2]
+        runs_b += [rb1, rb2]
+        log(f"  {name} pair {i + 1}/{n}: ratio {ratios[-1]:.3f} ({ra1['rps']:.0f}, {rb1['rps']:.0f}, {rb2['rps']:.0f}, {ra2['rps']:.0f} req/s)")
+    return {
+        "ratio_median": statistics.median(ratios),
+        "ratios": ratios,
+        "a_rps_median": statistics.median(r["rps"] for r in runs_a),
+        "b_rps_median": statistics.median(r["rps"] for r in runs_b),
+        "a_p99_us_median": statistics.median(r["p99_us"] for r in runs_a),
+        "b_p99_us_median": statistics.median(r["p99_us"] for r in runs_b),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=6, help="A B B A pairs per comparison (default 6)")
+    ap.add_argument("--duration", default="3s", help="measured time per run (h2load -D)")
+    ap.add_argument("--warmup", default="1s", help="warm-up per run (h2load --warm-up-time)")
+    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--streams", type=int, default=32, help="concurrent streams per connection")
+    ap.add_argument("--quick", action="store_true", help="one pair of 1 s runs: a smoke test of the script")
+    ap.add_argument("--json", default=None, help="write the raw numbers here")
+    ap.add_argument("--only", default=None, help="comma-separated comparisons to run (no table), e.g. hits,misses")
+    args = ap.parse_args()
+    if args.quick:
+        args.pairs, args.duration, args.warmup = 1, "1s", "0s"
+
+    ensure_h2load()
+    build()
+    work = Path(tempfile.mkdtemp(prefix="verdict-load-"))
+    bodies = work / "bodies"
+    subprocess.run([str(SUPPORT), "bodies", str(bodies)], check=True)
+    health, single, batch = bodies / "health.bin", bodies / "authorize.bin", bodies / "batch100.bin"
+
+    sinks = {}
+    for name in ("traced", "ct_traced"):
+        sink = subprocess.Popen([str(SUPPORT), "otlp-sink"], stdout=subprocess.PIPE, text=True)
+        sinks[name] = (sink, sink.stdout.readline().split()[1])
+
+    servers = {}
+    results = {}
+    try:
+        servers["cached"] = Server("cached", work, {})
+        servers["uncached"] = Server("uncached", work, {"VERDICT_CACHE_MAX_ENTRIES": "0"})
+        servers["current_thread"] = Server("current_thread", work, {"VERDICT_RUNTIME": "current_thread"})
+        servers["current_thread_uncached"] = Server(
+            "current_thread_uncached", work, {"VERDICT_RUNTIME": "current_thread", "VERDICT_CACHE_MAX_ENTRIES": "0"}
+        )
+        traced_metrics = {}
+        for name, runtime in (("traced", "multi_thread"), ("ct_traced", "current_thread")):
+            traced_metrics[name] = free_port()
+            servers[name] = Server(
+                name,
+                work,
+                {
+                    "VERDICT_RUNTIME": runtime,
+                    "VERDICT_CACHE_MAX_ENTRIES": "0",
+                    "VERDICT_METRICS_LISTEN": f"127.0.0.1:{traced_metrics[name]}",
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{sinks[name][1]}",
+                    "OTEL_TRACES_SAMPLER": "always_on",
+                    "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+                },
+            )
+        for s in servers.values():
+            s.check(bodies, 5)
+
+        def run(server, path, body, rps=None, uds=False):
+            s = servers[server]
+            return lambda: h2load(s.tcp, path, body, args, rps=rps, uds=s.uds if uds else None)
+
+        results.update({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "settings": vars(args)})
+        n = args.pairs
+        comparisons = [
+            ("hits", "Authorize (cache hits) against Health/Check, multi_thread runtime",
+             run("cached", HEALTH, health), run("cached", AUTHORIZE, single)),
+            ("misses", "Authorize (cache off) against Health/Check, multi_thread runtime",
+             run("uncached", HEALTH, health), run("uncached", AUTHORIZE, single)),
+            ("ct_hits", "Authorize (cache hits) against Health/Check, current_thread runtime",
+             run("current_thread", HEALTH, health), run("current_thread", AUTHORIZE, single)),
+            ("ct_misses", "Authorize (cache off) against Health/Check, current_thread runtime",
+             run("current_thread_uncached", HEALTH, health), run("current_thread_uncached", AUTHORIZE, single)),
+            ("batch", "BatchAuthorize of 100 (cache off) against Health/Check, multi_thread runtime",
+             run("uncached", HEALTH, health), run("uncached", BATCH, batch)),
+            ("ct_batch", "BatchAuthorize of 100 (cache off) against Health/Check, current_thread runtime",
+             run("current_thread_uncached", HEALTH, health), run("current_thread_uncached", BATCH, batch)),
+            ("flavor_hits", "current_thread against multi_thread runtime, Authorize (cache hits)",
+             run("cached", AUTHORIZE, single), run("current_thread", AUTHORIZE, single)),
+            ("flavor_misses", "current_thread against multi_thread runtime, Authorize (cache off)",
+             run("uncached", AUTHORIZE, single), run("current_thread_uncached", AUTHORIZE, single)),
+            ("uds", "Unix socket against TCP, Authorize (cache hits), current_thread runtime",
+             run("current_thread", AUTHORIZE, single), run("current_thread", AUTHORIZE, single, uds=True)),
+            ("traced", "tracing at 100% exporting over OTLP against tracing off, Authorize (cache off), multi_thread",
+             run("uncached", AUTHORIZE, single), run("traced", AUTHORIZE, single)),
+            ("ct_traced", "tracing at 100% exporting over OTLP against tracing off, Authorize (cache off), current_thread",
+             run("current_thread_uncached", AUTHORIZE, single), run("ct_traced", AUTHORIZE, single)),
+        ]
+        only = set(args.only.split(",")) if args.only else None
+        for key, title, a, b in comparisons:
+            if only is None or key in only:
+                log(title)
+                results[key] = pairs(key, a, b, n)
+        if only is not None:
+            print(json.dumps({k: results[k] for k in only if k in results}, indent=2))
+            return
+
+        log("latency at half of the maximum rate")
+        half = {}
+        for key, server, path, body, peak in [
+            ("health", "cached", HEALTH, health, results["hits"]["a_rps_median"]),
+            ("hits", "cached", AUTHORIZE, single, results["hits"]["b_rps_median"]),
+            ("misses", "uncached", AUTHORIZE, single, results["misses"]["b_rps_median"]),
+            ("batch", "uncached", BATCH, batch, results["batch"]["b_rps_median"]),
+        ]:
+            target = peak / 2
+            runs = [run(server, path, body, rps=target)() for _ in range(max(1, min(3, n)))]
+            half[key] = {
+                "target_rps": target,
+                "rps": statistics.median(r["rps"] for r in runs),
+                "p50_us": statistics.median(r["p50_us"] for r in runs),
+                "p90_us": statistics.median(r["p90_us"] for r in runs),
+                "p99_us": statistics.median(r["p99_us"] for r in runs),
+            }
+        results["half_load"] = half
+
+        check_count = 200
+        results["checks"] = {name: s.check(bodies, check_count) for name, s in servers.items()}
+        # Every Authorize is one span and one decision; every BatchAuthorize
+        # of 100 one span and 100 decisions (5 at start-up, the rest in the
+        # final check).
+        results["traced_spans_expected"] = {}
+        for name, port in traced_metrics.items():
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            decisions = sum(
+                float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("verdict_decisions_total{")
+            )
+            results["traced_spans_expected"][name] = decisions - 99 * (5 + check_count)
+    finally:
+        for s in servers.values():
+            s.stop()
+        results["otlp_sink"] = {}
+        for name, (sink, _) in sinks.items():
+            sink.send_signal(signal.SIGTERM)
+            out, _ = sink.communicate(timeout=30)
+            try:
+                results["otlp_sink"][name] = json.loads(out.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                results["otlp_sink"][name] = None
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(report(results))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def report(r):
+    h, m, b = r["hits"], r["misses"], r["batch"]
+    s = r["settings"]
+    lines = [
+        f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['platform']}; h2load -t 1 -c {s['connections']} -m {s['streams']}, "
+        f"{s['pairs']} A B B A pairs of {s['duration']} runs (after {s['warmup']} warm-up) per comparison; medians.",
+        "",
+        "| comparison (B / A) | median ratio | goal | A req/s | B req/s |",
+        "|---|---|---|---|---|",
+        f"| Authorize, cache hits / Health/Check (multi_thread) | {h['ratio_median']:.2f} | ≥ 0.90 | {h['a_rps_median']:,.0f} | {h['b_rps_median']:,.0f} |",
+        f"| Authorize, cache off / Health/Check (multi_thread) | {m['ratio_median']:.2f} | ≥ 0.80 | {m['a_rps_median']:,.0f} | {m['b_rps_median']:,.0f} |",
+        f"| Authorize, cache hits / Health/Check (current_thread) | {r['ct_hits']['ratio_median']:.2f} | ≥ 0.90 | {r['ct_hits']['a_rps_median']:,.0f} | {r['ct_hits']['b_rps_median']:,.0f} |",
+        f"| Authorize, cache off / Health/Check (current_thread) | {r['ct_misses']['ratio_median']:.2f} | ≥ 0.80 | {r['ct_misses']['a_rps_median']:,.0f} | {r['ct_misses']['b_rps_median']:,.0f} |",
+        f"| BatchAuthorize 100 calls / Health/Check calls (multi_thread) | {b['ratio_median']:.3f} | | {b['a_rps_median']:,.0f} | {b['b_rps_median']:,.0f} |",
+        f"| BatchAuthorize 100 calls / Health/Check calls (current_thread) | {r['ct_batch']['ratio_median']:.3f} | | {r['ct_batch']['a_rps_median']:,.0f} | {r['ct_batch']['b_rps_median']:,.0f} |",
+        f"| current_thread / multi_thread, Authorize cache hits | {r['flavor_hits']['ratio_median']:.2f} | | {r['flavor_hits']['a_rps_median']:,.0f} | {r['flavor_hits']['b_rps_median']:,.0f} |",
+        f"| current_thread / multi_thread, Authorize cache off | {r['flavor_misses']['ratio_median']:.2f} | | {r['flavor_misses']['a_rps_median']:,.0f} | {r['flavor_misses']['b_rps_median']:,.0f} |",
+        f"| Unix socket / TCP, Authorize cache hits | {r['uds']['ratio_median']:.2f} | | {r['uds']['a_rps_median']:,.0f} | {r['uds']['b_rps_median']:,.0f} |",
+        f"| traced 100% exporting / tracing off, Authorize cache off (multi_thread) | {r['traced']['ratio_median']:.2f} | ≥ 0.85 | {r['traced']['a_rps_median']:,.0f} | {r['traced']['b_rps_median']:,.0f} |",
+        f"| traced 100% exporting / tracing off, Authorize cache off (current_thread) | {r['ct_traced']['ratio_median']:.2f} | ≥ 0.85 | {r['ct_traced']['a_rps_median']:,.0f} | {r['ct_traced']['b_rps_median']:,.0f} |",
+        "",
+        f"BatchAuthorize: {b['b_rps_median'] * 100:,.0f} decisions/s on the multi_thread runtime, "
+        f"{r['ct_batch']['b_rps_median'] * 100:,.0f} on current_thread (medians of the batch runs; goal ≥ 1,000,000).",
+        "",
+        "| at half of the maximum rate | offered req/s | achieved req/s | p50 | p90 | p99 | goal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, label in [("health", "Health/Check"), ("hits", "Authorize, cache hits"), ("misses", "Authorize, cache off"), ("batch", "BatchAuthorize 100")]:
+        x = r["half_load"][key]
+        goal = "p99 < 1 ms" if key in ("hits", "misses") else ""
+        lines.append(
+            f"| {label} | {x['target_rps']:,.0f} | {x['rps']:,.0f} | {x['p50_us']:,.0f} µs | {x['p90_us']:,.0f} µs | {x['p99_us']:,.0f} µs | {goal} |"
+        )
+    lines += ["", "| at full load (median of runs) | p99 |", "|---|---|"]
+    lines.append(f"| Health/Check | {h['a_p99_us_median']:,.0f} µs |")
+    lines.append(f"| Authorize, cache hits | {h['b_p99_us_median']:,.0f} µs |")
+    lines.append(f"| Authorize, cache off | {m['b_p99_us_median']:,.0f} µs |")
+    for name, label in (("traced", "multi_thread"), ("ct_traced", "current_thread")):
+        sink = (r.get("otlp_sink") or {}).get(name)
+        expected = r.get("traced_spans_expected", {}).get(name)
+        if sink and expected:
+            lines += [
+                "",
+                f"Traced server ({label}): the OTLP sink received {sink['spans']:,} spans "
+                f"({sink['trace_bytes'] / max(1, sink['spans']):,.0f} bytes each) in {sink['trace_exports']:,} exports "
+                f"for {expected:,.0f} calls ({100.0 * sink['spans'] / expected:.1f}% exported; the rest were dropped "
+                f"by the SDK's bounded queue), and {sink['metric_exports']:,} metric exports.",
+            ]
+    checks = r["checks"]
+    total = sum(c["grpc_status_ok"] for c in checks.values())
+    lines += ["", f"gRPC check after the runs: {total:,} calls over {len(checks)} servers, all grpc-status OK with the expected answers."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -140,6 +140,22 @@ async fn serves_reloads_on_sighup_and_stops_on_sigterm() {
         s = status(&mut c).await;
     }
     assert_eq!(s.unwrap().revision, "2026-11-28.1");
+    // The health check an orchestrator runs.
+    let probe = verdict()
+        .args(["health", "--uds", sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(probe.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "SERVING");
+    let probe = verdict()
+        .args([
+            "health",
+            "--uds",
+            dir.path().join("nothing.sock").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(probe.status.code(), Some(2));
     let r = c
         .authorize(AuthorizeRequest {
             principal: "arn:aws:iam::111122223333:user/frank".into(),

@@ -3,6 +3,7 @@
 
 mod check;
 mod eval;
+mod health;
 pub mod serve;
 mod test;
 
@@ -43,6 +44,8 @@ pub enum Command {
     Test(test::TestArgs),
     /// Serve the gRPC API (Authorize, BatchAuthorize, GetBundleStatus, health, reflection).
     Serve(serve::ServeArgs),
+    /// Ask a running server's gRPC health service; exit 0 only when SERVING.
+    Health(health::HealthArgs),
 }
 
 /// Run a parsed command line.
@@ -52,6 +55,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Check(a) => check::run(a),
         Command::Test(a) => test::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Health(a) => health::run(a),
     }
 }
 

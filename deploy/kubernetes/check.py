@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Check the Kubernetes manifests beyond their schema: run verdict as each
+manifest configures it.
+
+For every container running the verdict image, take its args and
+environment as written (fieldRef values and `$(VAR)` references filled in),
+lay out its `verdict-bundle` ConfigMap volume as the kubelet would (the
+ConfigMap's keys mapped to the volume's item paths, behind a `..data`
+symlink), move its socket directory and TCP ports to a scratch directory and
+free loopback ports, and start the real binary: it must come up and answer
+`verdict health` with SERVING (on the socket if the manifest has one, else on
+TCP), then stop cleanly on SIGTERM. Settings that verdict refuses, a bundle
+layout it cannot read or probes that would fail show up here.
+
+  python3 deploy/kubernetes/check.py [--verdict target/release/verdict]
+
+Run by the test command after `bundle.py check` and `kubernetes-validate`.
+"""
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def documents():
+    for manifest in sorted(HERE.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(manifest.read_text()):
+            if doc:
+                yield manifest, doc
+
+
+def configmaps():
+    return {doc["metadata"]["name"]: doc for _, doc in documents() if doc.get("kind") == "ConfigMap"}
+
+
+def lay_out(configmap, items, target):
+    """A ConfigMap volume as the kubelet writes it: files under a timestamped
+    directory, `..data` pointing at it, top-level names linked through it."""
+    stamp = target / "..2026_11_28_00_00_00.000000001"
+    for item in items:
+        path = stamp / item["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(configmap["data"][item["key"]])
+    (target / "..data").symlink_to(stamp.name)
+    for top in sorted({item["path"].split("/")[0] for item in items}):
+        (target / top).symlink_to(f"..data/{top}")
+
+
+def env_of(container, pod_name):
+    env = {}
+    for e in container.get("env", []):
+        if "value" in e:
+            value = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), ""), e["value"])
+        elif "fieldRef" in e.get("valueFrom", {}):
+            value = {"metadata.name": pod_name, "metadata.namespace": "default"}.get(
+                e["valueFrom"]["fieldRef"]["fieldPath"], "x"
+            )
+        else:
+            value = ""
+        env[e["name"]] = value
+    return env
+
+
+def check_container(manifest, workload, container, volumes, maps, verdict):
+    name = f"{manifest.relative_to(ROOT)}: {workload}/{container['name']}"
+    with tempfile.TemporaryDirectory(prefix="verdict-manifest-") as tmp:
+        tmp = Path(tmp)
+        mounts = {}
+        for m in container.get("volumeMounts", []):
+            vol = volumes[m["name"]]
+            local = tmp / m["name"]
+            local.mkdir()
+            if "configMap" in vol:
+                cm = maps[vol["configMap"]["name"]]
+                items = vol["configMap"].get("items") or [{"key": k, "path": k} for k in cm["data"]]
+                lay_out(cm, items, local)
+            mounts[m["mountPath"]] = local
+
+        def local_path(p):
+            for mount, local in mounts.items():
+                if p == mount or p.startswith(mount + "/"):
+                    return str(local) + p[len(mount):]
+            return p
+
+        args = [local_path(a) for a in container.get("args", [])]
+        ports = {}
+
+        def local_addr(a):
+            host, _, port = a.rpartition(":")
+            if host in ("0.0.0.0", "127.0.0.1", "[::]"):
+                ports[a] = free_port()
+                return f"127.0.0.1:{ports[a]}"
+            return a
+
+        args = [local_addr(a) if re.fullmatch(r"[\d.\[\]:]+:\d+", a) else a for a in args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VERDICT_", "OTEL_"))}
+        env.update(env_of(container, "verdict-0"))
+        # Nothing listens there: exports fail quietly, as with a collector down.
+        if "OTEL_EXPORTER_OTLP_ENDPOINT" in env:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
+        proc = subprocess.Popen(
+            [verdict, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            if "--uds" in args:
+                target = ["--uds", args[args.index("--uds") + 1]]
+            else:
+                target = ["--addr", local_addr_of(args)]
+            deadline = time.time() + 30
+            while True:
+                if proc.poll() is not None:
+                    return f"{name}: verdict exited {proc.returncode}: {proc.stderr.read()}"
+                probe = subprocess.run([verdict, "health", *target], capture_output=True, text=True)
+                if probe.returncode == 0 and probe.stdout.strip() == "SERVING":
+                    break
+                if time.time() > deadline:
+                    return f"{name}: `verdict health` never answered SERVING: {probe.stderr.strip()}"
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=30)
+            if code != 0:
+                return f"{name}: exit status {code} after SIGTERM: {proc.stderr.read()}"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    print(f"ok: {name} starts, answers SERVING and stops cleanly")
+    return None
+
+
+def local_addr_of(args):
+    return args[args.index("--listen") + 1] if "--listen" in args else "127.0.0.1:50051"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--verdict", default=str(ROOT / "target" / "release" / "verdict"))
+    args = ap.parse_args()
+    maps = configmaps()
+    problems, checked = [], 0
+    for manifest, doc in documents():
+        if doc.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet"):
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for container in pod.get("initContainers", []) + pod.get("containers", []):
+            if not container["image"].startswith("verdict:"):
+                continue
+            checked += 1
+            problem = check_container(manifest, doc["metadata"]["name"], container, volumes, maps, args.verdict)
+            if problem:
+                problems.append(problem)
+    if checked == 0:
+        problems.append("no manifest runs the verdict image")
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+//! `verdict health`: ask a running server's `grpc.health.v1.Health/Check`
+//! and exit 0 only when it answers SERVING. Made for orchestrators: a
+//! container health check, or a Kubernetes exec probe on the Unix socket
+//! (a kubelet's own gRPC probe cannot reach a server bound to localhost).
+
+use std::time::Duration;
+
+use clap::Args;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Endpoint, Uri};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use super::Exit;
+
+/// Arguments of `verdict health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// TCP address of the server (default 127.0.0.1:50051 when --uds is not given).
+    #[arg(long, value_name = "ADDR", conflicts_with = "uds")]
+    addr: Option<String>,
+    /// Unix socket of the server.
+    #[arg(long, value_name = "PATH")]
+    uds: Option<String>,
+    /// The service to ask about (default: the server as a whole).
+    #[arg(long, value_name = "NAME", default_value = "")]
+    service: String,
+    /// Give up after this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    timeout_ms: u64,
+}
+
+async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let channel = match &args.uds {
+        Some(path) => {
+            let path = path.clone();
+            Endpoint::from_static("http://localhost")
+                .connect_timeout(timeout)
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                }))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot connect to {}: {e}",
+                        args.uds.as_deref().unwrap_or_default()
+                    )
+                })?
+        }
+        None => {
+            let addr = args
+                .addr
+                .as_deref()
+                .unwrap_or(crate::config::DEFAULT_LISTEN);
+            Endpoint::try_from(format!("http://{addr}"))
+                .map_err(|e| format!("`{addr}`: {e}"))?
+                .connect_timeout(timeout)
+                .connect()
+                .await
+                .map_err(|e| format!("cannot connect to {addr}: {e}"))?
+        }
+    };
+    let mut client = HealthClient::new(channel);
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: args.service.clone(),
+    });
+    request.set_timeout(timeout);
+    let response = client
+        .check(request)
+        .await
+        .map_err(|s| format!("Health/Check: {}: {}", s.code(), s.message()))?;
+    Ok(response.into_inner().status())
+}
+
+/// Run `verdict health`.
+pub fn run(args: HealthArgs) -> Exit {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return Exit::Usage;
+        }
+    };
+    match runtime.block_on(check(&args)) {
+        Ok(ServingStatus::Serving) => {
+            println!("SERVING");
+            Exit::Ok
+        }
+        Ok(status) => {
+            println!("{}", status.as_str_name());
+            Exit::Failed
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Usage
+        }
+    }
+}

@@ -24,7 +24,8 @@ which measures the bursts rather than the server.
 
 h2load counts HTTP status only, so each server is also checked with a real
 gRPC client (grpc-status OK and the expected answers) after its runs, and the
-pacer checks the grpc-status of every call.
+pacer checks the grpc-status of every call: calls the server sheds at its
+concurrency limit are counted in the table, any other failure ends the test.
 
 Usage: python3 benches/load/run.py [--pairs 6] [--duration 3s] [--quick]
                                    [--only hits,misses,...] [--json FILE]
@@ -203,7 +204,10 @@ def h2load(base, path, body, args, uds=None):
 def pace(server, path, body, rate, args):
     """A steady open-loop load (load_support pace): a 2 s warm-up at the same
     rate (a server's first seconds of a new kind of load are slower), then
-    the measured run; fails unless every call ends with grpc-status OK."""
+    the measured run. Calls the server sheds (RESOURCE_EXHAUSTED: more calls
+    in flight than its concurrency limit, which a stall of either side on a
+    shared machine can cause) are counted and reported; any other failure
+    ends the test."""
     result = None
     for duration in (2.0, float(str(args.duration).rstrip("s"))):
         out = subprocess.run(
@@ -371,6 +375,8 @@ def main():
                 "p90_us": statistics.median(r["p90_us"] for r in runs),
                 "p99_us": statistics.median(r["p99_us"] for r in runs),
                 "p999_us": statistics.median(r["p999_us"] for r in runs),
+                "shed": sum(r["shed"] for r in runs),
+                "sent": sum(r["sent"] for r in runs),
             }
             log(f"  {key} {flavor}: {half[f'{key}/{flavor}']}")
         results["half_load"] = half
@@ -429,8 +435,8 @@ def report(r):
         f"BatchAuthorize: {b['b_rps_median'] * 100:,.0f} decisions/s on the multi_thread runtime, "
         f"{r['ct_batch']['b_rps_median'] * 100:,.0f} on current_thread (medians of the batch runs; goal ≥ 1,000,000).",
         "",
-        "| at half of the maximum rate (steady load) | runtime | offered req/s | achieved req/s | p50 | p90 | p99 | p99.9 | goal |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| at half of the maximum rate (steady load) | runtime | offered req/s | achieved req/s | p50 | p90 | p99 | p99.9 | shed | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     labels = {
         "health": "Health/Check (at the Authorize rate)",
@@ -444,7 +450,7 @@ def report(r):
             goal = "p99 < 1 ms" if key in ("hits", "misses") else ""
             lines.append(
                 f"| {label} | {flavor} | {x['target_rps']:,.0f} | {x['rps']:,.0f} | {x['p50_us']:,.0f} µs | {x['p90_us']:,.0f} µs "
-                f"| {x['p99_us']:,.0f} µs | {x['p999_us']:,.0f} µs | {goal} |"
+                f"| {x['p99_us']:,.0f} µs | {x['p999_us']:,.0f} µs | {x.get('shed', 0):,} of {x.get('sent', 0):,} | {goal} |"
             )
     lines += ["", "| at full load, h2load (median of runs) | runtime | p50 | p99 |", "|---|---|---|---|"]
     for key, label, flavor, side in [

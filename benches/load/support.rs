@@ -395,18 +395,28 @@ async fn otlp_sink(listen: &str) {
     println!("listening {}", listener.local_addr().unwrap());
     let traces = Counts::default();
     let metrics = Counts::default();
+    // Like a collector built on grpc-go: TCP_NODELAY on every connection and
+    // flow-control windows that do not hold a large export back (without
+    // them, h2 WINDOW_UPDATEs meet Nagle and delayed ACKs, and an export of
+    // more than 64 KiB waits tens of milliseconds).
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |conn| {
+            conn.inspect(|c| {
+                let _ = c.set_nodelay(true);
+            })
+        },
+    );
     let server = tonic::transport::Server::builder()
+        .initial_stream_window_size(1 << 22)
+        .initial_connection_window_size(1 << 24)
         .add_service(Collector::<false>(traces.clone()))
         .add_service(Collector::<true>(metrics.clone()))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .unwrap();
-                term.recv().await;
-            },
-        );
+        .serve_with_incoming_shutdown(incoming, async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            term.recv().await;
+        });
     server.await.unwrap();
     println!(
         "{{\"spans\": {}, \"trace_exports\": {}, \"trace_bytes\": {}, \"metric_exports\": {}}}",

@@ -29,9 +29,8 @@ pub struct TelemetrySettings {
     pub span_queue: usize,
     /// Delay between span exports (`OTEL_BSP_SCHEDULE_DELAY`, ms; default 1,000).
     pub span_delay: Duration,
-    /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`; default 64: at
-    /// full sampling, small exports cost the server less CPU than large
-    /// ones, see BENCHMARKS.md).
+    /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`; default 512, the
+    /// OpenTelemetry default).
     pub span_batch: usize,
 }
 
@@ -155,8 +154,8 @@ impl TelemetrySettings {
         let span_queue =
             usize::try_from(positive("OTEL_BSP_MAX_QUEUE_SIZE", 65_536)).unwrap_or(65_536);
         let span_delay = Duration::from_millis(positive("OTEL_BSP_SCHEDULE_DELAY", 1_000));
-        let span_batch = usize::try_from(positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 64))
-            .unwrap_or(64)
+        let span_batch = usize::try_from(positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512))
+            .unwrap_or(512)
             .min(span_queue);
         if !errors.is_empty() {
             return Err(errors);

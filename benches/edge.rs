@@ -24,6 +24,10 @@ use verdict::reload::Reloader;
 use verdict::service::AuthorizerService;
 use verdict::telemetry::Telemetry;
 
+// The allocator the server runs with (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
 fn request() -> AuthorizeRequest {

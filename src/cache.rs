@@ -18,6 +18,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::compile::pattern::str_eq as same;
 use crate::eval::Decision;
 use crate::proto::{AuthorizeRequest, ContextValues};
 
@@ -40,15 +41,17 @@ impl Entry {
     fn is_for(&self, generation: u64, r: &AuthorizeRequest) -> bool {
         self.generation == generation
             && self.explain == r.explain
-            && *self.principal == *r.principal
-            && *self.action == *r.action
-            && *self.resource == *r.resource
-            && *self.session_policy == *r.session_policy
+            && same(&self.principal, &r.principal)
+            && same(&self.action, &r.action)
+            && same(&self.resource, &r.resource)
+            && same(&self.session_policy, &r.session_policy)
             && self.context.len() == r.context.len()
-            && self
-                .context
-                .iter()
-                .all(|(k, v)| r.context.get(&**k).is_some_and(|sent| *sent.values == **v))
+            && self.context.iter().all(|(k, v)| {
+                r.context.get(&**k).is_some_and(|sent| {
+                    sent.values.len() == v.len()
+                        && sent.values.iter().zip(v.iter()).all(|(a, b)| same(a, b))
+                })
+            })
     }
 
     /// The decision.

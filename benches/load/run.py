@@ -467,12 +467,14 @@ def report(r):
         sink = (r.get("otlp_sink") or {}).get(name)
         expected = r.get("traced_spans_expected", {}).get(name)
         if sink and expected:
+            missing = max(0, expected - sink["spans"])
             lines += [
                 "",
                 f"Traced server ({label}): the OTLP sink received {sink['spans']:,} spans "
                 f"({sink['trace_bytes'] / max(1, sink['spans']):,.0f} bytes each) in {sink['trace_exports']:,} exports "
-                f"for {expected:,.0f} calls ({100.0 * sink['spans'] / expected:.1f}% exported; the rest were dropped "
-                f"by the SDK's bounded queue), and {sink['metric_exports']:,} metric exports.",
+                f"for {expected:,.0f} calls ({100.0 * sink['spans'] / expected:.2f}%; {missing:,.0f} not received: "
+                f"dropped by the SDK's bounded queue or still queued when the server was stopped), "
+                f"and {sink['metric_exports']:,} metric exports.",
             ]
     checks = r["checks"]
     total = sum(c["grpc_status_ok"] for c in checks.values())

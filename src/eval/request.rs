@@ -265,7 +265,7 @@ pub fn parse_caller(principal: &str) -> Result<Caller, InvalidRequest> {
 /// Validate an action (`service:Name`); returns `service:name` lower-cased
 /// and the offset of its colon.
 pub fn parse_action(action: &str) -> Result<(Box<str>, usize), InvalidRequest> {
-    let Some((service, name)) = action.split_once(':') else {
+    let Some((service, name)) = crate::policy::principal::split_once_ascii(action, b':') else {
         return Err(InvalidRequest::new(
             "action",
             format!("`{action}` has no service prefix (`service:Action`)"),

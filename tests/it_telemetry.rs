@@ -19,7 +19,7 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use support::otlp::{self, bool_attr, list_attr, str_attr};
+use support::otlp::{self, bool_attr, int_attr, list_attr, str_attr};
 use support::*;
 use tokio::io::AsyncReadExt as _;
 use verdict::config::LogFilter;
@@ -49,6 +49,8 @@ fn settings(endpoint: Option<String>) -> TelemetrySettings {
     s.metrics_endpoint = endpoint;
     s.sampler = SamplerSetting::ParentAlwaysOn;
     s.service_name = "verdict-under-test".into();
+    // Fewer decision events per batch span than the batch below has.
+    s.span_events = 2;
     s
 }
 
@@ -59,7 +61,6 @@ fn options(settings: TelemetrySettings) -> TelemetryOptions {
         decision_log: None,
         decision_log_queue: 1024,
         decision_log_filter: LogFilter::All,
-        max_batch: 1000,
     }
 }
 
@@ -213,13 +214,24 @@ async fn spans_continue_the_callers_trace_and_metrics_arrive_over_otlp_and_on_me
         ["kms/deny-disable-and-delete#0"]
     );
 
-    // d: the batch's decisions are events of its span, in order.
+    // d: the batch's counts are attributes of its span, and its first
+    // decisions (up to the event limit, 2 here) events of it, in order.
     let sd = spans
         .iter()
         .find(|s| s.name == "verdict.v1.Authorizer/BatchAuthorize")
         .unwrap();
     assert_eq!(hex(&sd.trace_id), BATCH_TRACE);
     assert_eq!(hex(&sd.parent_span_id), BATCH_PARENT);
+    assert_eq!(int_attr(&sd.attributes, "verdict.batch.size"), Some(3));
+    assert_eq!(int_attr(&sd.attributes, "verdict.batch.allow"), Some(2));
+    assert_eq!(
+        int_attr(&sd.attributes, "verdict.batch.explicit_deny"),
+        Some(0)
+    );
+    assert_eq!(
+        int_attr(&sd.attributes, "verdict.batch.implicit_deny"),
+        Some(1)
+    );
     let events: Vec<_> = sd
         .events
         .iter()
@@ -245,7 +257,6 @@ async fn spans_continue_the_callers_trace_and_metrics_arrive_over_otlp_and_on_me
                 false,
                 "kms:GenerateDataKey".to_owned()
             ),
-            ("Allow".to_owned(), false, "kms:EnableKey".to_owned()),
         ]
     );
 

@@ -143,7 +143,6 @@ pub fn run(args: ServeArgs) -> Exit {
             decision_log: config.decision_log.as_deref().map(LogSink::from_setting),
             decision_log_queue: config.decision_log_queue,
             decision_log_filter: config.decision_log_filter,
-            max_batch: config.max_batch,
         }) {
             Ok(t) => Arc::new(t),
             Err(e) => {

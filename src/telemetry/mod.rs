@@ -35,7 +35,7 @@ use tonic::metadata::{KeyRef, MetadataMap};
 use crate::cache::Answer;
 use crate::compile::Snapshot;
 use crate::config::LogFilter;
-use crate::eval::{Decision, Request};
+use crate::eval::{Decision, Outcome, Request};
 use crate::reload::ReloadOutcome;
 pub use decision_log::{DecisionLog, LogRecord, LogSink};
 pub use metrics::{ActiveBundle, Metrics};
@@ -54,8 +54,6 @@ pub struct TelemetryOptions {
     pub decision_log_queue: usize,
     /// Which decisions are logged.
     pub decision_log_filter: LogFilter,
-    /// The largest batch (a batch's decisions are events of its span).
-    pub max_batch: usize,
 }
 
 /// Why telemetry could not start.
@@ -84,6 +82,8 @@ pub struct Telemetry {
     dropped: Arc<AtomicU64>,
     /// The runtime the OTLP exporters and the decision log writer run on.
     exporter_runtime: Option<ExporterRuntime>,
+    /// Decision events per `BatchAuthorize` span.
+    span_events: u32,
 }
 
 /// A one-thread runtime of its own for the OTLP exporters and the decision
@@ -184,6 +184,8 @@ pub struct Call {
     span_id: Option<SpanId>,
     batch: bool,
     revision_set: bool,
+    /// A batch's decisions so far: Allow, ExplicitDeny, ImplicitDeny.
+    outcomes: [u32; 3],
 }
 
 impl Call {
@@ -226,6 +228,14 @@ impl Extractor for MetadataExtractor<'_> {
     }
 }
 
+fn outcome_index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Allow => 0,
+        Outcome::ExplicitDeny => 1,
+        Outcome::ImplicitDeny => 2,
+    }
+}
+
 fn matched_value(decision: &Decision) -> Value {
     let items = decision
         .matched
@@ -246,21 +256,27 @@ fn matched_value(decision: &Decision) -> Value {
     Value::Array(Array::String(items))
 }
 
-/// The decision's span attributes; the request's strings are moved in when
-/// nothing else needs them (`req` is `Err` then), copied otherwise.
+/// The decision's span attributes. The request's strings are copied when
+/// the decision log still needs the request (`keep`), moved in otherwise.
 fn decision_attributes(
-    req: Result<&Subject, Subject>,
+    req: &mut Option<Subject>,
+    keep: bool,
     decision: &Decision,
     cached: bool,
 ) -> [KeyValue; 6] {
-    let (principal, action, resource) = match req {
-        Ok(r) => (
-            r.principal().to_owned(),
-            r.action().to_owned(),
-            r.resource().to_owned(),
-        ),
-        Err(Subject::Checked(r)) => (r.principal, r.action, r.resource),
-        Err(Subject::Received(r)) => (r.principal, r.action, r.resource),
+    let (principal, action, resource) = match (keep, req.take()) {
+        (true, Some(r)) => {
+            let copy = (
+                r.principal().to_owned(),
+                r.action().to_owned(),
+                r.resource().to_owned(),
+            );
+            *req = Some(r);
+            copy
+        }
+        (false, Some(Subject::Checked(r))) => (r.principal, r.action, r.resource),
+        (false, Some(Subject::Received(r))) => (r.principal, r.action, r.resource),
+        (_, None) => Default::default(),
     };
     [
         KeyValue::new("verdict.decision", decision.outcome.as_str()),
@@ -285,6 +301,7 @@ impl Telemetry {
             active: Arc::new(ArcSwapOption::empty()),
             dropped: Arc::new(AtomicU64::new(0)),
             exporter_runtime: None,
+            span_events: 0,
         }
     }
 
@@ -335,14 +352,14 @@ impl Telemetry {
                         .build(),
                 )
                 .build();
-            let events = u32::try_from(opts.max_batch.max(128)).unwrap_or(u32::MAX);
             let provider = SdkTracerProvider::builder()
                 .with_span_processor(processor)
                 .with_sampler(s.sampler.sampler())
-                .with_max_events_per_span(events)
+                .with_max_events_per_span(s.span_events)
                 .with_resource(resource())
                 .build();
             telemetry.tracer = Some(provider.tracer("verdict"));
+            telemetry.span_events = s.span_events;
             telemetry.tracer_provider = Some(provider);
         }
         if s.metrics_endpoint.is_some() || opts.prometheus {
@@ -462,25 +479,27 @@ impl Telemetry {
         let logged = self.log.as_ref().filter(|l| l.wants(decision.outcome));
         let mut req = Some(req);
         if let Some(span) = call.span.as_mut().filter(|s| s.is_recording()) {
-            let revision = Value::from(decision.bundle_revision.clone());
-            let attrs = match (logged.is_some(), req.take()) {
-                (true, Some(r)) => {
-                    let attrs = decision_attributes(Ok(&r), &decision, cached);
-                    req = Some(r);
-                    attrs
-                }
-                (_, Some(r)) => decision_attributes(Err(r), &decision, cached),
-                (_, None) => return,
-            };
             if call.batch {
+                // A batch's counts go on its span when it ends; its first
+                // decisions (up to the event limit) are events of it.
+                let seen: u32 = call.outcomes.iter().sum();
+                if let Some(n) = call.outcomes.get_mut(outcome_index(decision.outcome)) {
+                    *n = n.saturating_add(1);
+                }
                 if !call.revision_set {
-                    span.set_attribute(KeyValue::new("verdict.bundle.revision", revision.clone()));
+                    span.set_attribute(KeyValue::new(
+                        "verdict.bundle.revision",
+                        decision.bundle_revision.clone(),
+                    ));
                     call.revision_set = true;
                 }
-                let mut attrs = attrs.to_vec();
-                attrs.push(KeyValue::new("verdict.bundle.revision", revision));
-                span.add_event("verdict.decision", attrs);
+                if seen < self.span_events {
+                    let attrs = decision_attributes(&mut req, logged.is_some(), &decision, cached);
+                    span.add_event("verdict.decision", attrs.to_vec());
+                }
             } else {
+                let revision = Value::from(decision.bundle_revision.clone());
+                let attrs = decision_attributes(&mut req, logged.is_some(), &decision, cached);
                 span.set_attribute(KeyValue::new("verdict.bundle.revision", revision));
                 span.set_attributes(attrs);
             }
@@ -498,9 +517,18 @@ impl Telemetry {
         }
     }
 
-    /// End a call's span with its gRPC status.
+    /// End a call's span with its gRPC status (and a batch's counts).
     pub fn finish(&self, call: Call, status: Result<(), &tonic::Status>) {
         if let Some(mut span) = call.span {
+            if call.batch && span.is_recording() {
+                let [allow, explicit, implicit] = call.outcomes.map(i64::from);
+                span.set_attributes([
+                    KeyValue::new("verdict.batch.size", allow + explicit + implicit),
+                    KeyValue::new("verdict.batch.allow", allow),
+                    KeyValue::new("verdict.batch.explicit_deny", explicit),
+                    KeyValue::new("verdict.batch.implicit_deny", implicit),
+                ]);
+            }
             let code = status.err().map_or(0, |s| s.code() as i64);
             span.set_attribute(KeyValue::new("rpc.grpc.status_code", code));
             match status {

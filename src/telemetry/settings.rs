@@ -32,6 +32,14 @@ pub struct TelemetrySettings {
     /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`; default 512, the
     /// OpenTelemetry default).
     pub span_batch: usize,
+    /// Events kept per span (`OTEL_SPAN_EVENT_COUNT_LIMIT`; default 16). A
+    /// `BatchAuthorize` span carries one event per decision up to this many,
+    /// and its outcome counts. Exports must stay under the collector's
+    /// message limit (4 MiB by default in gRPC and the OpenTelemetry
+    /// Collector): a decision event is about 330 bytes, so 512 spans of 16
+    /// events stay near 3 MB; raising one of the two means lowering the
+    /// other, or raising the collector's `max_recv_msg_size_mib`.
+    pub span_events: u32,
 }
 
 /// A sampler, as configured.
@@ -157,6 +165,16 @@ impl TelemetrySettings {
         let span_batch = usize::try_from(positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512))
             .unwrap_or(512)
             .min(span_queue);
+        let span_events = match get("OTEL_SPAN_EVENT_COUNT_LIMIT") {
+            None => 16,
+            Some(v) => v.parse::<u32>().unwrap_or_else(|_| {
+                errors.push(TelemetryError {
+                    var: "OTEL_SPAN_EVENT_COUNT_LIMIT".into(),
+                    message: format!("`{v}` is not a whole number"),
+                });
+                16
+            }),
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -177,6 +195,7 @@ impl TelemetrySettings {
             span_queue,
             span_delay,
             span_batch,
+            span_events,
         })
     }
 }
@@ -200,6 +219,21 @@ mod tests {
         assert_eq!(s.traces_endpoint, None);
         assert_eq!(s.metrics_endpoint, None);
         assert_eq!(s.service_name, "verdict");
+    }
+
+    #[test]
+    fn span_export_batches_and_event_limit() {
+        let s = read(&[]).unwrap();
+        assert_eq!((s.span_batch, s.span_events), (512, 16));
+        let s = read(&[
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+            ("OTEL_SPAN_EVENT_COUNT_LIMIT", "0"),
+        ])
+        .unwrap();
+        assert_eq!((s.span_batch, s.span_events), (64, 0));
+        let e = read(&[("OTEL_SPAN_EVENT_COUNT_LIMIT", "-1")]).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].var, "OTEL_SPAN_EVENT_COUNT_LIMIT");
     }
 
     #[test]

@@ -132,6 +132,14 @@ pub fn str_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
     }
 }
 
+/// An integer attribute.
+pub fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    match attr(attrs, key) {
+        Some(Value::IntValue(i)) => Some(*i),
+        _ => None,
+    }
+}
+
 /// A boolean attribute.
 pub fn bool_attr(attrs: &[KeyValue], key: &str) -> Option<bool> {
     match attr(attrs, key) {

@@ -18,7 +18,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::compile::pattern::str_eq as same;
+use crate::compile::pattern::str_eq;
 use crate::eval::Decision;
 use crate::proto::{AuthorizeRequest, ContextValues};
 
@@ -28,30 +28,13 @@ type ContextCopy = Box<[(Box<str>, Box<[String]>)]>;
 /// A cached decision and the request it answers.
 pub struct Entry {
     generation: u64,
-    principal: Box<str>,
-    action: Box<str>,
-    resource: Box<str>,
-    context: ContextCopy,
-    session_policy: Box<str>,
-    explain: bool,
+    request: RequestCopy,
     decision: Decision,
 }
 
 impl Entry {
     fn is_for(&self, generation: u64, r: &AuthorizeRequest) -> bool {
-        self.generation == generation
-            && self.explain == r.explain
-            && same(&self.principal, &r.principal)
-            && same(&self.action, &r.action)
-            && same(&self.resource, &r.resource)
-            && same(&self.session_policy, &r.session_policy)
-            && self.context.len() == r.context.len()
-            && self.context.iter().all(|(k, v)| {
-                r.context.get(&**k).is_some_and(|sent| {
-                    sent.values.len() == v.len()
-                        && sent.values.iter().zip(v.iter()).all(|(a, b)| same(a, b))
-                })
-            })
+        self.generation == generation && self.request.equals(r)
     }
 
     /// The decision.
@@ -69,6 +52,24 @@ pub struct RequestCopy {
     context: ContextCopy,
     session_policy: Box<str>,
     explain: bool,
+}
+
+impl RequestCopy {
+    /// Whether `r` is the request this is a copy of, field by field.
+    fn equals(&self, r: &AuthorizeRequest) -> bool {
+        self.explain == r.explain
+            && str_eq(&self.principal, &r.principal)
+            && str_eq(&self.action, &r.action)
+            && str_eq(&self.resource, &r.resource)
+            && str_eq(&self.session_policy, &r.session_policy)
+            && self.context.len() == r.context.len()
+            && self.context.iter().all(|(k, v)| {
+                r.context.get(&**k).is_some_and(|sent| {
+                    sent.values.len() == v.len()
+                        && sent.values.iter().zip(v.iter()).all(|(a, b)| str_eq(a, b))
+                })
+            })
+    }
 }
 
 /// A decision as the service holds it: freshly evaluated, or shared with
@@ -191,12 +192,7 @@ impl DecisionCache {
         }
         let entry = Arc::new(Entry {
             generation,
-            principal: copy.principal,
-            action: copy.action,
-            resource: copy.resource,
-            context: copy.context,
-            session_policy: copy.session_policy,
-            explain: copy.explain,
+            request: copy,
             decision,
         });
         cache.insert(key.0, entry.clone());

@@ -455,8 +455,9 @@ async fn the_cache_never_changes_an_answer() {
     uncached.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cache_follows_reloads() {
+/// A server on a copy of the KMS example bundle that reloads only when
+/// asked (no watcher, no periodic check), and the copy's directory.
+async fn start_on_a_copy() -> (tempfile::TempDir, verdict::app::Running) {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&root().join(KMS), dir.path());
     let config = config(
@@ -468,6 +469,12 @@ async fn the_cache_follows_reloads() {
         ],
     );
     let running = start(&config).await;
+    (dir, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_follows_reloads() {
+    let (dir, running) = start_on_a_copy().await;
     let mut c = client(&running).await;
     let req = request(
         "arn:aws:iam::111122223333:user/dave",
@@ -498,17 +505,7 @@ async fn the_cache_follows_reloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundle_status_reports_the_active_bundle_and_the_last_failure() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&root().join(KMS), dir.path());
-    let config = config(
-        dir.path(),
-        None,
-        &[
-            ("VERDICT_WATCH", "false"),
-            ("VERDICT_POLL_INTERVAL_MS", "0"),
-        ],
-    );
-    let running = start(&config).await;
+    let (dir, running) = start_on_a_copy().await;
     let mut c = client(&running).await;
     let s = c
         .get_bundle_status(proto::GetBundleStatusRequest {})

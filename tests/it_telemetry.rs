@@ -384,7 +384,7 @@ async fn spans_continue_the_callers_trace_and_metrics_arrive_over_otlp_and_on_me
 async fn a_full_decision_log_queue_drops_and_counts_while_decisions_flow() {
     // The writer's output is a pipe nobody reads until the end: the writer
     // blocks after a few records and the queue of 4 fills.
-    let (log_out, mut log_in) = tokio::io::duplex(512);
+    let (log_out, log_in) = tokio::io::duplex(512);
     let mut opts = options(settings(None));
     opts.decision_log = Some(LogSink::Writer(Box::new(log_out)));
     opts.decision_log_queue = 4;
@@ -424,17 +424,7 @@ async fn a_full_decision_log_queue_drops_and_counts_while_decisions_flow() {
     );
 
     // Now read: shutdown drains the queue and flushes, then the writer ends.
-    let reader = tokio::spawn(async move {
-        let mut s = String::new();
-        log_in.read_to_string(&mut s).await.unwrap();
-        s
-    });
-    running.shutdown().await;
-    let text = reader.await.unwrap();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = shutdown_and_read_log(running, log_in).await;
     assert_eq!(
         lines.len() as u64 + dropped,
         calls,
@@ -454,7 +444,7 @@ async fn a_full_decision_log_queue_drops_and_counts_while_decisions_flow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_decision_log_records_trace_ids_and_can_keep_denies_only() {
-    let (log_out, mut log_in) = tokio::io::duplex(1 << 20);
+    let (log_out, log_in) = tokio::io::duplex(1 << 20);
     let mut opts = options(settings(None));
     opts.prometheus = false;
     opts.decision_log = Some(LogSink::Writer(Box::new(log_out)));
@@ -473,17 +463,7 @@ async fn the_decision_log_records_trace_ids_and_can_keep_denies_only() {
     })
     .await
     .unwrap();
-    let reader = tokio::spawn(async move {
-        let mut s = String::new();
-        log_in.read_to_string(&mut s).await.unwrap();
-        s
-    });
-    running.shutdown().await;
-    let text = reader.await.unwrap();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = shutdown_and_read_log(running, log_in).await;
     let decisions: Vec<_> = lines
         .iter()
         .map(|l| {
@@ -504,4 +484,22 @@ async fn the_decision_log_records_trace_ids_and_can_keep_denies_only() {
     assert_eq!(lines[0]["trace_id"], TRACE);
     assert!(lines[0]["span_id"].is_null());
     assert!(lines[1]["trace_id"].is_null());
+}
+
+/// Stop the server (which drains and flushes the decision log) while
+/// reading the log's other end; its JSON lines.
+async fn shutdown_and_read_log(
+    running: verdict::app::Running,
+    mut log_in: tokio::io::DuplexStream,
+) -> Vec<serde_json::Value> {
+    let reader = tokio::spawn(async move {
+        let mut s = String::new();
+        log_in.read_to_string(&mut s).await.unwrap();
+        s
+    });
+    running.shutdown().await;
+    let text = reader.await.unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

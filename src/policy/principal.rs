@@ -282,11 +282,9 @@ impl fmt::Display for PrincipalArn {
     }
 }
 
-/// Canonical form of an ARN for lookups: the first five pieces lower-cased,
-/// the rest as written. Text that is not an ARN is returned unchanged.
 /// The byte offset where the sixth piece of an ARN begins (just after its
 /// fifth colon), if it has one.
-pub fn arn_rest_offset(s: &str) -> Option<usize> {
+fn arn_rest_offset(s: &str) -> Option<usize> {
     let mut seen = 0;
     for (i, b) in s.bytes().enumerate() {
         if b == b':' {
@@ -299,8 +297,9 @@ pub fn arn_rest_offset(s: &str) -> Option<usize> {
     None
 }
 
-/// [`canonical_arn`] in place: lower-case the first five pieces of `s`
-/// (nothing is allocated; most ARNs are canonical already).
+/// Make an ARN canonical in place: lower-case its first five pieces, keep
+/// the rest as written; text that is not an ARN is left unchanged
+/// (nothing is allocated).
 pub fn canonicalize_arn(s: &mut str) {
     if let Some(end) = arn_rest_offset(s)
         && let Some(head) = s.get_mut(..end)
@@ -309,19 +308,11 @@ pub fn canonicalize_arn(s: &mut str) {
     }
 }
 
-/// The canonical form of an ARN: its first five pieces lower-cased.
+/// The canonical form of an ARN for lookups ([`canonicalize_arn`] on a copy).
 pub fn canonical_arn(s: &str) -> String {
-    match split_arn(s) {
-        Some([a, p, svc, r, acct, rest]) => format!(
-            "{}:{}:{}:{}:{}:{rest}",
-            a.to_ascii_lowercase(),
-            p.to_ascii_lowercase(),
-            svc.to_ascii_lowercase(),
-            r.to_ascii_lowercase(),
-            acct.to_ascii_lowercase()
-        ),
-        None => s.to_owned(),
-    }
+    let mut s = s.to_owned();
+    canonicalize_arn(&mut s);
+    s
 }
 
 #[cfg(test)]
@@ -340,8 +331,14 @@ mod tests {
             let mut text = s.to_owned();
             canonicalize_arn(&mut text);
             assert_eq!(text, PrincipalArn::parse(s).unwrap().to_string());
-            assert_eq!(text, canonical_arn(s));
         }
+        // Resource ARNs: the sixth piece keeps its case, colons and all.
+        assert_eq!(
+            canonical_arn("ARN:AWS:KMS:US-West-2:111122223333:key/AbC:x"),
+            "arn:aws:kms:us-west-2:111122223333:key/AbC:x"
+        );
+        // Fewer than five colons: not an ARN, unchanged.
+        assert_eq!(canonical_arn("A:B:C:D:E"), "A:B:C:D:E");
         let mut not_arn = "no colons here".to_owned();
         canonicalize_arn(&mut not_arn);
         assert_eq!(not_arn, "no colons here");

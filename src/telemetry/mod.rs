@@ -183,7 +183,6 @@ pub struct Call {
     trace_id: Option<TraceId>,
     span_id: Option<SpanId>,
     batch: bool,
-    revision_set: bool,
     /// A batch's decisions so far: Allow, ExplicitDeny, ImplicitDeny.
     outcomes: [u32; 3],
 }
@@ -447,9 +446,11 @@ impl Telemetry {
             ..Call::default()
         };
         if let Some(tracer) = &self.tracer {
-            // Room for every attribute an Authorize span gets, so that
-            // adding them never grows the vector.
-            let mut attrs = Vec::with_capacity(if batch { 3 } else { 9 });
+            // Room for every attribute the span gets, so that adding them
+            // never grows the vector: rpc.system, the revision, the status
+            // code, and the decision's six (Authorize) or the batch's four
+            // counts (BatchAuthorize).
+            let mut attrs = Vec::with_capacity(if batch { 7 } else { 9 });
             attrs.push(KeyValue::new("rpc.system", "grpc"));
             let span = tracer
                 .span_builder(method.span_name())
@@ -486,21 +487,23 @@ impl Telemetry {
                 if let Some(n) = call.outcomes.get_mut(outcome_index(decision.outcome)) {
                     *n = n.saturating_add(1);
                 }
-                if !call.revision_set {
+                if seen == 0 {
+                    // One snapshot answers the whole batch.
                     span.set_attribute(KeyValue::new(
                         "verdict.bundle.revision",
                         decision.bundle_revision.clone(),
                     ));
-                    call.revision_set = true;
                 }
                 if seen < self.span_events {
                     let attrs = decision_attributes(&mut req, logged.is_some(), &decision, cached);
                     span.add_event("verdict.decision", attrs.to_vec());
                 }
             } else {
-                let revision = Value::from(decision.bundle_revision.clone());
                 let attrs = decision_attributes(&mut req, logged.is_some(), &decision, cached);
-                span.set_attribute(KeyValue::new("verdict.bundle.revision", revision));
+                span.set_attribute(KeyValue::new(
+                    "verdict.bundle.revision",
+                    decision.bundle_revision.clone(),
+                ));
                 span.set_attributes(attrs);
             }
         }

@@ -267,7 +267,9 @@ async fn spans_continue_the_callers_trace_and_metrics_arrive_over_otlp_and_on_me
         .unwrap();
     assert_eq!(se.status.as_ref().unwrap().code(), StatusCode::Error);
 
-    // Metrics: six decisions, by decision and cached.
+    // Metrics: six decisions, by decision and cached. The histogram is bound
+    // to every (decision, cached) set when the server starts, so each series
+    // exists from the start, with a count of zero until it is used.
     received
         .wait_for("the decision histogram", |r| {
             r.metric("verdict.decision.duration").is_some()
@@ -297,7 +299,9 @@ async fn spans_continue_the_callers_trace_and_metrics_arrive_over_otlp_and_on_me
             ("Allow".to_owned(), false, 2),
             ("Allow".to_owned(), true, 2),
             ("ExplicitDeny".to_owned(), false, 1),
+            ("ExplicitDeny".to_owned(), true, 0),
             ("ImplicitDeny".to_owned(), false, 1),
+            ("ImplicitDeny".to_owned(), true, 0),
         ]
     );
     let sum = |name: &str| match received.metric(name).and_then(|m| m.data) {
@@ -378,6 +382,47 @@ async fn spans_continue_the_callers_trace_and_metrics_arrive_over_otlp_and_on_me
     let (status, _) = http_get(running.metrics.unwrap(), "/nothing").await;
     assert!(status.contains("404"), "{status}");
     running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_exports_carry_the_configured_headers_and_can_be_gzipped() {
+    let (addr, received) = otlp::receiver().await;
+    let env = [
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            format!("http://{addr}"),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-tenant=key%20service, authorization=Bearer%20t0ken".to_owned(),
+        ),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip".to_owned()),
+        ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
+    ];
+    let settings = TelemetrySettings::from_env(&|k| {
+        env.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let telemetry = Arc::new(Telemetry::start(options(settings)).unwrap());
+    let cfg = config(&root().join(KMS), None, &[]);
+    let running = start_with(&cfg, telemetry.clone()).await;
+    let mut c = client(&running).await;
+    c.authorize(req(DAVE, "kms:Encrypt")).await.unwrap();
+    running.shutdown().await;
+    received
+        .wait_for("the span", |r| !r.spans().is_empty())
+        .await;
+    let span = &received.spans()[0];
+    assert_eq!(
+        otlp::str_attr(&span.attributes, "verdict.principal"),
+        Some(DAVE)
+    );
+    let metadata = &received.trace_metadata()[0];
+    assert_eq!(metadata.get("x-tenant").unwrap(), "key service");
+    assert_eq!(metadata.get("authorization").unwrap(), "Bearer t0ken");
+    assert_eq!(metadata.get("grpc-encoding").unwrap(), "gzip");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@
 pub mod decision_log;
 pub mod http;
 pub mod metrics;
+pub mod otlp;
 pub mod settings;
 
 use std::sync::Arc;
@@ -337,11 +338,13 @@ impl Telemetry {
                 .build()
         };
         if let Some(endpoint) = &s.traces_endpoint {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .build()
-                .map_err(|e| TelemetryStartError::Exporter(e.to_string()))?;
+            let exporter = otlp::OtlpSpanExporter::new(&otlp::ExportTarget {
+                endpoint: endpoint.clone(),
+                headers: s.traces_headers.clone(),
+                timeout: s.traces_timeout,
+                gzip: s.traces_gzip,
+            })
+            .map_err(|e| TelemetryStartError::Exporter(format!("traces: {e}")))?;
             let processor = BatchSpanProcessor::builder(exporter)
                 .with_batch_config(
                     BatchConfigBuilder::default()
@@ -437,8 +440,13 @@ impl Telemetry {
                 ..Call::default()
             };
         }
-        let parent = TraceContextPropagator::new()
-            .extract_with_context(&opentelemetry::Context::new(), &MetadataExtractor(metadata));
+        // W3C trace context has no effect without a `traceparent`.
+        let parent = if metadata.contains_key("traceparent") {
+            TraceContextPropagator::new()
+                .extract_with_context(&opentelemetry::Context::new(), &MetadataExtractor(metadata))
+        } else {
+            opentelemetry::Context::new()
+        };
         let parent_span = parent.span().span_context().clone();
         let mut call = Call {
             batch,

@@ -14,6 +14,17 @@ pub struct TelemetrySettings {
     pub traces_endpoint: Option<String>,
     /// OTLP/gRPC endpoint for metrics.
     pub metrics_endpoint: Option<String>,
+    /// gRPC metadata sent with span exports
+    /// (`OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`:
+    /// `key=value` pairs separated by commas, values percent-encoded).
+    pub traces_headers: Vec<(String, String)>,
+    /// Deadline of one span export, retries included
+    /// (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`,
+    /// milliseconds; default 10,000).
+    pub traces_timeout: Duration,
+    /// gzip span exports (`OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, else
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`: `gzip` or `none`).
+    pub traces_gzip: bool,
     /// `service.name`: `OTEL_SERVICE_NAME`, else `service.name` of
     /// `OTEL_RESOURCE_ATTRIBUTES`, else `verdict`.
     pub service_name: String,
@@ -175,12 +186,75 @@ impl TelemetrySettings {
                 16
             }),
         };
+        let either = |signal: &str, common: &str| {
+            get(signal)
+                .map(|v| (signal.to_owned(), v))
+                .or_else(|| get(common).map(|v| (common.to_owned(), v)))
+        };
+        let mut traces_headers = Vec::new();
+        if let Some((var, list)) = either(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ) {
+            for pair in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let parsed = pair.split_once('=').and_then(|(k, v)| {
+                    let k = k.trim();
+                    let v = percent_encoding::percent_decode_str(v.trim())
+                        .decode_utf8()
+                        .ok()?;
+                    (!k.is_empty()).then(|| (k.to_owned(), v.into_owned()))
+                });
+                match parsed {
+                    Some(kv) => traces_headers.push(kv),
+                    None => errors.push(TelemetryError {
+                        var: var.clone(),
+                        message: format!(
+                            "`{pair}` is not key=value (with a percent-encoded UTF-8 value)"
+                        ),
+                    }),
+                }
+            }
+        }
+        let traces_timeout = match either(
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ) {
+            None => Duration::from_secs(10),
+            Some((var, v)) => match v.parse::<u64>() {
+                Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                _ => {
+                    errors.push(TelemetryError {
+                        var,
+                        message: format!("`{v}` is not a positive number of milliseconds"),
+                    });
+                    Duration::from_secs(10)
+                }
+            },
+        };
+        let traces_gzip = match either(
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+        ) {
+            None => false,
+            Some((_, v)) if v.eq_ignore_ascii_case("none") => false,
+            Some((_, v)) if v.eq_ignore_ascii_case("gzip") => true,
+            Some((var, v)) => {
+                errors.push(TelemetryError {
+                    var,
+                    message: format!("unsupported compression `{v}` (gzip or none)"),
+                });
+                false
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(Self {
             traces_endpoint,
             metrics_endpoint,
+            traces_headers,
+            traces_timeout,
+            traces_gzip,
             service_name: get("OTEL_SERVICE_NAME")
                 .or_else(|| {
                     resource_attributes
@@ -252,6 +326,58 @@ mod tests {
         .unwrap();
         assert_eq!(s.traces_endpoint, None);
         assert_eq!(s.metrics_endpoint, None);
+    }
+
+    #[test]
+    fn export_headers_timeout_and_compression() {
+        let s = read(&[]).unwrap();
+        assert!(s.traces_headers.is_empty());
+        assert_eq!(s.traces_timeout, Duration::from_secs(10));
+        assert!(!s.traces_gzip);
+        let s = read(&[
+            ("OTEL_EXPORTER_OTLP_HEADERS", "a=1"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "api-key=s%3Dcr%2Cet , x-team = keys,",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.traces_headers,
+            [
+                ("api-key".to_owned(), "s=cr,et".to_owned()),
+                ("x-team".to_owned(), "keys".to_owned())
+            ]
+        );
+        assert_eq!(s.traces_timeout, Duration::from_millis(2500));
+        assert!(s.traces_gzip);
+        let s = read(&[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "100"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "nonsense"),
+        ])
+        .unwrap();
+        assert!(!s.traces_gzip);
+        assert_eq!(s.traces_timeout, Duration::from_millis(100));
+        let e = read(&[
+            ("OTEL_EXPORTER_OTLP_HEADERS", "novalue,k=%FF"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+        ])
+        .unwrap_err();
+        let vars: Vec<&str> = e.iter().map(|e| e.var.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                "OTEL_EXPORTER_OTLP_COMPRESSION"
+            ]
+        );
     }
 
     #[test]

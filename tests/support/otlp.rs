@@ -27,6 +27,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 #[derive(Clone, Default)]
 pub struct Received {
     traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    /// The gRPC metadata of each trace export.
+    trace_metadata: Arc<Mutex<Vec<tonic::metadata::MetadataMap>>>,
     metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
 }
 
@@ -36,6 +38,10 @@ impl TraceService for Received {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.trace_metadata
+            .lock()
+            .unwrap()
+            .push(request.metadata().clone());
         self.traces.lock().unwrap().push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
@@ -62,7 +68,10 @@ pub async fn receiver() -> (SocketAddr, Received) {
     let addr = listener.local_addr().unwrap();
     let received = Received::default();
     let server = tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(received.clone()))
+        .add_service(
+            TraceServiceServer::new(received.clone())
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+        )
         .add_service(MetricsServiceServer::new(received.clone()));
     tokio::spawn(
         server.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
@@ -81,6 +90,11 @@ impl Received {
             .flat_map(|rs| &rs.scope_spans)
             .flat_map(|ss| ss.spans.clone())
             .collect()
+    }
+
+    /// The metadata of every trace export so far.
+    pub fn trace_metadata(&self) -> Vec<tonic::metadata::MetadataMap> {
+        self.trace_metadata.lock().unwrap().clone()
     }
 
     /// The service name of the first exported resource, if any.

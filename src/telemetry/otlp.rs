@@ -551,35 +551,28 @@ impl Scalar<'_> {
     }
 }
 
-/// Each element of an array is an `AnyValue` of the array's type.
-fn array_elements(a: &Array) -> impl Iterator<Item = Scalar<'_>> {
-    let (bools, ints, floats, strings): (&[bool], &[i64], &[f64], &[opentelemetry::StringValue]) =
-        match a {
-            Array::Bool(v) => (v, &[], &[], &[]),
-            Array::I64(v) => (&[], v, &[], &[]),
-            Array::F64(v) => (&[], &[], v, &[]),
-            Array::String(v) => (&[], &[], &[], v),
-            _ => (&[], &[], &[], &[]),
-        };
-    bools
-        .iter()
-        .map(|b| Scalar::Bool(*b))
-        .chain(ints.iter().map(|i| Scalar::I64(*i)))
-        .chain(floats.iter().map(|x| Scalar::F64(*x)))
-        .chain(strings.iter().map(|s| Scalar::Str(s.as_str())))
+/// Each element of an array, an `AnyValue` of the array's type.
+fn for_each_element(a: &Array, mut f: impl FnMut(Scalar<'_>)) {
+    match a {
+        Array::Bool(v) => v.iter().for_each(|b| f(Scalar::Bool(*b))),
+        Array::I64(v) => v.iter().for_each(|i| f(Scalar::I64(*i))),
+        Array::F64(v) => v.iter().for_each(|x| f(Scalar::F64(*x))),
+        Array::String(v) => v.iter().for_each(|s| f(Scalar::Str(s.as_str()))),
+        _ => {}
+    }
 }
 
 fn array_len(a: &Array) -> usize {
-    array_elements(a)
-        .map(|v| wire::msg_len(f::ARRAY_VALUES, v.len()))
-        .sum()
+    let mut len = 0;
+    for_each_element(a, |v| len += wire::msg_len(f::ARRAY_VALUES, v.len()));
+    len
 }
 
 fn put_array(buf: &mut Vec<u8>, a: &Array) {
-    for v in array_elements(a) {
+    for_each_element(a, |v| {
         wire::msg_header(buf, f::ARRAY_VALUES, v.len());
         v.put(buf);
-    }
+    });
 }
 
 /// The content length of an `AnyValue` holding `v`.

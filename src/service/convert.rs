@@ -55,7 +55,7 @@ pub fn response(d: &Decision, cached: bool) -> proto::AuthorizeResponse {
             .matched
             .iter()
             .map(|m| proto::MatchedStatement {
-                policy_id: m.policy_id.to_string(),
+                policy_id: String::from(&*m.policy_id),
                 kind: m.kind.as_str().to_owned(),
                 index: m.index,
                 sid: m.sid.as_deref().map(str::to_owned),
@@ -68,9 +68,9 @@ pub fn response(d: &Decision, cached: bool) -> proto::AuthorizeResponse {
         missing_context_keys: d
             .missing_context_keys
             .iter()
-            .map(|k| k.to_string())
+            .map(|k| String::from(&**k))
             .collect(),
-        bundle_revision: d.bundle_revision.to_string(),
+        bundle_revision: String::from(&*d.bundle_revision),
         cached,
         explanation: d.explanation.as_deref().map(|e| proto::Explanation {
             allowed_by_organizations: e.allowed_by_organizations,

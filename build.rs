@@ -35,9 +35,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let fds = protox::compile(["verdict/v1/authorizer.proto"], ["proto"])?;
     std::fs::write(out.join("verdict_descriptor.bin"), fds.encode_to_vec())?;
+    // Messages and the client.
     tonic_prost_build::configure()
         .build_client(true)
+        .build_server(false)
+        .compile_fds(fds.clone())?;
+    // The server, on the same message types, except that `Authorize` answers
+    // with `service::reply::Reply` (which can carry a cache entry's encoded
+    // response; the wire format is the same message).
+    let server = out.join("server");
+    std::fs::create_dir_all(&server)?;
+    tonic_prost_build::configure()
+        .build_client(false)
         .build_server(true)
+        .out_dir(&server)
+        .extern_path(
+            ".verdict.v1.AuthorizeResponse",
+            "crate::service::reply::Reply",
+        )
+        .extern_path(".verdict.v1", "crate::proto")
         .compile_fds(fds)?;
 
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("examples/bundles/kms");

@@ -18,7 +18,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use prost::Message as _;
 use verdict::cache::DecisionCache;
 use verdict::config::{self, FlagValues, Sources};
-use verdict::proto::authorizer_server::Authorizer as _;
+use verdict::proto::server::authorizer_server::Authorizer as _;
 use verdict::proto::{AuthorizeRequest, AuthorizeResponse};
 use verdict::reload::Reloader;
 use verdict::service::AuthorizerService;
@@ -67,7 +67,9 @@ fn bench(c: &mut Criterion) {
     let response = rt
         .block_on(cached.authorize(tonic::Request::new(request())))
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .into_response()
+        .unwrap();
     assert_eq!(response.decision(), verdict::proto::Decision::Allow);
 
     let mut g = c.benchmark_group("authorize-call");
@@ -89,6 +91,8 @@ fn bench(c: &mut Criterion) {
         );
     });
     let mut buf = Vec::with_capacity(1024);
+    // A miss's response, built and encoded per call (a hit sends the bytes
+    // its cache entry encoded on its first hit).
     g.bench_function("encode-response", |b| {
         b.iter(|| {
             buf.clear();

@@ -23,7 +23,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::cache::DecisionCache;
 use crate::config::Config;
-use crate::proto::authorizer_server::AuthorizerServer;
+use crate::proto::server::authorizer_server::AuthorizerServer;
 use crate::reload::{LoadFailure, Reloader};
 use crate::service::AuthorizerService;
 use crate::telemetry::Telemetry;

@@ -3,7 +3,8 @@
 //! It is keyed on the request exactly as received (the protobuf message,
 //! before validation), so that a hit skips validation, evaluation and every
 //! allocation of building a request: a hit costs a hash, a lookup and an
-//! equality check. It can never serve a wrong or stale answer: an entry
+//! equality check, and `Authorize` then sends the response bytes the entry
+//! encoded on its first hit (`Entry::hit_response`). It can never serve a wrong or stale answer: an entry
 //! records the snapshot generation it was decided under and a copy of the
 //! whole request (principal, action, resource, every context key and value,
 //! session policy, `explain`), and a hit is used only when all of it equals
@@ -15,8 +16,10 @@
 //! that read a clock key the server filled in are not stored.
 
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use crate::compile::pattern::str_eq;
 use crate::eval::Decision;
@@ -30,6 +33,8 @@ pub struct Entry {
     generation: u64,
     request: RequestCopy,
     decision: Decision,
+    /// The encoded response of a hit, made on the first hit.
+    hit_response: OnceLock<Bytes>,
 }
 
 impl Entry {
@@ -40,6 +45,14 @@ impl Entry {
     /// The decision.
     pub fn decision(&self) -> &Decision {
         &self.decision
+    }
+
+    /// The encoded response every hit on this entry sends, encoded by
+    /// `encode` on the first hit (so that a miss pays nothing for it).
+    pub fn hit_response(&self, encode: impl FnOnce(&Decision) -> Bytes) -> Bytes {
+        self.hit_response
+            .get_or_init(|| encode(&self.decision))
+            .clone()
     }
 }
 
@@ -194,6 +207,7 @@ impl DecisionCache {
             generation,
             request: copy,
             decision,
+            hit_response: OnceLock::new(),
         });
         cache.insert(key.0, entry.clone());
         Answer::Shared(entry)

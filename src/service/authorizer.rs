@@ -15,8 +15,9 @@ use crate::cache::{Answer, DecisionCache, Key, RequestCopy};
 use crate::compile::Snapshot;
 use crate::eval::{InvalidRequest, Request as DecisionRequest, RequestLimits, logic};
 use crate::proto;
-use crate::proto::authorizer_server::Authorizer;
+use crate::proto::server::authorizer_server::Authorizer;
 use crate::reload::{Reloader, rfc3339};
+use crate::service::reply::Reply;
 use crate::telemetry::{Call, Method, Subject, Telemetry};
 
 /// The service.
@@ -90,21 +91,23 @@ impl AuthorizerService {
         })
     }
 
-    /// Decide a prepared request, reply, and hand the request and decision
-    /// to telemetry.
-    fn decide(
+    /// Decide a prepared request, make its response with `respond` (given
+    /// the answer and whether it came from the cache), and hand the request
+    /// and decision to telemetry.
+    fn decide<R>(
         &self,
         call: &mut Call,
         snap: &Snapshot,
         pending: Pending,
-    ) -> proto::AuthorizeResponse {
+        respond: impl FnOnce(&Answer, bool) -> R,
+    ) -> R {
         match pending {
             Pending::Hit {
                 request,
                 answer,
                 spent,
             } => {
-                let response = convert::response(&answer, true);
+                let response = respond(&answer, true);
                 self.telemetry.decided(
                     call,
                     Subject::Received(request),
@@ -135,7 +138,7 @@ impl AuthorizerService {
                     (_, Some((s, spent))) => spent + s.elapsed(),
                     _ => Duration::ZERO,
                 };
-                let response = convert::response(&answer, false);
+                let response = respond(&answer, false);
                 self.telemetry.decided(
                     call,
                     Subject::Checked(request),
@@ -153,13 +156,21 @@ impl AuthorizerService {
         &self,
         call: &mut Call,
         request: proto::AuthorizeRequest,
-    ) -> Result<proto::AuthorizeResponse, Status> {
+    ) -> Result<Reply, Status> {
         let snap = self.reloader.snapshot();
         let pending = self
             .prepare(snap.as_deref(), request, true)
             .map_err(|e| Status::from(&e))?;
         let snap = snap.ok_or_else(no_bundle)?;
-        Ok(self.decide(call, &snap, pending))
+        Ok(
+            self.decide(call, &snap, pending, |answer, cached| match answer {
+                // Every hit on an entry sends the same bytes, encoded once.
+                Answer::Shared(entry) if cached => Reply::Encoded(entry.hit_response(|d| {
+                    prost::Message::encode_to_vec(&convert::response(d, true)).into()
+                })),
+                _ => Reply::Built(convert::response(answer, cached)),
+            }),
+        )
     }
 
     fn batch_call(
@@ -195,7 +206,7 @@ impl AuthorizerService {
         let snap = snap.ok_or_else(no_bundle)?;
         let responses = pending
             .into_iter()
-            .map(|p| self.decide(call, &snap, p))
+            .map(|p| self.decide(call, &snap, p, |a, cached| convert::response(a, cached)))
             .collect();
         Ok(proto::BatchAuthorizeResponse { responses })
     }
@@ -244,7 +255,7 @@ impl Authorizer for AuthorizerService {
     async fn authorize(
         &self,
         request: Request<proto::AuthorizeRequest>,
-    ) -> Result<Response<proto::AuthorizeResponse>, Status> {
+    ) -> Result<Response<Reply>, Status> {
         let mut call = self.telemetry.call(Method::Authorize, request.metadata());
         let result = self.authorize_call(&mut call, request.into_inner());
         self.telemetry.finish(call, result.as_ref().map(|_| ()));

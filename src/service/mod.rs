@@ -3,5 +3,6 @@
 
 pub mod authorizer;
 pub mod convert;
+pub mod reply;
 
 pub use authorizer::AuthorizerService;

@@ -165,9 +165,16 @@ async fn spans_continue_the_callers_trace_and_metrics_arrive_over_otlp_and_on_me
         .filter(|s| s.name == "verdict.v1.Authorizer/Authorize")
         .collect();
     assert_eq!(authorize.len(), 4);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     for s in &spans {
         assert_eq!(s.kind(), SpanKind::Server);
         assert_eq!(str_attr(&s.attributes, "rpc.system"), Some("grpc"));
+        // Timed by the wall clock, within this test's run.
+        assert!(s.start_time_unix_nano <= s.end_time_unix_nano, "{s:?}");
+        assert!(now - s.start_time_unix_nano < 60_000_000_000, "{s:?}");
     }
 
     // a: child of the caller's span, in the caller's trace.

@@ -6,7 +6,7 @@
 //! Anything that goes wrong is an error status, never an `Allow`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
@@ -128,7 +128,7 @@ impl AuthorizerService {
                     Clock::Paused(spent) => Some((Instant::now(), spent)),
                     Clock::Off | Clock::Running(_) => None,
                 };
-                let decision = logic::evaluate(snap, &request, SystemTime::now());
+                let decision = logic::evaluate(snap, &request, call.now());
                 let answer = match key {
                     Some(key) => self.cache.insert(key, snap.generation, copy, decision),
                     None => Answer::Fresh(decision),

@@ -186,6 +186,8 @@ pub struct Call {
     batch: bool,
     /// A batch's decisions so far: Allow, ExplicitDeny, ImplicitDeny.
     outcomes: [u32; 3],
+    /// When the span started.
+    started: Option<SystemTime>,
 }
 
 impl Call {
@@ -206,6 +208,12 @@ impl Call {
     /// The server span's id, when it is sampled.
     pub fn span_id(&self) -> Option<SpanId> {
         self.span_id
+    }
+
+    /// The time the call's decisions are made at: its span's start when it
+    /// has one (one clock read serves both), else the clock now.
+    pub fn now(&self) -> SystemTime {
+        self.started.unwrap_or_else(SystemTime::now)
     }
 }
 
@@ -460,9 +468,12 @@ impl Telemetry {
             // counts (BatchAuthorize).
             let mut attrs = Vec::with_capacity(if batch { 7 } else { 9 });
             attrs.push(KeyValue::new("rpc.system", "grpc"));
+            let started = SystemTime::now();
+            call.started = Some(started);
             let span = tracer
                 .span_builder(method.span_name())
                 .with_kind(SpanKind::Server)
+                .with_start_time(started)
                 .with_attributes(attrs)
                 .start_with_context(tracer, &parent);
             call.started(span);

@@ -608,9 +608,15 @@ fn kv_len(kv: &KeyValue) -> usize {
 
 /// A `KeyValue` as field `field` of its message.
 fn put_kv(buf: &mut Vec<u8>, field: u32, kv: &KeyValue) {
-    wire::msg_header(buf, field, kv_len(kv));
-    wire::put_bytes(buf, f::KV_KEY, kv.key.as_str().as_bytes());
-    wire::msg_header(buf, f::KV_VALUE, any_len(&kv.value));
+    let key = kv.key.as_str().as_bytes();
+    let value_len = any_len(&kv.value);
+    wire::msg_header(
+        buf,
+        field,
+        wire::bytes_len(f::KV_KEY, key) + wire::msg_len(f::KV_VALUE, value_len),
+    );
+    wire::put_bytes(buf, f::KV_KEY, key);
+    wire::msg_header(buf, f::KV_VALUE, value_len);
     put_any(buf, &kv.value);
 }
 

@@ -15,7 +15,8 @@ made in interleaved pairs (A B B A, repeated) and reported as the median of
 the per-pair ratios; absolute rates are shown for orientation only. Each
 comparison is made on the multi_thread (default) and the current_thread
 runtime; the Unix socket is compared with TCP; tracing at 100% exporting to
-an OTLP sink with tracing off.
+an OTLP sink with tracing off (both servers exporting metrics), and all
+telemetry on with none.
 
 Latency at about half of the maximum rate is measured with a steady
 open-loop load from `load_support pace` (requests released every 200 µs),
@@ -298,6 +299,19 @@ def main():
                     "OTEL_METRIC_EXPORT_INTERVAL": "1000",
                 },
             )
+            # The same server with tracing off: metrics over OTLP and on
+            # /metrics as above, no trace endpoint.
+            servers[f"{name}_off"] = Server(
+                f"{name}_off",
+                work,
+                {
+                    "VERDICT_RUNTIME": runtime,
+                    "VERDICT_CACHE_MAX_ENTRIES": "0",
+                    "VERDICT_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+                    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://{sinks[name][1]}",
+                    "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+                },
+            )
         for s in servers.values():
             s.check(bodies, 5)
 
@@ -326,9 +340,13 @@ def main():
              run("uncached", AUTHORIZE, single), run("current_thread_uncached", AUTHORIZE, single)),
             ("uds", "Unix socket against TCP, Authorize (cache hits), current_thread runtime",
              run("current_thread", AUTHORIZE, single), run("current_thread", AUTHORIZE, single, uds=True)),
-            ("traced", "tracing at 100% exporting over OTLP against tracing off, Authorize (cache off), multi_thread",
+            ("traced", "tracing at 100% exporting over OTLP against tracing off (metrics on in both), Authorize (cache off), multi_thread",
+             run("traced_off", AUTHORIZE, single), run("traced", AUTHORIZE, single)),
+            ("ct_traced", "tracing at 100% exporting over OTLP against tracing off (metrics on in both), Authorize (cache off), current_thread",
+             run("ct_traced_off", AUTHORIZE, single), run("ct_traced", AUTHORIZE, single)),
+            ("telemetry", "all telemetry (tracing at 100%, metrics) against none, Authorize (cache off), multi_thread",
              run("uncached", AUTHORIZE, single), run("traced", AUTHORIZE, single)),
-            ("ct_traced", "tracing at 100% exporting over OTLP against tracing off, Authorize (cache off), current_thread",
+            ("ct_telemetry", "all telemetry (tracing at 100%, metrics) against none, Authorize (cache off), current_thread",
              run("current_thread_uncached", AUTHORIZE, single), run("ct_traced", AUTHORIZE, single)),
         ]
         only = set(args.only.split(",")) if args.only else None
@@ -429,8 +447,10 @@ def report(r):
         f"| current_thread / multi_thread, Authorize cache hits | {r['flavor_hits']['ratio_median']:.2f} | | {r['flavor_hits']['a_rps_median']:,.0f} | {r['flavor_hits']['b_rps_median']:,.0f} |",
         f"| current_thread / multi_thread, Authorize cache off | {r['flavor_misses']['ratio_median']:.2f} | | {r['flavor_misses']['a_rps_median']:,.0f} | {r['flavor_misses']['b_rps_median']:,.0f} |",
         f"| Unix socket / TCP, Authorize cache hits (current_thread) | {r['uds']['ratio_median']:.2f} | | {r['uds']['a_rps_median']:,.0f} | {r['uds']['b_rps_median']:,.0f} |",
-        f"| traced 100% exporting / tracing off, Authorize cache off (multi_thread) | {r['traced']['ratio_median']:.2f} | ≥ 0.85 | {r['traced']['a_rps_median']:,.0f} | {r['traced']['b_rps_median']:,.0f} |",
-        f"| traced 100% exporting / tracing off, Authorize cache off (current_thread) | {r['ct_traced']['ratio_median']:.2f} | ≥ 0.85 | {r['ct_traced']['a_rps_median']:,.0f} | {r['ct_traced']['b_rps_median']:,.0f} |",
+        f"| traced 100% exporting / tracing off (metrics on in both), Authorize cache off (multi_thread) | {r['traced']['ratio_median']:.2f} | ≥ 0.85 | {r['traced']['a_rps_median']:,.0f} | {r['traced']['b_rps_median']:,.0f} |",
+        f"| traced 100% exporting / tracing off (metrics on in both), Authorize cache off (current_thread) | {r['ct_traced']['ratio_median']:.2f} | ≥ 0.85 | {r['ct_traced']['a_rps_median']:,.0f} | {r['ct_traced']['b_rps_median']:,.0f} |",
+        f"| all telemetry (traced 100%, metrics) / none, Authorize cache off (multi_thread) | {r['telemetry']['ratio_median']:.2f} | | {r['telemetry']['a_rps_median']:,.0f} | {r['telemetry']['b_rps_median']:,.0f} |",
+        f"| all telemetry (traced 100%, metrics) / none, Authorize cache off (current_thread) | {r['ct_telemetry']['ratio_median']:.2f} | | {r['ct_telemetry']['a_rps_median']:,.0f} | {r['ct_telemetry']['b_rps_median']:,.0f} |",
         "",
         f"BatchAuthorize: {b['b_rps_median'] * 100:,.0f} decisions/s on the multi_thread runtime, "
         f"{r['ct_batch']['b_rps_median'] * 100:,.0f} on current_thread (medians of the batch runs; goal ≥ 1,000,000).",

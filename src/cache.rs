@@ -4,10 +4,11 @@
 //! before validation), so that a hit skips validation, evaluation and every
 //! allocation of building a request: a hit costs a hash, a lookup and an
 //! equality check, and `Authorize` then sends the response bytes the entry
-//! encoded on its first hit (`Entry::hit_response`). It can never serve a wrong or stale answer: an entry
-//! records the snapshot generation it was decided under and a copy of the
-//! whole request (principal, action, resource, every context key and value,
-//! session policy, `explain`), and a hit is used only when all of it equals
+//! encoded on its first hit (`Entry::hit_response`). It can never serve a
+//! wrong or stale answer: an entry records the snapshot generation it was
+//! decided under and a copy of the whole request (principal, action,
+//! resource, every context key and value, session policy, `explain`), and a
+//! hit is used only when all of it equals
 //! the request at hand, so neither a hash collision nor a reload can return
 //! another request's decision. Only requests that passed validation are ever
 //! stored (validation depends on the request and the process's fixed

@@ -124,20 +124,19 @@ impl AuthorizerService {
                 request,
                 clock,
             } => {
-                let resumed = match clock {
+                // (since, time spent before it)
+                let timer = match clock {
+                    Clock::Off => None,
+                    Clock::Running(start) => Some((start, Duration::ZERO)),
                     Clock::Paused(spent) => Some((Instant::now(), spent)),
-                    Clock::Off | Clock::Running(_) => None,
                 };
                 let decision = logic::evaluate(snap, &request, call.now());
                 let answer = match key {
                     Some(key) => self.cache.insert(key, snap.generation, copy, decision),
                     None => Answer::Fresh(decision),
                 };
-                let elapsed = match (clock, resumed) {
-                    (Clock::Running(start), _) => start.elapsed(),
-                    (_, Some((s, spent))) => spent + s.elapsed(),
-                    _ => Duration::ZERO,
-                };
+                let elapsed =
+                    timer.map_or(Duration::ZERO, |(since, spent)| spent + since.elapsed());
                 let response = respond(&answer, false);
                 self.telemetry.decided(
                     call,

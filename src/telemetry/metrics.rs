@@ -37,7 +37,9 @@ pub struct ActiveBundle {
 
 const OUTCOMES: [Outcome; 3] = [Outcome::Allow, Outcome::ExplicitDeny, Outcome::ImplicitDeny];
 
-fn outcome_index(o: Outcome) -> usize {
+/// The index of an outcome in `[outcome]` arrays (Allow, ExplicitDeny,
+/// ImplicitDeny).
+pub(crate) fn outcome_index(o: Outcome) -> usize {
     match o {
         Outcome::Allow => 0,
         Outcome::ExplicitDeny => 1,

@@ -36,7 +36,7 @@ use tonic::metadata::{KeyRef, MetadataMap};
 use crate::cache::Answer;
 use crate::compile::Snapshot;
 use crate::config::LogFilter;
-use crate::eval::{Decision, Outcome, Request};
+use crate::eval::{Decision, Request};
 use crate::reload::ReloadOutcome;
 pub use decision_log::{DecisionLog, LogRecord, LogSink};
 pub use metrics::{ActiveBundle, Metrics};
@@ -187,7 +187,7 @@ pub struct Call {
     /// A batch's decisions so far: Allow, ExplicitDeny, ImplicitDeny.
     outcomes: [u32; 3],
     /// When the span started.
-    started: Option<SystemTime>,
+    start_time: Option<SystemTime>,
 }
 
 impl Call {
@@ -213,7 +213,7 @@ impl Call {
     /// The time the call's decisions are made at: its span's start when it
     /// has one (one clock read serves both), else the clock now.
     pub fn now(&self) -> SystemTime {
-        self.started.unwrap_or_else(SystemTime::now)
+        self.start_time.unwrap_or_else(SystemTime::now)
     }
 }
 
@@ -233,14 +233,6 @@ impl Extractor for MetadataExtractor<'_> {
                 KeyRef::Binary(k) => k.as_str(),
             })
             .collect()
-    }
-}
-
-fn outcome_index(outcome: Outcome) -> usize {
-    match outcome {
-        Outcome::Allow => 0,
-        Outcome::ExplicitDeny => 1,
-        Outcome::ImplicitDeny => 2,
     }
 }
 
@@ -469,7 +461,7 @@ impl Telemetry {
             let mut attrs = Vec::with_capacity(if batch { 7 } else { 9 });
             attrs.push(KeyValue::new("rpc.system", "grpc"));
             let started = SystemTime::now();
-            call.started = Some(started);
+            call.start_time = Some(started);
             let span = tracer
                 .span_builder(method.span_name())
                 .with_kind(SpanKind::Server)
@@ -503,7 +495,10 @@ impl Telemetry {
                 // A batch's counts go on its span when it ends; its first
                 // decisions (up to the event limit) are events of it.
                 let seen: u32 = call.outcomes.iter().sum();
-                if let Some(n) = call.outcomes.get_mut(outcome_index(decision.outcome)) {
+                if let Some(n) = call
+                    .outcomes
+                    .get_mut(metrics::outcome_index(decision.outcome))
+                {
                     *n = n.saturating_add(1);
                 }
                 if seen == 0 {

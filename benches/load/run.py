@@ -19,9 +19,12 @@ an OTLP sink with tracing off (both servers exporting metrics), and all
 telemetry on with none.
 
 Latency at about half of the maximum rate is measured with a steady
-open-loop load from `load_support pace` (requests released every 200 µs),
-because h2load's `--rps` releases requests in bursts on its 1 ms timer tick,
-which measures the bursts rather than the server.
+open-loop load from `load_support pace` (what is due released every 100 µs
+on one HTTP/2 connection, as an application's one gRPC channel), because
+h2load's `--rps` releases requests in bursts on its 1 ms timer tick, which
+measures the bursts rather than the server. The pacer is a lean HTTP/2
+client (benches/load/pace.rs): a general client spends as much CPU per call
+as the server, and on 2 shared cores its own stalls would set the tail.
 
 h2load counts HTTP status only, so each server is also checked with a real
 gRPC client (grpc-status OK and the expected answers) after its runs, and the
@@ -207,13 +210,15 @@ def pace(server, path, body, rate, args):
     rate (a server's first seconds of a new kind of load are slower), then
     the measured run. Calls the server sheds (RESOURCE_EXHAUSTED: more calls
     in flight than its concurrency limit, which a stall of either side on a
-    shared machine can cause) are counted and reported; any other failure
-    ends the test."""
+    shared machine can cause) are counted and reported, and so are calls
+    the pacer held back when they were due (the connection at the server's
+    concurrent-stream limit or out of flow-control window); any other
+    failure ends the test."""
     result = None
     for duration in (2.0, float(str(args.duration).rstrip("s"))):
         out = subprocess.run(
             [str(SUPPORT), "pace", "--target", f"127.0.0.1:{server.port}", "--path", path, "--body", str(body),
-             "--rate", f"{rate:.0f}", "--duration", str(duration), "--connections", "2"],
+             "--rate", f"{rate:.0f}", "--duration", str(duration), "--connections", "1", "--tick-us", "100"],
             capture_output=True,
             text=True,
         )
@@ -394,6 +399,7 @@ def main():
                 "p99_us": statistics.median(r["p99_us"] for r in runs),
                 "p999_us": statistics.median(r["p999_us"] for r in runs),
                 "shed": sum(r["shed"] for r in runs),
+                "held": sum(r["held"] for r in runs),
                 "sent": sum(r["sent"] for r in runs),
             }
             log(f"  {key} {flavor}: {half[f'{key}/{flavor}']}")
@@ -455,8 +461,8 @@ def report(r):
         f"BatchAuthorize: {b['b_rps_median'] * 100:,.0f} decisions/s on the multi_thread runtime, "
         f"{r['ct_batch']['b_rps_median'] * 100:,.0f} on current_thread (medians of the batch runs; goal ≥ 1,000,000).",
         "",
-        "| at half of the maximum rate (steady load) | runtime | offered req/s | achieved req/s | p50 | p90 | p99 | p99.9 | shed | goal |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| at half of the maximum rate (steady load) | runtime | offered req/s | achieved req/s | p50 | p90 | p99 | p99.9 | shed | held | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     labels = {
         "health": "Health/Check (at the Authorize rate)",
@@ -470,7 +476,7 @@ def report(r):
             goal = "p99 < 1 ms" if key in ("hits", "misses") else ""
             lines.append(
                 f"| {label} | {flavor} | {x['target_rps']:,.0f} | {x['rps']:,.0f} | {x['p50_us']:,.0f} µs | {x['p90_us']:,.0f} µs "
-                f"| {x['p99_us']:,.0f} µs | {x['p999_us']:,.0f} µs | {x.get('shed', 0):,} of {x.get('sent', 0):,} | {goal} |"
+                f"| {x['p99_us']:,.0f} µs | {x['p999_us']:,.0f} µs | {x.get('shed', 0):,} of {x.get('sent', 0):,} | {x.get('held', 0):,} | {goal} |"
             )
     lines += ["", "| at full load, h2load (median of runs) | runtime | p50 | p99 |", "|---|---|---|---|"]
     for key, label, flavor, side in [

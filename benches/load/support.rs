@@ -6,9 +6,10 @@
 //!   with a real gRPC client (tonic), since h2load sees HTTP status only;
 //!   fails unless every call ends with grpc-status OK and the expected answer;
 //! - `pace --target T --path P --body FILE --rate R`: an open-loop load at a
-//!   steady rate (requests released every 200 µs, not in the 1 ms bursts of
-//!   h2load's `--rps`), over raw HTTP/2 with the same pre-encoded bodies; it
-//!   reports latency percentiles and checks every grpc-status;
+//!   steady rate (what is due released every 100 µs, not in the 1 ms bursts
+//!   of h2load's `--rps`), over raw HTTP/2 with the same pre-encoded bodies
+//!   (`pace.rs`); it reports latency percentiles and checks every
+//!   grpc-status;
 //! - `otlp-sink`: an OTLP/gRPC receiver that counts the exports it is sent
 //!   (without decoding them), for the traced runs.
 
@@ -25,6 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::{Parser, Subcommand};
+
+#[path = "pace.rs"]
+mod pace;
+
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic_health::pb::HealthCheckRequest;
@@ -75,6 +80,9 @@ enum Cmd {
         /// HTTP/2 connections (requests are spread over them).
         #[arg(long, default_value_t = 4)]
         connections: usize,
+        /// Microseconds between releases of what is due.
+        #[arg(long, default_value_t = 100)]
+        tick_us: u64,
     },
     /// Receive OTLP traces and metrics; print counts on SIGTERM.
     OtlpSink {
@@ -427,136 +435,31 @@ async fn otlp_sink(listen: &str) {
     );
 }
 
-async fn connect(target: &str) -> h2::client::SendRequest<bytes::Bytes> {
-    // Large windows: many small responses may sit buffered for a moment
-    // while the one client thread is sending, and h2 budgets small frames by
-    // the connection window.
-    let mut builder = h2::client::Builder::new();
-    builder
-        .initial_window_size(1 << 20)
-        .initial_connection_window_size(1 << 26);
-    if let Some(path) = target.strip_prefix("unix:") {
-        let io = tokio::net::UnixStream::connect(path).await.unwrap();
-        let (client, conn) = builder.handshake(io).await.unwrap();
-        tokio::spawn(conn);
-        client
-    } else {
-        let io = tokio::net::TcpStream::connect(target).await.unwrap();
-        io.set_nodelay(true).unwrap();
-        let (client, conn) = builder.handshake(io).await.unwrap();
-        tokio::spawn(conn);
-        client
-    }
-}
-
-/// One call: send the body, read the response to its trailers; the
-/// grpc-status, or why there is none.
-async fn call(
-    client: h2::client::SendRequest<bytes::Bytes>,
+fn pace(
+    target: &str,
     path: &str,
-    body: bytes::Bytes,
-) -> Result<(), String> {
-    let mut client = client.ready().await.map_err(|e| e.to_string())?;
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://localhost{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
+    body: &Path,
+    rate: f64,
+    duration: f64,
+    connections: usize,
+    tick_us: u64,
+) {
+    let body = std::fs::read(body).unwrap();
+    // One thread releases, sends and receives.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-    let (response, mut stream) = client
-        .send_request(request, false)
-        .map_err(|e| e.to_string())?;
-    stream.send_data(body, true).map_err(|e| e.to_string())?;
-    let response = response.await.map_err(|e| e.to_string())?;
-    if response.status() != http::StatusCode::OK {
-        return Err(format!("HTTP {}", response.status()));
-    }
-    // A trailers-only response carries grpc-status in its headers.
-    if let Some(v) = response.headers().get("grpc-status") {
-        return if v == "0" {
-            Ok(())
-        } else {
-            Err(format!(
-                "grpc-status {v:?} {:?}",
-                response.headers().get("grpc-message")
-            ))
-        };
-    }
-    let mut body = response.into_body();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-    }
-    let trailers = body.trailers().await.map_err(|e| e.to_string())?;
-    match trailers.as_ref().and_then(|t| t.get("grpc-status")) {
-        Some(v) if v == "0" => Ok(()),
-        Some(v) => Err(format!("grpc-status {v:?}")),
-        None => Err("no grpc-status".into()),
-    }
-}
-
-async fn pace(target: &str, path: &str, body: &Path, rate: f64, duration: f64, connections: usize) {
-    use std::time::{Duration, Instant};
-    let body = bytes::Bytes::from(std::fs::read(body).unwrap());
-    let mut clients = Vec::new();
-    for _ in 0..connections.max(1) {
-        clients.push(connect(target).await);
-    }
-    // A ticker thread releases what is due every 200 µs; the runtime sends.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let total = (rate * duration).round() as u64;
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut released = 0u64;
-        while released < total {
-            std::thread::sleep(Duration::from_micros(200));
-            let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(total);
-            if due > released {
-                if tx.send(due - released).is_err() {
-                    return;
-                }
-                released = due;
-            }
-        }
-    });
-    let path: Arc<str> = path.into();
-    let (done_tx, mut done_rx) =
-        tokio::sync::mpsc::unbounded_channel::<(Duration, Result<(), String>)>();
-    let started = Instant::now();
-    let mut sent = 0u64;
-    while let Some(n) = rx.recv().await {
-        for _ in 0..n {
-            let client = clients[(sent as usize) % clients.len()].clone();
-            let (path, body, done) = (path.clone(), body.clone(), done_tx.clone());
-            sent += 1;
-            tokio::spawn(async move {
-                let t = Instant::now();
-                let r = call(client, &path, body).await;
-                let _ = done.send((t.elapsed(), r));
-            });
-        }
-    }
-    drop(done_tx);
-    let sending = started.elapsed();
-    let mut latencies = Vec::with_capacity(sent as usize);
-    let mut errors = Vec::new();
-    // RESOURCE_EXHAUSTED is the server shedding load beyond its concurrency
-    // limit (a stall of either side on a shared machine queues calls up):
-    // counted apart; any other failure is an error.
-    let mut shed = 0u64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while let Ok(Some((d, r))) = tokio::time::timeout_at(deadline, done_rx.recv()).await {
-        match r {
-            Ok(()) => latencies.push(d.as_micros() as u64),
-            Err(e) if e.starts_with("grpc-status \"8\"") => shed += 1,
-            Err(e) => errors.push(e),
-        }
-    }
-    let unanswered = sent - latencies.len() as u64 - shed - errors.len() as u64;
-    if unanswered > 0 {
-        errors.push(format!("{unanswered} calls unanswered after 10 s"));
-    }
+    let mut report = rt.block_on(pace::run(pace::Args {
+        target,
+        path,
+        body: &body,
+        rate,
+        duration,
+        connections,
+        tick: std::time::Duration::from_micros(tick_us.max(10)),
+    }));
+    let latencies = &mut report.latencies;
     latencies.sort_unstable();
     let pct = |p: f64| {
         latencies
@@ -565,11 +468,14 @@ async fn pace(target: &str, path: &str, body: &Path, rate: f64, duration: f64, c
             .unwrap_or(0)
     };
     println!(
-        "{{\"sent\": {sent}, \"ok\": {}, \"shed\": {shed}, \"errors\": {}, \"first_error\": {:?}, \"rps\": {:.1}, \"p50_us\": {}, \"p90_us\": {}, \"p99_us\": {}, \"p999_us\": {}}}",
+        "{{\"sent\": {}, \"ok\": {}, \"shed\": {}, \"held\": {}, \"errors\": {}, \"first_error\": {:?}, \"rps\": {:.1}, \"p50_us\": {}, \"p90_us\": {}, \"p99_us\": {}, \"p999_us\": {}}}",
+        report.sent,
         latencies.len(),
-        errors.len(),
-        errors.first().map(String::as_str).unwrap_or(""),
-        latencies.len() as f64 / sending.as_secs_f64(),
+        report.shed,
+        report.held,
+        report.errors.len(),
+        report.errors.first().map(String::as_str).unwrap_or(""),
+        latencies.len() as f64 / report.elapsed.as_secs_f64(),
         pct(50.0),
         pct(90.0),
         pct(99.0),
@@ -610,13 +516,9 @@ fn main() {
             rate,
             duration,
             connections,
+            tick_us,
         } => {
-            // One thread sends and receives; the ticker is a thread of its own.
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(pace(&target, &path, &body, rate, duration, connections));
+            pace(&target, &path, &body, rate, duration, connections, tick_us);
         }
     }
 }

@@ -140,6 +140,16 @@ async fn serves_reloads_on_sighup_and_stops_on_sigterm() {
         s = status(&mut c).await;
     }
     assert_eq!(s.unwrap().revision, "2026-11-28.1");
+    // The server runs without transparent huge pages (a huge-page fault
+    // zeroes 2 MiB on the request path).
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        // Older kernels do not report the flag; where it is reported, it is off.
+        if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+            assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+        }
+    }
     // The health check an orchestrator runs.
     let probe = verdict()
         .args(["health", "--uds", sock.to_str().unwrap()])

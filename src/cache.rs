@@ -8,10 +8,9 @@
 //! wrong or stale answer: an entry records the snapshot generation it was
 //! decided under and a copy of the whole request (principal, action,
 //! resource, every context key and value, session policy, `explain`), and a
-//! hit is used only when all of it equals
-//! the request at hand, so neither a hash collision nor a reload can return
-//! another request's decision. Only requests that passed validation are ever
-//! stored (validation depends on the request and the process's fixed
+//! hit is used only when all of it equals the request at hand, so neither a
+//! hash collision nor a reload can return another request's decision. Only
+//! requests that passed validation are ever stored (validation depends on the request and the process's fixed
 //! configuration alone, so an equal request is valid too). The key is a
 //! keyed hash of the same fields, computed without allocating; decisions
 //! that read a clock key the server filled in are not stored.

@@ -118,6 +118,20 @@ fn frame_head(out: &mut BytesMut, len: usize, kind: u8, flags: u8, stream: u32) 
     out.put_u32(stream);
 }
 
+/// Where a stream is: sent, answered with `:status 200`, or ended.
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    Sent,
+    Answered,
+    Ended,
+}
+
+/// One request: when it was written (µs since start) and where it is.
+struct Stream {
+    sent_at: u64,
+    phase: Phase,
+}
+
 /// How a response's header blocks ended a call.
 enum Outcome {
     Ok,
@@ -131,10 +145,8 @@ struct Conn<'a> {
     block: &'a [u8],
     body: &'a [u8],
     start: Instant,
-    /// Write time (µs since start) of stream 2i+1, at index i.
-    sent_at: Vec<u64>,
-    /// Whether stream 2i+1 has had a `:status 200` header block.
-    status_ok: Vec<bool>,
+    /// Stream 2i+1 at index i.
+    streams: Vec<Stream>,
     next: u32,
     done: u64,
     pending: u64,
@@ -153,6 +165,29 @@ struct Conn<'a> {
 impl<'a> Conn<'a> {
     fn in_flight(&self) -> u64 {
         u64::from(self.next) - self.done
+    }
+
+    /// The request a server frame on `stream` belongs to (client streams
+    /// are odd).
+    fn stream(&mut self, stream: u32) -> Result<&mut Stream, String> {
+        let i = if stream % 2 == 1 {
+            (stream / 2) as usize
+        } else {
+            usize::MAX
+        };
+        self.streams
+            .get_mut(i)
+            .ok_or_else(|| format!("a frame on stream {stream}, never opened"))
+    }
+
+    /// Whether the request and its header block fit the server's limits.
+    fn check_fit(&self) -> Result<(), String> {
+        if self.body.len() as i64 > self.stream_window
+            || self.body.len().max(self.block.len()) > self.max_frame
+        {
+            return Err("the request does not fit the server's window or frame size".into());
+        }
+        Ok(())
     }
 
     /// Queue as many pending calls as the server's limits allow.
@@ -174,22 +209,25 @@ impl<'a> Conn<'a> {
             frame_head(&mut self.wbuf, self.body.len(), DATA, END_STREAM, stream);
             self.wbuf.extend_from_slice(self.body);
             self.send_window -= self.body.len() as i64;
-            self.sent_at.push(now);
-            self.status_ok.push(false);
+            self.streams.push(Stream {
+                sent_at: now,
+                phase: Phase::Sent,
+            });
             self.next += 1;
             self.pending -= 1;
             self.report.sent += 1;
         }
     }
 
-    fn finish(&mut self, stream: u32, outcome: Outcome) {
-        let i = (stream / 2) as usize;
-        let Some(&at) = self.sent_at.get(i) else {
-            self.report
-                .errors
-                .push(format!("a response on stream {stream}, never opened"));
-            return;
-        };
+    /// End a call once; frames after its end (a reset after a failed
+    /// status) change nothing.
+    fn finish(&mut self, stream: u32, outcome: Outcome) -> Result<(), String> {
+        let s = self.stream(stream)?;
+        if s.phase == Phase::Ended {
+            return Ok(());
+        }
+        s.phase = Phase::Ended;
+        let at = s.sent_at;
         self.done += 1;
         match outcome {
             Outcome::Ok => {
@@ -199,6 +237,7 @@ impl<'a> Conn<'a> {
             Outcome::Shed => self.report.shed += 1,
             Outcome::Failed(e) => self.report.errors.push(e),
         }
+        Ok(())
     }
 
     fn header_block(&mut self, stream: u32, flags: u8, block: &[u8]) -> Result<(), String> {
@@ -213,25 +252,21 @@ impl<'a> Conn<'a> {
                 _ => {}
             })
             .map_err(|e| format!("HPACK: {e}"))?;
-        let i = (stream / 2) as usize;
         if let Some(s) = status {
             if s != b"200" {
-                self.finish(
-                    stream,
-                    Outcome::Failed(format!("HTTP {}", String::from_utf8_lossy(&s))),
-                );
-                return Ok(());
+                let e = format!("HTTP {}", String::from_utf8_lossy(&s));
+                return self.finish(stream, Outcome::Failed(e));
             }
-            if let Some(ok) = self.status_ok.get_mut(i) {
-                *ok = true;
+            let st = self.stream(stream)?;
+            if st.phase == Phase::Sent {
+                st.phase = Phase::Answered;
             }
         }
         if flags & END_STREAM == 0 {
             return Ok(());
         }
-        if !self.status_ok.get(i).copied().unwrap_or(false) {
-            self.finish(stream, Outcome::Failed("trailers before :status".into()));
-            return Ok(());
+        if self.stream(stream)?.phase == Phase::Sent {
+            return self.finish(stream, Outcome::Failed("trailers before :status".into()));
         }
         let outcome = match grpc_status.as_deref() {
             Some(b"0") => Outcome::Ok,
@@ -243,8 +278,7 @@ impl<'a> Conn<'a> {
             )),
             None => Outcome::Failed("no grpc-status".into()),
         };
-        self.finish(stream, outcome);
-        Ok(())
+        self.finish(stream, outcome)
     }
 
     /// Handle every whole frame in `rbuf`.
@@ -269,7 +303,7 @@ impl<'a> Conn<'a> {
                 DATA => {
                     self.recv_unacked += len as u32;
                     if flags & END_STREAM != 0 {
-                        self.finish(stream, Outcome::Failed("no trailers".into()));
+                        self.finish(stream, Outcome::Failed("no trailers".into()))?;
                     }
                 }
                 HEADERS | CONTINUATION => {
@@ -304,7 +338,7 @@ impl<'a> Conn<'a> {
                     let code = payload
                         .get(..4)
                         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-                    self.finish(stream, Outcome::Failed(format!("RST_STREAM {code:?}")));
+                    self.finish(stream, Outcome::Failed(format!("RST_STREAM {code:?}")))?;
                 }
                 SETTINGS if flags & ACK == 0 => {
                     for s in payload.chunks_exact(6) {
@@ -317,13 +351,7 @@ impl<'a> Conn<'a> {
                             _ => {}
                         }
                     }
-                    if self.body.len() as i64 > self.stream_window
-                        || self.body.len().max(self.block.len()) > self.max_frame
-                    {
-                        return Err(
-                            "the request does not fit the server's window or frame size".into()
-                        );
-                    }
+                    self.check_fit()?;
                     frame_head(&mut self.wbuf, 0, SETTINGS, ACK, 0);
                 }
                 SETTINGS => {}
@@ -370,8 +398,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         block,
         body,
         start,
-        sent_at: Vec::new(),
-        status_ok: Vec::new(),
+        streams: Vec::new(),
         next: 0,
         done: 0,
         pending: 0,
@@ -398,6 +425,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut rbuf = BytesMut::with_capacity(256 * 1024);
     let mut open = true;
     let fail = |conn: &mut Conn, e: String| conn.report.errors.push(e);
+    if let Err(e) = conn.check_fit() {
+        fail(&mut conn, e);
+        open = false;
+    }
     loop {
         if !conn.wbuf.is_empty() {
             if let Err(e) = io.write_all(&conn.wbuf).await {
@@ -507,7 +538,7 @@ pub async fn run(args: Args<'_>) -> Report {
         let n = due - released;
         let k = senders.len() as u64;
         for (j, tx) in senders.iter().enumerate() {
-            let pos = (j + senders.len() - turn % senders.len()) as u64 % k;
+            let pos = (j + senders.len() - turn) as u64 % k;
             let share = n / k + u64::from(pos < n % k);
             if share > 0 {
                 let _ = tx.send(share);

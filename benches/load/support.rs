@@ -485,11 +485,14 @@ fn pace(
 
 fn main() {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    // `pace` builds its own single-threaded runtime.
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     match cli.cmd {
         Cmd::Bodies { dir } => {
             std::fs::create_dir_all(&dir).unwrap();
@@ -507,8 +510,8 @@ fn main() {
             target,
             bodies,
             count,
-        } => rt.block_on(check(&target, &bodies, count)),
-        Cmd::OtlpSink { listen } => rt.block_on(otlp_sink(&listen)),
+        } => rt().block_on(check(&target, &bodies, count)),
+        Cmd::OtlpSink { listen } => rt().block_on(otlp_sink(&listen)),
         Cmd::Pace {
             target,
             path,

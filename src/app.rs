@@ -1,6 +1,7 @@
 //! Wiring: listeners (TCP and a Unix socket), tower layers (timeout,
-//! load shedding over a concurrency limit), health and reflection, the
-//! reloader and its readiness flip, and graceful shutdown.
+//! load shedding over one concurrency limit), health and reflection, the
+//! `thread_per_core` event loops (`crate::loops`), the reloader and its
+//! readiness flip, and graceful shutdown.
 //!
 //! `start` binds, serves health as NOT_SERVING, loads and compiles the first
 //! bundle off the runtime's workers, and only then reports SERVING; if that
@@ -14,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::net::TcpStream;
+#[cfg(unix)]
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
 use tonic::service::Routes;
@@ -22,7 +26,8 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::cache::DecisionCache;
-use crate::config::Config;
+use crate::config::{Config, RuntimeFlavor};
+use crate::loops;
 use crate::proto::server::authorizer_server::AuthorizerServer;
 use crate::reload::{LoadFailure, Reloader};
 use crate::service::AuthorizerService;
@@ -45,6 +50,9 @@ pub enum AppError {
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// A `thread_per_core` event loop could not be started.
+    #[error("cannot start an event loop: {0}")]
+    Runtime(String),
     /// `/metrics` was asked for but telemetry keeps no Prometheus registry.
     #[error("metrics_listen is set but telemetry was started without the Prometheus exporter")]
     NoRegistry,
@@ -73,6 +81,7 @@ pub struct Running {
     pub telemetry: Arc<Telemetry>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    loops: Option<loops::Counts>,
     tasks: Vec<JoinHandle<()>>,
     health: HealthReporter,
     grace: Duration,
@@ -106,6 +115,66 @@ fn bind_uds(path: &Path, mode: u32) -> Result<tokio::net::UnixListener, AppError
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| err(format!("cannot set the socket's mode: {e}")))?;
     Ok(listener)
+}
+
+/// The connections one `thread_per_core` loop is handed, per listener.
+struct LoopWork {
+    tcp: Option<mpsc::UnboundedReceiver<loops::Handoff<TcpStream>>>,
+    #[cfg(unix)]
+    uds: Option<mpsc::UnboundedReceiver<loops::Handoff<UnixStream>>>,
+}
+
+/// Serve what one loop is handed, on each listener, until `stop`; then let
+/// its calls in flight finish.
+async fn serve_loop<L, F, S>(
+    server: impl Fn() -> tonic::transport::server::Router<L>,
+    work: LoopWork,
+    stop: watch::Receiver<bool>,
+    signal: impl Fn(watch::Receiver<bool>) -> F,
+) -> Result<(), tonic::transport::Error>
+where
+    F: Future<Output = ()>,
+    L: tower::Layer<Routes, Service = S>,
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<tower::BoxError> + Send,
+{
+    let tcp = async {
+        match work.tcp {
+            Some(rx) => {
+                server()
+                    .serve_with_incoming_shutdown(
+                        loops::incoming::<TcpStream>(rx),
+                        signal(stop.clone()),
+                    )
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    #[cfg(unix)]
+    let uds = async {
+        match work.uds {
+            Some(rx) => {
+                server()
+                    .serve_with_incoming_shutdown(
+                        loops::incoming::<UnixStream>(rx),
+                        signal(stop.clone()),
+                    )
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    #[cfg(not(unix))]
+    let uds = async { Ok(()) };
+    let (tcp, uds) = tokio::join!(tcp, uds);
+    tcp.and(uds)
 }
 
 fn overloaded_to_status(e: tower::BoxError) -> tower::BoxError {
@@ -204,35 +273,103 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     // Outermost first: errors of the load-shed layer become RESOURCE_EXHAUSTED;
-    // the concurrency limit bounds calls in flight.
+    // the concurrency limit bounds calls in flight, over every listener and
+    // loop together.
     let layers = tower::ServiceBuilder::new()
         .map_err(overloaded_to_status)
         .load_shed()
-        .concurrency_limit(config.concurrency_limit)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            config.concurrency_limit,
+        ))
         .into_inner();
-    let server = || {
+    let timeout = config.request_timeout;
+    let server = move || {
         tonic::transport::Server::builder()
-            .timeout(config.request_timeout)
+            .timeout(timeout)
             .layer(layers.clone())
             .add_routes(routes.clone())
     };
     let mut servers = Vec::new();
-    if let Some(listener) = tcp {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
-            s.inspect(|s| {
-                let _ = s.set_nodelay(true);
-            })
-        });
-        servers.push(tokio::spawn(
-            server().serve_with_incoming_shutdown(incoming, signal(shutdown_rx.clone())),
-        ));
-    }
-    #[cfg(unix)]
-    if let Some(listener) = uds {
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        servers.push(tokio::spawn(
-            server().serve_with_incoming_shutdown(incoming, signal(shutdown_rx.clone())),
-        ));
+    let mut loop_counts = None;
+    if config.runtime == RuntimeFlavor::ThreadPerCore {
+        let loops = match config.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let counts = loops::Counts::new(loops);
+        let (tcp_dispatch, tcp_rx) = loops::Dispatcher::<TcpStream>::new(&counts);
+        #[cfg(unix)]
+        let (uds_dispatch, uds_rx) = loops::Dispatcher::<UnixStream>::new(&counts);
+        // Without a listener its receivers are dropped at once.
+        let mut tcp_rx = tcp_rx.into_iter().filter(|_| tcp.is_some());
+        #[cfg(unix)]
+        let mut uds_rx = uds_rx.into_iter().filter(|_| uds.is_some());
+        for i in 0..counts.len() {
+            let work = LoopWork {
+                tcp: tcp_rx.next(),
+                #[cfg(unix)]
+                uds: uds_rx.next(),
+            };
+            let serving = serve_loop(server.clone(), work, shutdown_rx.clone(), signal);
+            if i == 0 {
+                // The first loop is the caller's runtime, which also runs the
+                // acceptors and the reloader.
+                servers.push(tokio::spawn(serving));
+                continue;
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| AppError::Runtime(e.to_string()))?;
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("verdict-loop-{i}"))
+                .spawn(move || {
+                    let _ = done_tx.send(runtime.block_on(serving));
+                })
+                .map_err(|e| AppError::Runtime(e.to_string()))?;
+            servers.push(tokio::spawn(async move {
+                done_rx.await.unwrap_or_else(|_| {
+                    tracing::error!("event loop {i} ended without finishing its connections");
+                    Ok(())
+                })
+            }));
+        }
+        if let Some(listener) = tcp {
+            let stop = signal(shutdown_rx.clone());
+            servers.push(tokio::spawn(async move {
+                tcp_dispatch.run(listener, stop).await;
+                Ok(())
+            }));
+        }
+        #[cfg(unix)]
+        if let Some(listener) = uds {
+            let stop = signal(shutdown_rx.clone());
+            servers.push(tokio::spawn(async move {
+                uds_dispatch.run(listener, stop).await;
+                Ok(())
+            }));
+        }
+        tracing::info!(loops = counts.len(), "serving on one event loop per thread");
+        loop_counts = Some(counts);
+    } else {
+        if let Some(listener) = tcp {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+                s.inspect(|s| {
+                    let _ = s.set_nodelay(true);
+                })
+            });
+            servers.push(tokio::spawn(
+                server().serve_with_incoming_shutdown(incoming, signal(shutdown_rx.clone())),
+            ));
+        }
+        #[cfg(unix)]
+        if let Some(listener) = uds {
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            servers.push(tokio::spawn(
+                server().serve_with_incoming_shutdown(incoming, signal(shutdown_rx.clone())),
+            ));
+        }
     }
 
     let mut tasks = Vec::new();
@@ -254,6 +391,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         telemetry,
         shutdown: shutdown_tx,
         servers,
+        loops: loop_counts,
         tasks,
         health,
         grace: config.shutdown_grace,
@@ -278,6 +416,11 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
 }
 
 impl Running {
+    /// With `thread_per_core`: the connections each event loop serves now.
+    pub fn loop_connections(&self) -> Option<Vec<usize>> {
+        self.loops.as_ref().map(loops::Counts::snapshot)
+    }
+
     /// Report NOT_SERVING, stop accepting, let in-flight calls finish within
     /// the grace period, then stop.
     pub async fn shutdown(mut self) {

@@ -27,8 +27,12 @@ pub enum BundleSource {
 pub enum RuntimeFlavor {
     /// One thread runs everything (often best when sharing 2 cores with a load generator).
     CurrentThread,
-    /// A pool of worker threads.
+    /// A pool of worker threads that steal tasks from each other.
     MultiThread,
+    /// One single-threaded event loop per worker thread; each connection is
+    /// served wholly on one loop (the one with the fewest connections when
+    /// it was accepted), so a call never hops between threads.
+    ThreadPerCore,
 }
 
 /// Decision-log filter.
@@ -79,7 +83,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Runtime flavour.
     pub runtime: RuntimeFlavor,
-    /// Worker threads for the multi-thread runtime (0: one per core).
+    /// Worker threads for `multi_thread`, event loops for `thread_per_core`
+    /// (0: one per core).
     pub worker_threads: usize,
     /// Decision log destination: `-` for stdout, a file path, or none.
     pub decision_log: Option<String>,
@@ -420,10 +425,11 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
     let concurrency_limit = p.positive("concurrency_limit", 1024);
     let request_timeout = p.millis("request_timeout_ms", Duration::from_secs(5));
     let shutdown_grace = p.millis("shutdown_grace_ms", Duration::from_secs(10));
-    let runtime = p.get("runtime", RuntimeFlavor::MultiThread, |v| match v {
+    let runtime = p.get("runtime", RuntimeFlavor::ThreadPerCore, |v| match v {
         "current_thread" => Ok(RuntimeFlavor::CurrentThread),
         "multi_thread" => Ok(RuntimeFlavor::MultiThread),
-        _ => Err("expected current_thread or multi_thread".into()),
+        "thread_per_core" => Ok(RuntimeFlavor::ThreadPerCore),
+        _ => Err("expected current_thread, multi_thread or thread_per_core".into()),
     });
     let worker_threads = p.number("worker_threads", 0usize);
     let decision_log = p.get("decision_log", None, |v| match v {
@@ -504,6 +510,8 @@ mod tests {
         assert_eq!(c.listen, Some("127.0.0.1:50051".parse().unwrap()));
         assert_eq!(c.uds, None);
         assert_eq!(c.uds_mode, 0o660);
+        assert_eq!(c.runtime, RuntimeFlavor::ThreadPerCore);
+        assert_eq!(c.worker_threads, 0);
         assert_eq!(c.max_batch, 1000);
         assert_eq!(c.request_limits, RequestLimits::default());
         assert!(!c.eval.trust_session_tags);
@@ -531,6 +539,23 @@ mod tests {
             c.eval.default_context,
             vec![("aws:SecureTransport".to_owned(), vec!["true".to_owned()])]
         );
+    }
+
+    #[test]
+    fn runtime_flavours() {
+        for (value, want) in [
+            ("current_thread", RuntimeFlavor::CurrentThread),
+            ("multi_thread", RuntimeFlavor::MultiThread),
+            ("thread_per_core", RuntimeFlavor::ThreadPerCore),
+        ] {
+            let c = parse(
+                FlagValues::default(),
+                &[("VERDICT_RUNTIME", value), ("VERDICT_WORKER_THREADS", "3")],
+                None,
+            )
+            .unwrap();
+            assert_eq!((c.runtime, c.worker_threads), (want, 3), "{value}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod eval;
+pub mod loops;
 pub mod policy;
 pub mod proto;
 pub mod reload;

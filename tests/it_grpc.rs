@@ -98,6 +98,37 @@ fn example_requests() -> Vec<(AuthorizeRequest, serde_json::Value)> {
     out
 }
 
+/// What `verdict eval --requests` answers to the same requests.
+fn verdict_eval(
+    dir: &std::path::Path,
+    cases: &[(AuthorizeRequest, serde_json::Value)],
+) -> Vec<serde_json::Value> {
+    let lines: Vec<String> = cases.iter().map(|(_, l)| l.to_string()).collect();
+    let file = dir.join("requests.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args([
+            "eval",
+            "--bundle",
+            KMS,
+            "--requests",
+            file.to_str().unwrap(),
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn decision_name(r: &AuthorizeResponse) -> &'static str {
     match r.decision() {
         proto::Decision::Allow => "Allow",
@@ -149,31 +180,7 @@ async fn decisions_over_tcp_and_unix_socket_equal_verdict_eval() {
     let running = start(&config(&root().join(KMS), Some(&sock), &[])).await;
     let cases = example_requests();
 
-    // `verdict eval --requests` on the same requests.
-    let lines: Vec<String> = cases.iter().map(|(_, l)| l.to_string()).collect();
-    let file = dir.path().join("requests.jsonl");
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args([
-            "eval",
-            "--bundle",
-            KMS,
-            "--requests",
-            file.to_str().unwrap(),
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let evals: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let evals = verdict_eval(dir.path(), &cases);
 
     let mut tcp = proto::authorizer_client::AuthorizerClient::new(tcp_channel(&running).await);
     let mut uds = proto::authorizer_client::AuthorizerClient::new(uds_channel(&sock).await);
@@ -628,4 +635,67 @@ async fn load_is_shed_beyond_the_concurrency_limit() {
     }
     assert!(ok > 0 && shed > 0, "{ok} served, {shed} shed");
     running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thread_per_core_serves_each_connection_on_one_of_its_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("verdict.sock");
+    let running = start(&config(
+        &root().join(KMS),
+        Some(&sock),
+        &[
+            ("VERDICT_RUNTIME", "thread_per_core"),
+            ("VERDICT_WORKER_THREADS", "3"),
+            ("VERDICT_CACHE_MAX_ENTRIES", "0"),
+        ],
+    ))
+    .await;
+    assert_eq!(running.loop_connections(), Some(vec![0, 0, 0]));
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let channel = if i % 2 == 0 {
+            tcp_channel(&running).await
+        } else {
+            uds_channel(&sock).await
+        };
+        clients.push(proto::authorizer_client::AuthorizerClient::new(channel));
+    }
+    // Every connection is answered, many calls at once on each.
+    let cases = example_requests();
+    let evals = verdict_eval(dir.path(), &cases);
+    let mut calls = Vec::new();
+    for c in &clients {
+        for ((req, _), eval) in cases.iter().cloned().zip(evals.iter().cloned()) {
+            let mut c = c.clone();
+            calls.push(tokio::spawn(async move {
+                let r = c.authorize(req).await.unwrap().into_inner();
+                same_as_eval(&r, &eval);
+            }));
+        }
+    }
+    for call in calls {
+        call.await.unwrap();
+    }
+    // Six connections over three loops, two each, TCP and Unix socket
+    // counted together.
+    assert_eq!(running.loop_connections(), Some(vec![2, 2, 2]));
+    // Closed connections leave their loop's count.
+    clients.truncate(3);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while running
+        .loop_connections()
+        .is_some_and(|c| c.iter().sum::<usize>() != 3)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            running.loop_connections()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Graceful shutdown stops every loop.
+    tokio::time::timeout(std::time::Duration::from_secs(20), running.shutdown())
+        .await
+        .unwrap();
 }

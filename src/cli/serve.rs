@@ -118,9 +118,13 @@ pub fn run(args: ServeArgs) -> Exit {
     };
     init_logging(config.log_json);
     let runtime = match config.runtime {
-        RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
+        // thread_per_core: this thread runs the first event loop; the server
+        // starts the others (app::start).
+        RuntimeFlavor::CurrentThread | RuntimeFlavor::ThreadPerCore => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
         RuntimeFlavor::MultiThread => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             if config.worker_threads > 0 {

@@ -1,0 +1,337 @@
+//! The `thread_per_core` runtime: one single-threaded event loop per worker
+//! thread, and connections handed to loops whole.
+//!
+//! tokio's work-stealing runtime spreads the calls of one HTTP/2 connection
+//! over its workers: every call is a task that an idle worker is woken to
+//! steal, and its answer wakes the connection's task back on the first
+//! worker. On a few cores shared with other processes those wake-ups cost
+//! more than the calls (context switches, contention on the connection's
+//! stream store). Here an acceptor on the first loop hands each accepted
+//! connection to the loop serving the fewest, and that loop serves all of
+//! it: a call never leaves the thread its bytes arrived on. Many
+//! connections spread over the cores; one connection uses one core.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::transport::server::Connected;
+
+/// A transport whose connections can be accepted on one runtime and served
+/// on another: they cross threads as the standard library's socket.
+pub trait Transport: Sized {
+    /// The listener accepting connections.
+    type Listener: Send + 'static;
+    /// The connection between runtimes.
+    type Std: Send + 'static;
+    /// Accept the next connection, detached from this runtime.
+    fn poll_accept(listener: &Self::Listener, cx: &mut Context<'_>) -> Poll<io::Result<Self::Std>>;
+    /// Register a connection with the current runtime.
+    fn from_std(conn: Self::Std) -> io::Result<Self>;
+}
+
+impl Transport for tokio::net::TcpStream {
+    type Listener = tokio::net::TcpListener;
+    type Std = std::net::TcpStream;
+
+    fn poll_accept(listener: &Self::Listener, cx: &mut Context<'_>) -> Poll<io::Result<Self::Std>> {
+        listener.poll_accept(cx).map(|r| {
+            r.and_then(|(s, _)| {
+                s.set_nodelay(true)?;
+                s.into_std()
+            })
+        })
+    }
+
+    fn from_std(conn: Self::Std) -> io::Result<Self> {
+        Self::from_std(conn)
+    }
+}
+
+#[cfg(unix)]
+impl Transport for tokio::net::UnixStream {
+    type Listener = tokio::net::UnixListener;
+    type Std = std::os::unix::net::UnixStream;
+
+    fn poll_accept(listener: &Self::Listener, cx: &mut Context<'_>) -> Poll<io::Result<Self::Std>> {
+        listener
+            .poll_accept(cx)
+            .map(|r| r.and_then(|(s, _)| s.into_std()))
+    }
+
+    fn from_std(conn: Self::Std) -> io::Result<Self> {
+        Self::from_std(conn)
+    }
+}
+
+/// One live connection on a loop; dropping it lowers the loop's count.
+#[derive(Debug)]
+pub struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection that counts as live on its loop for as long as it is open.
+#[derive(Debug)]
+pub struct Counted<IO> {
+    io: IO,
+    _live: Live,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Counted<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Counted<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl<IO: Connected> Connected for Counted<IO> {
+    type ConnectInfo = IO::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+/// The live-connection count of each loop, shared by every listener's
+/// dispatcher.
+#[derive(Clone, Debug)]
+pub struct Counts(Arc<[Arc<AtomicUsize>]>);
+
+impl Counts {
+    /// Counts for `loops` loops (at least one).
+    pub fn new(loops: usize) -> Self {
+        Self((0..loops.max(1)).map(|_| Arc::default()).collect())
+    }
+
+    /// How many loops there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none (never: `new` makes at least one).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Live connections per loop.
+    pub fn snapshot(&self) -> Vec<usize> {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+}
+
+/// What an acceptor sends to a loop.
+pub type Handoff<T> = (<T as Transport>::Std, Live);
+
+/// Hands accepted connections of one listener to the loops.
+pub struct Dispatcher<T: Transport> {
+    loops: Vec<(Arc<AtomicUsize>, mpsc::UnboundedSender<Handoff<T>>)>,
+    turn: usize,
+}
+
+impl<T: Transport> Dispatcher<T> {
+    /// A dispatcher over `counts`, and the receiving end for each loop, in
+    /// the same order.
+    pub fn new(counts: &Counts) -> (Self, Vec<mpsc::UnboundedReceiver<Handoff<T>>>) {
+        let mut loops = Vec::new();
+        let mut receivers = Vec::new();
+        for count in counts.0.iter() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            loops.push((count.clone(), tx));
+            receivers.push(rx);
+        }
+        (Self { loops, turn: 0 }, receivers)
+    }
+
+    /// Give a connection to the open loop with the fewest live connections
+    /// (ties taken in turn); `false` if every loop has stopped.
+    pub fn dispatch(&mut self, conn: T::Std) -> bool {
+        let n = self.loops.len();
+        let mut conn = Some(conn);
+        while let Some(c) = conn.take() {
+            let best = (0..n)
+                .map(|k| (self.turn + k) % n)
+                .filter_map(|i| self.loops.get(i).map(|l| (i, l)))
+                .filter(|(_, (_, tx))| !tx.is_closed())
+                .min_by_key(|(_, (count, _))| count.load(Ordering::Relaxed))
+                .map(|(i, _)| i);
+            let Some((count, tx)) = best.and_then(|i| self.loops.get(i)) else {
+                return false;
+            };
+            self.turn = self.turn.wrapping_add(1);
+            match tx.send((c, Live::new(count))) {
+                Ok(()) => return true,
+                // The loop stopped between the check and the send: try the
+                // others.
+                Err(mpsc::error::SendError((c, _))) => conn = Some(c),
+            }
+        }
+        false
+    }
+
+    /// Accept connections and hand them out until `stop` completes.
+    /// Accept errors (such as running out of file descriptors) are logged
+    /// and retried after a pause instead of spinning.
+    pub async fn run(mut self, listener: T::Listener, stop: impl Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut stop => return,
+                r = std::future::poll_fn(|cx| T::poll_accept(&listener, cx)) => r,
+            };
+            match accepted {
+                Ok(conn) => {
+                    if !self.dispatch(conn) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The connections handed to one loop, registered with its runtime as they
+/// arrive (a connection that cannot be registered is logged and closed).
+pub fn incoming<T: Transport>(
+    rx: mpsc::UnboundedReceiver<Handoff<T>>,
+) -> impl Stream<Item = io::Result<Counted<T>>> {
+    tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(|(conn, live)| {
+        T::from_std(conn)
+            .map(|io| Counted { io, _live: live })
+            .inspect_err(|e| tracing::warn!("cannot serve an accepted connection: {e}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn connections_go_to_the_least_loaded_loop_and_leave_it_when_closed() {
+        let counts = Counts::new(3);
+        let (mut d, mut rx) = Dispatcher::<tokio::net::TcpStream>::new(&counts);
+        let mut keep = Vec::new();
+        for _ in 0..6 {
+            let (a, b) = pair();
+            assert!(d.dispatch(b));
+            keep.push(a);
+        }
+        assert_eq!(counts.snapshot(), vec![2, 2, 2]);
+        // Close both connections of loop 1: the next two go there.
+        let r1 = rx.get_mut(1).unwrap();
+        drop(r1.try_recv().unwrap());
+        drop(r1.try_recv().unwrap());
+        assert_eq!(counts.snapshot(), vec![2, 0, 2]);
+        for _ in 0..2 {
+            let (a, b) = pair();
+            assert!(d.dispatch(b));
+            keep.push(a);
+        }
+        assert_eq!(counts.snapshot(), vec![2, 2, 2]);
+        assert_eq!(rx.get_mut(1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_stopped_loop_gets_nothing_and_no_loop_means_refused() {
+        let counts = Counts::new(2);
+        let (mut d, mut rx) = Dispatcher::<tokio::net::TcpStream>::new(&counts);
+        drop(rx.remove(0));
+        let mut keep = Vec::new();
+        for _ in 0..3 {
+            let (a, b) = pair();
+            assert!(d.dispatch(b));
+            keep.push(a);
+        }
+        assert_eq!(counts.snapshot(), vec![0, 3]);
+        drop(rx);
+        let (_a, b) = pair();
+        assert!(!d.dispatch(b));
+        assert_eq!(counts.snapshot(), vec![0, 0]);
+    }
+
+    #[tokio::test]
+    async fn a_handed_off_connection_carries_bytes_both_ways() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let counts = Counts::new(1);
+        let (mut d, rx) = Dispatcher::<tokio::net::TcpStream>::new(&counts);
+        let (mut a, b) = pair();
+        b.set_nonblocking(true).unwrap();
+        assert!(d.dispatch(b));
+        drop(d);
+        let mut conns = std::pin::pin!(incoming::<tokio::net::TcpStream>(
+            rx.into_iter().next().unwrap()
+        ));
+        let mut served = conns.next().await.unwrap().unwrap();
+        std::io::Write::write_all(&mut a, b"ping").unwrap();
+        let mut got = [0u8; 4];
+        served.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        served.write_all(b"pong").await.unwrap();
+        std::io::Read::read_exact(&mut a, &mut got).unwrap();
+        assert_eq!(&got, b"pong");
+        assert_eq!(counts.snapshot(), vec![1]);
+        drop(served);
+        assert_eq!(counts.snapshot(), vec![0]);
+        assert!(conns.next().await.is_none());
+    }
+}

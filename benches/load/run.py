@@ -13,14 +13,15 @@ missing) using pre-encoded gRPC request bodies:
 These machines are shared and swing from run to run, so every comparison is
 made in interleaved pairs (A B B A, repeated) and reported as the median of
 the per-pair ratios; absolute rates are shown for orientation only. Each
-comparison is made on the multi_thread (default) and the current_thread
-runtime; the Unix socket is compared with TCP; tracing at 100% exporting to
+comparison is made on the thread_per_core (default), multi_thread and
+current_thread runtimes; the Unix socket is compared with TCP; tracing at 100% exporting to
 an OTLP sink with tracing off (both servers exporting metrics), and all
 telemetry on with none.
 
 Latency at about half of the maximum rate is measured with a steady
-open-loop load from `load_support pace` (what is due released every 100 µs
-on one HTTP/2 connection, as an application's one gRPC channel), because
+open-loop load from `load_support pace` (what is due released every 100 µs,
+spread over as many HTTP/2 connections as h2load opens to find the
+maximum), because
 h2load's `--rps` releases requests in bursts on its 1 ms timer tick, which
 measures the bursts rather than the server. The pacer is a lean HTTP/2
 client (benches/load/pace.rs): a general client spends as much CPU per call
@@ -218,7 +219,8 @@ def pace(server, path, body, rate, args):
     for duration in (2.0, float(str(args.duration).rstrip("s"))):
         out = subprocess.run(
             [str(SUPPORT), "pace", "--target", f"127.0.0.1:{server.port}", "--path", path, "--body", str(body),
-             "--rate", f"{rate:.0f}", "--duration", str(duration), "--connections", "1", "--tick-us", "100"],
+             "--rate", f"{rate:.0f}", "--duration", str(duration), "--connections", str(args.connections),
+             "--tick-us", "100"],
             capture_output=True,
             text=True,
         )
@@ -283,8 +285,12 @@ def main():
     servers = {}
     results = {}
     try:
-        servers["cached"] = Server("cached", work, {})
-        servers["uncached"] = Server("uncached", work, {"VERDICT_CACHE_MAX_ENTRIES": "0"})
+        servers["tpc"] = Server("tpc", work, {"VERDICT_RUNTIME": "thread_per_core"})
+        servers["tpc_uncached"] = Server(
+            "tpc_uncached", work, {"VERDICT_RUNTIME": "thread_per_core", "VERDICT_CACHE_MAX_ENTRIES": "0"}
+        )
+        servers["cached"] = Server("cached", work, {"VERDICT_RUNTIME": "multi_thread"})
+        servers["uncached"] = Server("uncached", work, {"VERDICT_RUNTIME": "multi_thread", "VERDICT_CACHE_MAX_ENTRIES": "0"})
         servers["current_thread"] = Server("current_thread", work, {"VERDICT_RUNTIME": "current_thread"})
         servers["current_thread_uncached"] = Server(
             "current_thread_uncached", work, {"VERDICT_RUNTIME": "current_thread", "VERDICT_CACHE_MAX_ENTRIES": "0"}
@@ -327,6 +333,16 @@ def main():
         results.update({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "settings": vars(args)})
         n = args.pairs
         comparisons = [
+            ("tpc_hits", "Authorize (cache hits) against Health/Check, thread_per_core runtime",
+             run("tpc", HEALTH, health), run("tpc", AUTHORIZE, single)),
+            ("tpc_misses", "Authorize (cache off) against Health/Check, thread_per_core runtime",
+             run("tpc_uncached", HEALTH, health), run("tpc_uncached", AUTHORIZE, single)),
+            ("tpc_batch", "BatchAuthorize of 100 (cache off) against Health/Check, thread_per_core runtime",
+             run("tpc_uncached", HEALTH, health), run("tpc_uncached", BATCH, batch)),
+            ("tpc_vs_mt", "thread_per_core against multi_thread runtime, Authorize (cache off)",
+             run("uncached", AUTHORIZE, single), run("tpc_uncached", AUTHORIZE, single)),
+            ("tpc_vs_ct", "thread_per_core against current_thread runtime, Authorize (cache off)",
+             run("current_thread_uncached", AUTHORIZE, single), run("tpc_uncached", AUTHORIZE, single)),
             ("hits", "Authorize (cache hits) against Health/Check, multi_thread runtime",
              run("cached", HEALTH, health), run("cached", AUTHORIZE, single)),
             ("misses", "Authorize (cache off) against Health/Check, multi_thread runtime",
@@ -366,6 +382,10 @@ def main():
         log("latency at half of the maximum rate (steady open-loop load)")
         half = {}
         peaks = {
+            ("health", "thread_per_core"): results["tpc_hits"]["b_rps_median"],
+            ("hits", "thread_per_core"): results["tpc_hits"]["b_rps_median"],
+            ("misses", "thread_per_core"): results["tpc_misses"]["b_rps_median"],
+            ("batch", "thread_per_core"): results["tpc_batch"]["b_rps_median"],
             # Health at the same offered rate as Authorize (cache hits), for reference.
             ("health", "current_thread"): results["ct_hits"]["b_rps_median"],
             ("health", "multi_thread"): results["hits"]["b_rps_median"],
@@ -377,6 +397,10 @@ def main():
             ("batch", "multi_thread"): results["batch"]["b_rps_median"],
         }
         server_of = {
+            ("health", "thread_per_core"): "tpc",
+            ("hits", "thread_per_core"): "tpc",
+            ("misses", "thread_per_core"): "tpc_uncached",
+            ("batch", "thread_per_core"): "tpc_uncached",
             ("health", "current_thread"): "current_thread",
             ("health", "multi_thread"): "cached",
             ("hits", "current_thread"): "current_thread",
@@ -448,12 +472,17 @@ def report(r):
         "",
         "| comparison (B / A) | median ratio | goal | A req/s | B req/s |",
         "|---|---|---|---|---|",
+        f"| Authorize, cache hits / Health/Check (thread_per_core) | {r['tpc_hits']['ratio_median']:.2f} | ≥ 0.90 | {r['tpc_hits']['a_rps_median']:,.0f} | {r['tpc_hits']['b_rps_median']:,.0f} |",
+        f"| Authorize, cache off / Health/Check (thread_per_core) | {r['tpc_misses']['ratio_median']:.2f} | ≥ 0.80 | {r['tpc_misses']['a_rps_median']:,.0f} | {r['tpc_misses']['b_rps_median']:,.0f} |",
         f"| Authorize, cache hits / Health/Check (multi_thread) | {h['ratio_median']:.2f} | ≥ 0.90 | {h['a_rps_median']:,.0f} | {h['b_rps_median']:,.0f} |",
         f"| Authorize, cache off / Health/Check (multi_thread) | {m['ratio_median']:.2f} | ≥ 0.80 | {m['a_rps_median']:,.0f} | {m['b_rps_median']:,.0f} |",
         f"| Authorize, cache hits / Health/Check (current_thread) | {r['ct_hits']['ratio_median']:.2f} | ≥ 0.90 | {r['ct_hits']['a_rps_median']:,.0f} | {r['ct_hits']['b_rps_median']:,.0f} |",
         f"| Authorize, cache off / Health/Check (current_thread) | {r['ct_misses']['ratio_median']:.2f} | ≥ 0.80 | {r['ct_misses']['a_rps_median']:,.0f} | {r['ct_misses']['b_rps_median']:,.0f} |",
+        f"| BatchAuthorize 100 calls / Health/Check calls (thread_per_core) | {r['tpc_batch']['ratio_median']:.3f} | | {r['tpc_batch']['a_rps_median']:,.0f} | {r['tpc_batch']['b_rps_median']:,.0f} |",
         f"| BatchAuthorize 100 calls / Health/Check calls (multi_thread) | {b['ratio_median']:.3f} | | {b['a_rps_median']:,.0f} | {b['b_rps_median']:,.0f} |",
         f"| BatchAuthorize 100 calls / Health/Check calls (current_thread) | {r['ct_batch']['ratio_median']:.3f} | | {r['ct_batch']['a_rps_median']:,.0f} | {r['ct_batch']['b_rps_median']:,.0f} |",
+        f"| thread_per_core / multi_thread, Authorize cache off | {r['tpc_vs_mt']['ratio_median']:.2f} | | {r['tpc_vs_mt']['a_rps_median']:,.0f} | {r['tpc_vs_mt']['b_rps_median']:,.0f} |",
+        f"| thread_per_core / current_thread, Authorize cache off | {r['tpc_vs_ct']['ratio_median']:.2f} | | {r['tpc_vs_ct']['a_rps_median']:,.0f} | {r['tpc_vs_ct']['b_rps_median']:,.0f} |",
         f"| current_thread / multi_thread, Authorize cache hits | {r['flavor_hits']['ratio_median']:.2f} | | {r['flavor_hits']['a_rps_median']:,.0f} | {r['flavor_hits']['b_rps_median']:,.0f} |",
         f"| current_thread / multi_thread, Authorize cache off | {r['flavor_misses']['ratio_median']:.2f} | | {r['flavor_misses']['a_rps_median']:,.0f} | {r['flavor_misses']['b_rps_median']:,.0f} |",
         f"| Unix socket / TCP, Authorize cache hits (current_thread) | {r['uds']['ratio_median']:.2f} | | {r['uds']['a_rps_median']:,.0f} | {r['uds']['b_rps_median']:,.0f} |",
@@ -462,7 +491,8 @@ def report(r):
         f"| all telemetry (traced 100%, metrics) / none, Authorize cache off (multi_thread) | {r['telemetry']['ratio_median']:.2f} | | {r['telemetry']['a_rps_median']:,.0f} | {r['telemetry']['b_rps_median']:,.0f} |",
         f"| all telemetry (traced 100%, metrics) / none, Authorize cache off (current_thread) | {r['ct_telemetry']['ratio_median']:.2f} | | {r['ct_telemetry']['a_rps_median']:,.0f} | {r['ct_telemetry']['b_rps_median']:,.0f} |",
         "",
-        f"BatchAuthorize: {b['b_rps_median'] * 100:,.0f} decisions/s on the multi_thread runtime, "
+        f"BatchAuthorize: {r['tpc_batch']['b_rps_median'] * 100:,.0f} decisions/s on the thread_per_core runtime, "
+        f"{b['b_rps_median'] * 100:,.0f} on multi_thread, "
         f"{r['ct_batch']['b_rps_median'] * 100:,.0f} on current_thread (medians of the batch runs; goal ≥ 1,000,000).",
         "",
         "| at half of the maximum rate (steady load) | runtime | offered req/s | achieved req/s | p50 | p90 | p99 | p99 of each run | p99.9 | shed | held | goal |",
@@ -475,7 +505,7 @@ def report(r):
         "batch": "BatchAuthorize 100",
     }
     for key, label in labels.items():
-        for flavor in ("current_thread", "multi_thread"):
+        for flavor in ("thread_per_core", "current_thread", "multi_thread"):
             x = r["half_load"][f"{key}/{flavor}"]
             goal = "p99 < 1 ms" if key in ("hits", "misses") else ""
             lines.append(
@@ -484,6 +514,9 @@ def report(r):
             )
     lines += ["", "| at full load, h2load (median of runs) | runtime | p50 | p99 |", "|---|---|---|---|"]
     for key, label, flavor, side in [
+        ("tpc_hits", "Health/Check", "thread_per_core", "a"),
+        ("tpc_hits", "Authorize, cache hits", "thread_per_core", "b"),
+        ("tpc_misses", "Authorize, cache off", "thread_per_core", "b"),
         ("ct_hits", "Health/Check", "current_thread", "a"),
         ("ct_hits", "Authorize, cache hits", "current_thread", "b"),
         ("ct_misses", "Authorize, cache off", "current_thread", "b"),

@@ -25,6 +25,31 @@ fn verdict() -> Command {
     c
 }
 
+/// A `verdict serve` child that is killed and reaped if the test fails
+/// before it stops the server itself.
+struct Serving(std::process::Child);
+
+impl std::ops::Deref for Serving {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Serving {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        // After a successful wait this sends nothing.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn signal(pid: u32, sig: &str) {
     assert!(
         Command::new("kill")
@@ -117,6 +142,7 @@ async fn serves_reloads_on_sighup_and_stops_on_sigterm() {
         .env("VERDICT_RELOAD_DEBOUNCE_MS", "0")
         .stderr(Stdio::null())
         .spawn()
+        .map(Serving)
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !sock.exists() {
@@ -218,6 +244,7 @@ async fn telemetry_is_exported_and_flushed_on_sigterm() {
         .env("VERDICT_DECISION_LOG", log.to_str().unwrap())
         .stderr(Stdio::null())
         .spawn()
+        .map(Serving)
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut c = loop {

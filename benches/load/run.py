@@ -278,7 +278,7 @@ def main():
     health, single, batch = bodies / "health.bin", bodies / "authorize.bin", bodies / "batch100.bin"
 
     sinks = {}
-    for name in ("traced", "ct_traced"):
+    for name in ("tpc_traced", "traced", "ct_traced"):
         sink = subprocess.Popen([str(SUPPORT), "otlp-sink"], stdout=subprocess.PIPE, text=True)
         sinks[name] = (sink, sink.stdout.readline().split()[1])
 
@@ -296,7 +296,11 @@ def main():
             "current_thread_uncached", work, {"VERDICT_RUNTIME": "current_thread", "VERDICT_CACHE_MAX_ENTRIES": "0"}
         )
         traced_metrics = {}
-        for name, runtime in (("traced", "multi_thread"), ("ct_traced", "current_thread")):
+        for name, runtime in (
+            ("tpc_traced", "thread_per_core"),
+            ("traced", "multi_thread"),
+            ("ct_traced", "current_thread"),
+        ):
             traced_metrics[name] = free_port()
             servers[name] = Server(
                 name,
@@ -361,6 +365,10 @@ def main():
              run("uncached", AUTHORIZE, single), run("current_thread_uncached", AUTHORIZE, single)),
             ("uds", "Unix socket against TCP, Authorize (cache hits), current_thread runtime",
              run("current_thread", AUTHORIZE, single), run("current_thread", AUTHORIZE, single, uds=True)),
+            ("tpc_traced", "tracing at 100% exporting over OTLP against tracing off (metrics on in both), Authorize (cache off), thread_per_core",
+             run("tpc_traced_off", AUTHORIZE, single), run("tpc_traced", AUTHORIZE, single)),
+            ("tpc_telemetry", "all telemetry (tracing at 100%, metrics) against none, Authorize (cache off), thread_per_core",
+             run("tpc_uncached", AUTHORIZE, single), run("tpc_traced", AUTHORIZE, single)),
             ("traced", "tracing at 100% exporting over OTLP against tracing off (metrics on in both), Authorize (cache off), multi_thread",
              run("traced_off", AUTHORIZE, single), run("traced", AUTHORIZE, single)),
             ("ct_traced", "tracing at 100% exporting over OTLP against tracing off (metrics on in both), Authorize (cache off), current_thread",
@@ -486,8 +494,10 @@ def report(r):
         f"| current_thread / multi_thread, Authorize cache hits | {r['flavor_hits']['ratio_median']:.2f} | | {r['flavor_hits']['a_rps_median']:,.0f} | {r['flavor_hits']['b_rps_median']:,.0f} |",
         f"| current_thread / multi_thread, Authorize cache off | {r['flavor_misses']['ratio_median']:.2f} | | {r['flavor_misses']['a_rps_median']:,.0f} | {r['flavor_misses']['b_rps_median']:,.0f} |",
         f"| Unix socket / TCP, Authorize cache hits (current_thread) | {r['uds']['ratio_median']:.2f} | | {r['uds']['a_rps_median']:,.0f} | {r['uds']['b_rps_median']:,.0f} |",
+        f"| traced 100% exporting / tracing off (metrics on in both), Authorize cache off (thread_per_core) | {r['tpc_traced']['ratio_median']:.2f} | ≥ 0.85 | {r['tpc_traced']['a_rps_median']:,.0f} | {r['tpc_traced']['b_rps_median']:,.0f} |",
         f"| traced 100% exporting / tracing off (metrics on in both), Authorize cache off (multi_thread) | {r['traced']['ratio_median']:.2f} | ≥ 0.85 | {r['traced']['a_rps_median']:,.0f} | {r['traced']['b_rps_median']:,.0f} |",
         f"| traced 100% exporting / tracing off (metrics on in both), Authorize cache off (current_thread) | {r['ct_traced']['ratio_median']:.2f} | ≥ 0.85 | {r['ct_traced']['a_rps_median']:,.0f} | {r['ct_traced']['b_rps_median']:,.0f} |",
+        f"| all telemetry (traced 100%, metrics) / none, Authorize cache off (thread_per_core) | {r['tpc_telemetry']['ratio_median']:.2f} | | {r['tpc_telemetry']['a_rps_median']:,.0f} | {r['tpc_telemetry']['b_rps_median']:,.0f} |",
         f"| all telemetry (traced 100%, metrics) / none, Authorize cache off (multi_thread) | {r['telemetry']['ratio_median']:.2f} | | {r['telemetry']['a_rps_median']:,.0f} | {r['telemetry']['b_rps_median']:,.0f} |",
         f"| all telemetry (traced 100%, metrics) / none, Authorize cache off (current_thread) | {r['ct_telemetry']['ratio_median']:.2f} | | {r['ct_telemetry']['a_rps_median']:,.0f} | {r['ct_telemetry']['b_rps_median']:,.0f} |",
         "",
@@ -526,7 +536,7 @@ def report(r):
     ]:
         x = r[key]
         lines.append(f"| {label} | {flavor} | {x[side + '_p50_us_median']:,.0f} µs | {x[side + '_p99_us_median']:,.0f} µs |")
-    for name, label in (("traced", "multi_thread"), ("ct_traced", "current_thread")):
+    for name, label in (("tpc_traced", "thread_per_core"), ("traced", "multi_thread"), ("ct_traced", "current_thread")):
         sink = (r.get("otlp_sink") or {}).get(name)
         expected = r.get("traced_spans_expected", {}).get(name)
         if sink and expected:

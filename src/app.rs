@@ -144,36 +144,25 @@ where
     S::Future: Send + 'static,
     S::Error: Into<tower::BoxError> + Send,
 {
-    let tcp = async {
-        match work.tcp {
-            Some(rx) => {
-                server()
-                    .serve_with_incoming_shutdown(
-                        loops::incoming::<TcpStream>(rx),
-                        signal(stop.clone()),
-                    )
-                    .await
-            }
-            None => Ok(()),
-        }
-    };
+    let tcp = work.tcp.map(|rx| {
+        server()
+            .serve_with_incoming_shutdown(loops::incoming::<TcpStream>(rx), signal(stop.clone()))
+    });
     #[cfg(unix)]
-    let uds = async {
-        match work.uds {
-            Some(rx) => {
-                server()
-                    .serve_with_incoming_shutdown(
-                        loops::incoming::<UnixStream>(rx),
-                        signal(stop.clone()),
-                    )
-                    .await
-            }
+    let uds = work.uds.map(|rx| {
+        server()
+            .serve_with_incoming_shutdown(loops::incoming::<UnixStream>(rx), signal(stop.clone()))
+    });
+    #[cfg(not(unix))]
+    let uds = None::<std::future::Ready<Result<(), tonic::transport::Error>>>;
+    // A listener this server does not have is done at once.
+    async fn or_done<E>(serving: Option<impl Future<Output = Result<(), E>>>) -> Result<(), E> {
+        match serving {
+            Some(serving) => serving.await,
             None => Ok(()),
         }
-    };
-    #[cfg(not(unix))]
-    let uds = async { Ok(()) };
-    let (tcp, uds) = tokio::join!(tcp, uds);
+    }
+    let (tcp, uds) = tokio::join!(or_done(tcp), or_done(uds));
     tcp.and(uds)
 }
 

@@ -10,10 +10,11 @@
 //! resource, every context key and value, session policy, `explain`), and a
 //! hit is used only when all of it equals the request at hand, so neither a
 //! hash collision nor a reload can return another request's decision. Only
-//! requests that passed validation are ever stored (validation depends on the request and the process's fixed
-//! configuration alone, so an equal request is valid too). The key is a
-//! keyed hash of the same fields, computed without allocating; decisions
-//! that read a clock key the server filled in are not stored.
+//! requests that passed validation are ever stored (validation depends on
+//! the request and the process's fixed configuration alone, so an equal
+//! request is valid too). The key is a keyed hash of the same fields,
+//! computed without allocating; decisions that read a clock key the server
+//! filled in are not stored.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};

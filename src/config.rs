@@ -25,7 +25,7 @@ pub enum BundleSource {
 /// The tokio runtime to run the server on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuntimeFlavor {
-    /// One thread runs everything (often best when sharing 2 cores with a load generator).
+    /// One thread runs everything.
     CurrentThread,
     /// A pool of worker threads that steal tasks from each other.
     MultiThread,

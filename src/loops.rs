@@ -194,28 +194,27 @@ impl<T: Transport> Dispatcher<T> {
 
     /// Give a connection to the open loop with the fewest live connections
     /// (ties taken in turn); `false` if every loop has stopped.
-    pub fn dispatch(&mut self, conn: T::Std) -> bool {
+    pub fn dispatch(&mut self, mut conn: T::Std) -> bool {
         let n = self.loops.len();
-        let mut conn = Some(conn);
-        while let Some(c) = conn.take() {
-            let best = (0..n)
-                .map(|k| (self.turn + k) % n)
-                .filter_map(|i| self.loops.get(i).map(|l| (i, l)))
-                .filter(|(_, (_, tx))| !tx.is_closed())
-                .min_by_key(|(_, (count, _))| count.load(Ordering::Relaxed))
-                .map(|(i, _)| i);
-            let Some((count, tx)) = best.and_then(|i| self.loops.get(i)) else {
+        let start = self.turn;
+        self.turn = self.turn.wrapping_add(1);
+        loop {
+            // `min_by_key` keeps the first of equal counts: the scan starts
+            // one loop further each time.
+            let Some((count, tx)) = (0..n)
+                .filter_map(|k| self.loops.get((start + k) % n))
+                .filter(|(_, tx)| !tx.is_closed())
+                .min_by_key(|(count, _)| count.load(Ordering::Relaxed))
+            else {
                 return false;
             };
-            self.turn = self.turn.wrapping_add(1);
-            match tx.send((c, Live::new(count))) {
+            match tx.send((conn, Live::new(count))) {
                 Ok(()) => return true,
                 // The loop stopped between the check and the send: try the
                 // others.
-                Err(mpsc::error::SendError((c, _))) => conn = Some(c),
+                Err(mpsc::error::SendError((c, _))) => conn = c,
             }
         }
-        false
     }
 
     /// Accept connections and hand them out until `stop` completes.

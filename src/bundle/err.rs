@@ -93,6 +93,18 @@ pub enum BundleErrorKind {
         /// Limit.
         limit: usize,
     },
+    /// Directories nested deeper than the limit.
+    #[error("directories nested deeper than {0} levels")]
+    DirectoryTooDeep(usize),
+    /// A symlink whose target is outside the bundle directory.
+    #[error("a symlink leads outside the bundle directory; it is not followed")]
+    SymlinkOutside,
+    /// A directory reached a second time (a symlink loop).
+    #[error("a directory reached a second time (a symlink loop); it is not walked again")]
+    DirectoryLoop,
+    /// A FIFO, socket or device where a file belongs.
+    #[error("not a regular file (a FIFO, socket or device is never opened)")]
+    NotRegularFile,
     /// An archive entry escaping the bundle.
     #[error("archive entry `{0}` is not a relative path inside the bundle")]
     ArchivePath(String),

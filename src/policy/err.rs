@@ -192,3 +192,29 @@ impl PolicyKind {
         matches!(self, Self::Resource | Self::KeyPolicy)
     }
 }
+
+/// At most `max` bytes of `s`, cut at a character boundary and marked with
+/// `…` when cut: for echoing input of any size in a message.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", s.get(..end).unwrap_or(""))
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::cut;
+
+    #[test]
+    fn cuts_at_a_character_boundary() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcd", 3), "abc…");
+        assert_eq!(cut("aé", 2), "a…");
+        assert_eq!(cut("", 0), "");
+    }
+}

@@ -100,12 +100,54 @@ pub fn json_error(text: &str, err: &serde_json::Error) -> PolicyError {
     }
 }
 
-/// serde_json appends " at line L column C"; positions are reported separately.
+/// serde_json appends " at line L column C"; positions are reported
+/// separately. Its messages also quote the values they found (`invalid
+/// type: string "…"`): those quotes are dropped, so that an error never
+/// carries a file's content (the pointer and position say where it is), and
+/// names in backquotes (fields, variants) are cut to 64 bytes.
 pub fn strip_serde_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message.get(..i).unwrap_or(message).to_owned(),
-        None => message.to_owned(),
+    let message = match message.rfind(" at line ") {
+        Some(i) => message.get(..i).unwrap_or(message),
+        None => message,
+    };
+    let mut out = String::with_capacity(message.len().min(256));
+    let mut rest = message;
+    while let Some(i) = rest.find(['"', '`']) {
+        let (before, from) = rest.split_at(i);
+        let quote = if from.starts_with('"') { '"' } else { '`' };
+        let inner = from.get(1..).unwrap_or("");
+        let Some(end) = closing_quote(inner, quote) else {
+            // No closing quote: the rest is a quoted value, cut off.
+            out.push_str(before.trim_end());
+            return out;
+        };
+        let quoted = inner.get(..end).unwrap_or("");
+        rest = inner.get(end + 1..).unwrap_or("");
+        if quote == '"' {
+            out.push_str(before.trim_end());
+        } else {
+            out.push_str(before);
+            out.push('`');
+            out.push_str(&crate::policy::err::cut(quoted, 64));
+            out.push('`');
+        }
     }
+    out.push_str(rest);
+    out
+}
+
+/// Where a quoted value opened just before `s` closes (a backslash escapes).
+fn closing_quote(s: &str, quote: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c == quote => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Parse and validate a document. `position` maps a byte offset in `text`
@@ -778,3 +820,28 @@ pub fn check_place(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod serde_message_tests {
+    use super::strip_serde_position;
+
+    #[test]
+    fn found_values_are_not_quoted() {
+        assert_eq!(
+            strip_serde_position(
+                r#"invalid type: string "s3cr\"et", expected a map at line 1 column 9"#
+            ),
+            "invalid type: string, expected a map"
+        );
+        let long = "x".repeat(100);
+        let m = strip_serde_position(&format!("unknown field `{long}`, expected `Version`"));
+        assert_eq!(
+            m,
+            format!("unknown field `{}…`, expected `Version`", "x".repeat(64))
+        );
+        assert_eq!(
+            strip_serde_position("invalid value: string \"abc"),
+            "invalid value: string"
+        );
+    }
+}

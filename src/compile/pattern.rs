@@ -22,7 +22,7 @@ enum Tok {
 }
 
 /// A position in a segmented pattern: segment, byte offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Pos {
     seg: usize,
     off: usize,
@@ -63,43 +63,255 @@ fn same(a: char, b: char, fold: bool) -> bool {
     a == b || (fold && fold_char(a) == fold_char(b))
 }
 
+thread_local! {
+    /// Glob-matching steps this thread may still take (see [`with_match_budget`]).
+    static STEPS_LEFT: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
+}
+
+/// Run `f` with at most `steps` glob-matching steps on this thread (a step
+/// compares one character of a pattern piece with the text). Returns what
+/// `f` returned and whether the budget held; once it is spent every glob
+/// fails at once, so what `f` returned then means nothing and must be
+/// discarded. Outside this, matching is unbounded.
+pub fn with_match_budget<R>(steps: u64, f: impl FnOnce() -> R) -> (R, bool) {
+    let outer = STEPS_LEFT.replace(steps);
+    let result = f();
+    let left = STEPS_LEFT.replace(outer);
+    (result, left > 0)
+}
+
+/// Take `n` steps from the budget; false once it is spent.
+#[inline]
+fn charge(n: u64) -> bool {
+    STEPS_LEFT.with(|c| {
+        let left = c.get();
+        if left == u64::MAX {
+            return true;
+        }
+        let rest = left.saturating_sub(n);
+        c.set(rest);
+        rest > 0
+    })
+}
+
+#[inline]
+fn char_at(text: &str, at: usize) -> Option<char> {
+    text.get(at..).and_then(|r| r.chars().next())
+}
+
+#[inline]
+fn tok_matches(tok: Tok, c: char, fold: bool) -> bool {
+    match tok {
+        Tok::One => true,
+        Tok::Ch(pc) => same(pc, c, fold),
+        Tok::Star => false,
+    }
+}
+
+/// Whether the star-free tokens from `p` up to `end` (exclusive) match
+/// `text` at byte `at`; returns the byte just past them and the characters
+/// compared.
+fn piece_at(
+    segs: &[Seg<'_>],
+    mut p: Pos,
+    end: Pos,
+    text: &str,
+    mut at: usize,
+    fold: bool,
+) -> (Option<usize>, u64) {
+    let mut steps = 0u64;
+    while p < end {
+        let Some((tok, np)) = next_tok(segs, p) else {
+            break;
+        };
+        steps += 1;
+        match char_at(text, at) {
+            Some(c) if tok_matches(tok, c, fold) => {
+                at += c.len_utf8();
+                p = np;
+            }
+            _ => return (None, steps),
+        }
+    }
+    (Some(at), steps)
+}
+
+/// What a step of the character-wise matcher is charged, in steps of the
+/// byte-wise one (it decodes a character on each side and follows segments).
+const CHAR_STEP_COST: u64 = 8;
+
+/// Whether a star-free piece of ASCII pattern matches at the start of `text`.
+#[inline]
+fn piece_ascii(piece: &[u8], text: &[u8], fold: bool) -> bool {
+    piece.len() <= text.len()
+        && piece
+            .iter()
+            .zip(text)
+            .all(|(&p, &t)| p == b'?' || p == t || (fold && p.eq_ignore_ascii_case(&t)))
+}
+
+/// [`glob_segments`] for one ASCII pattern over ASCII text, byte by byte:
+/// the same pieces, anchored and searched the same way.
+fn glob_ascii(pattern: &[u8], text: &[u8], fold: bool) -> bool {
+    let mut pieces = pattern.split(|&b| b == b'*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(last_star) = memchr::memrchr(b'*', pattern) else {
+        return first.len() == text.len() && piece_ascii(first, text, fold);
+    };
+    let last = pattern.get(last_star + 1..).unwrap_or_default();
+    if first.len() + last.len() > text.len()
+        || !piece_ascii(first, text, fold)
+        || !piece_ascii(
+            last,
+            text.get(text.len() - last.len()..).unwrap_or_default(),
+            fold,
+        )
+    {
+        return false;
+    }
+    let mut window = text
+        .get(first.len()..text.len() - last.len())
+        .unwrap_or_default();
+    let middle = pattern.get(first.len() + 1..last_star).unwrap_or_default();
+    for piece in middle.split(|&b| b == b'*').filter(|p| !p.is_empty()) {
+        let mut start = 0usize;
+        loop {
+            let Some(rest) = window.get(start..).filter(|r| r.len() >= piece.len()) else {
+                return false;
+            };
+            // Jump to the next place the piece's first byte is (when it is
+            // a plain byte and case matters).
+            let skip = match piece.first() {
+                Some(&b) if b != b'?' && !(fold && b.is_ascii_alphabetic()) => {
+                    match memchr::memchr(b, rest) {
+                        Some(i) => i,
+                        None => return false,
+                    }
+                }
+                _ => 0,
+            };
+            start += skip;
+            let Some(at) = window.get(start..) else {
+                return false;
+            };
+            // A place tried costs about eight byte comparisons besides its own.
+            let compared = 8 + piece.len().min(at.len()) + skip / 16;
+            if !charge(u64::try_from(compared).unwrap_or(u64::MAX)) {
+                return false;
+            }
+            if piece_ascii(piece, at, fold) {
+                window = at.get(piece.len()..).unwrap_or_default();
+                break;
+            }
+            start += 1;
+        }
+    }
+    true
+}
+
 /// Whether `text` matches the segmented pattern; `fold` ignores case.
+///
+/// The pieces between stars are matched in turn: the first at the start of
+/// the text, the last at its end, and each one between at its leftmost
+/// place after the one before (which is enough: a star absorbs anything).
+/// The cost is bounded by the text's length times a middle piece's, and is
+/// charged to the thread's match budget.
 pub fn glob_segments(segs: &[Seg<'_>], text: &str, fold: bool) -> bool {
+    // Scanning both sides once (ASCII checks, the anchored pieces) is
+    // charged too, at a step per eight bytes.
+    let pattern_len: usize = segs
+        .iter()
+        .map(|s| match s {
+            Seg::Glob(t) | Seg::Lit(t) => t.len(),
+        })
+        .sum();
+    if !charge(1 + u64::try_from((text.len() + pattern_len) / 8).unwrap_or(u64::MAX)) {
+        return false;
+    }
+    if let [Seg::Glob(pattern)] = segs
+        && pattern.is_ascii()
+        && text.is_ascii()
+    {
+        return glob_ascii(pattern.as_bytes(), text.as_bytes(), fold);
+    }
+    // The first piece, anchored at the start.
     let mut p = Pos { seg: 0, off: 0 };
     let mut t = 0usize;
-    let mut star: Option<(Pos, usize)> = None;
-    while let Some(c) = text.get(t..).and_then(|r| r.chars().next()) {
+    loop {
         match next_tok(segs, p) {
-            Some((Tok::One, np)) => {
-                p = np;
-                t += c.len_utf8();
-            }
-            Some((Tok::Ch(pc), np)) if same(pc, c, fold) => {
-                p = np;
-                t += c.len_utf8();
-            }
-            Some((Tok::Star, np)) => {
-                star = Some((np, t));
-                p = np;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    let skipped = text
-                        .get(st..)
-                        .and_then(|r| r.chars().next())
-                        .map_or(1, char::len_utf8);
-                    star = Some((sp, st + skipped));
-                    p = sp;
-                    t = st + skipped;
+            None => return t == text.len(),
+            Some((Tok::Star, _)) => break,
+            Some((tok, np)) => match char_at(text, t) {
+                Some(c) if tok_matches(tok, c, fold) => {
+                    t += c.len_utf8();
+                    p = np;
                 }
-                None => return false,
+                _ => return false,
             },
         }
     }
-    while let Some((Tok::Star, np)) = next_tok(segs, p) {
-        p = np;
+    // The last piece (after the last star), anchored at the end.
+    let mut last_star = p;
+    let mut tail_len = 0usize;
+    let mut q = p;
+    while let Some((tok, nq)) = next_tok(segs, q) {
+        if tok == Tok::Star {
+            last_star = nq;
+            tail_len = 0;
+        } else {
+            tail_len += 1;
+        }
+        q = nq;
     }
-    next_tok(segs, p).is_none()
+    let Some(tail_start) = text
+        .get(t..)
+        .and_then(|r| r.char_indices().rev().nth(tail_len.checked_sub(1)?))
+        .map(|(i, _)| t + i)
+        .or((tail_len == 0).then_some(text.len()))
+    else {
+        return false;
+    };
+    let end_of_pattern = q;
+    match piece_at(segs, last_star, end_of_pattern, text, tail_start, fold) {
+        (Some(e), _) if e == text.len() => {}
+        _ => return false,
+    }
+    // The pieces between, each at its leftmost place in what is left.
+    let window = text.get(..tail_start).unwrap_or("");
+    while p < last_star {
+        let Some((tok, np)) = next_tok(segs, p) else {
+            break;
+        };
+        if tok == Tok::Star {
+            p = np;
+            continue;
+        }
+        // The piece runs from `p` to the next star.
+        let mut piece_end = p;
+        while let Some((tok, n)) = next_tok(segs, piece_end) {
+            if tok == Tok::Star {
+                break;
+            }
+            piece_end = n;
+        }
+        let mut start = t;
+        loop {
+            let (found, steps) = piece_at(segs, p, piece_end, window, start, fold);
+            if !charge(steps * CHAR_STEP_COST) {
+                return false;
+            }
+            if let Some(e) = found {
+                t = e;
+                break;
+            }
+            match char_at(window, start) {
+                Some(c) => start += c.len_utf8(),
+                None => return false,
+            }
+        }
+        p = piece_end;
+    }
+    true
 }
 
 /// Whether `text` equals the concatenation of the segments (no wildcards).

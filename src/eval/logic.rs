@@ -100,6 +100,20 @@ pub fn evaluate(snap: &Snapshot, req: &Request, now: SystemTime) -> Decision {
     ev.decide(snap)
 }
 
+/// [`evaluate`] within `max_match_steps` wildcard-matching steps; `None`
+/// when the request needs more (its decision is then unknown, and the
+/// caller must refuse it).
+pub fn evaluate_within(
+    snap: &Snapshot,
+    req: &Request,
+    now: SystemTime,
+    max_match_steps: u64,
+) -> Option<Decision> {
+    let (decision, held) =
+        crate::compile::pattern::with_match_budget(max_match_steps, || evaluate(snap, req, now));
+    held.then_some(decision)
+}
+
 impl<'s> Eval<'s> {
     // === Statements ===
 

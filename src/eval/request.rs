@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::compile::statement::CPolicy;
+use crate::policy::err::cut;
 use crate::policy::principal::{PrincipalArn, canonicalize_arn, is_service_principal, split_arn};
 use crate::policy::{PolicyDocument, PolicyKind, check_place, parse_document};
 
@@ -21,6 +22,10 @@ pub struct RequestLimits {
     pub max_context_value_bytes: usize,
     /// Session policy document.
     pub max_session_policy_bytes: usize,
+    /// Wildcard-matching steps one decision may take (a step compares one
+    /// character of a pattern with the request); a request that needs more
+    /// is refused, never decided.
+    pub max_match_steps: u64,
 }
 
 impl Default for RequestLimits {
@@ -31,6 +36,7 @@ impl Default for RequestLimits {
             max_context_values: 64,
             max_context_value_bytes: 4096,
             max_session_policy_bytes: 10 * 1024,
+            max_match_steps: 1_000_000,
         }
     }
 }
@@ -44,6 +50,14 @@ pub struct InvalidRequest {
     pub field: String,
     /// What is wrong.
     pub message: String,
+}
+
+/// Input echoed in an error message is cut to this many bytes.
+pub const ECHO_BYTES: usize = 128;
+
+/// Where the first control character (U+0000–U+001F, U+007F) is, if any.
+fn control_char(s: &str) -> Option<usize> {
+    s.bytes().position(|b| b < 0x20 || b == 0x7f)
 }
 
 impl InvalidRequest {
@@ -135,13 +149,13 @@ impl Context {
         }
         let mut entries = Vec::with_capacity(pairs.len());
         for (key, values) in pairs {
-            let field = format!("context[{key}]");
+            let field = || format!("context[{}]", cut(&key, ECHO_BYTES));
             if key.is_empty() {
-                return Err(InvalidRequest::new(field, "empty key"));
+                return Err(InvalidRequest::new(field(), "empty key"));
             }
             if key.len() > limits.max_context_value_bytes {
                 return Err(InvalidRequest::new(
-                    field,
+                    field(),
                     format!(
                         "key of {} bytes, over the limit of {}",
                         key.len(),
@@ -149,9 +163,15 @@ impl Context {
                     ),
                 ));
             }
+            if let Some(at) = control_char(&key) {
+                return Err(InvalidRequest::new(
+                    field(),
+                    format!("key holds a control character at byte {at}"),
+                ));
+            }
             if values.len() > limits.max_context_values {
                 return Err(InvalidRequest::new(
-                    field,
+                    field(),
                     format!(
                         "{} values, over the limit of {}",
                         values.len(),
@@ -164,7 +184,7 @@ impl Context {
                 .find(|v| v.len() > limits.max_context_value_bytes)
             {
                 return Err(InvalidRequest::new(
-                    field,
+                    field(),
                     format!(
                         "value of {} bytes, over the limit of {}",
                         v.len(),
@@ -185,8 +205,11 @@ impl Context {
                 && a.lower == b.lower
             {
                 return Err(InvalidRequest::new(
-                    format!("context[{}]", b.key),
-                    format!("repeats key `{}` (keys compare ignoring case)", a.key),
+                    format!("context[{}]", cut(&b.key, ECHO_BYTES)),
+                    format!(
+                        "repeats key `{}` (keys compare ignoring case)",
+                        cut(&a.key, ECHO_BYTES)
+                    ),
                 ));
             }
         }
@@ -259,7 +282,16 @@ pub fn parse_caller(principal: &str) -> Result<Caller, InvalidRequest> {
     }
     PrincipalArn::parse(principal)
         .map(Caller::Arn)
-        .map_err(|e| InvalidRequest::new("principal", format!("`{principal}`: {e}")))
+        .map_err(|e| {
+            InvalidRequest::new(
+                "principal",
+                format!(
+                    "`{}`: {}",
+                    cut(principal, ECHO_BYTES),
+                    cut(&e.to_string(), ECHO_BYTES)
+                ),
+            )
+        })
 }
 
 /// Validate an action (`service:Name`); returns `service:name` lower-cased
@@ -268,7 +300,10 @@ pub fn parse_action(action: &str) -> Result<(Box<str>, usize), InvalidRequest> {
     let Some((service, name)) = crate::policy::principal::split_once_ascii(action, b':') else {
         return Err(InvalidRequest::new(
             "action",
-            format!("`{action}` has no service prefix (`service:Action`)"),
+            format!(
+                "`{}` has no service prefix (`service:Action`)",
+                cut(action, ECHO_BYTES)
+            ),
         ));
     };
     if service.is_empty()
@@ -278,13 +313,13 @@ pub fn parse_action(action: &str) -> Result<(Box<str>, usize), InvalidRequest> {
     {
         return Err(InvalidRequest::new(
             "action",
-            format!("`{action}`: bad service prefix"),
+            format!("`{}`: bad service prefix", cut(action, ECHO_BYTES)),
         ));
     }
     if name.is_empty() || name.contains(['*', '?', ':']) || name.chars().any(char::is_whitespace) {
         return Err(InvalidRequest::new(
             "action",
-            format!("`{action}`: bad action name"),
+            format!("`{}`: bad action name", cut(action, ECHO_BYTES)),
         ));
     }
     let key = if action.is_ascii() {
@@ -310,7 +345,8 @@ pub fn parse_resource(mut resource: String) -> Result<String, InvalidRequest> {
             return Err(InvalidRequest::new(
                 "resource",
                 format!(
-                    "`{resource}` is neither `*` nor an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`)"
+                    "`{}` is neither `*` nor an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`)",
+                    cut(&resource, ECHO_BYTES)
                 ),
             ));
         }
@@ -378,6 +414,12 @@ impl Request {
                         value.len(),
                         limits.max_arn_bytes
                     ),
+                ));
+            }
+            if let Some(at) = control_char(value) {
+                return Err(InvalidRequest::new(
+                    field,
+                    format!("holds a control character at byte {at}"),
                 ));
             }
         }

@@ -54,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "crate::service::reply::Reply",
         )
         .extern_path(".verdict.v1", "crate::proto")
+        .codec_path("crate::service::codec::Codec")
         .compile_fds(fds)?;
 
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("examples/bundles/kms");

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prost::Message as _;
-use verdict::cache::DecisionCache;
+use verdict::cache::{CacheLimits, DecisionCache};
 use verdict::config::{self, FlagValues, Sources};
 use verdict::proto::server::authorizer_server::Authorizer as _;
 use verdict::proto::{AuthorizeRequest, AuthorizeResponse};
@@ -55,7 +55,12 @@ fn bench(c: &mut Criterion) {
     let service = |entries: u64| {
         AuthorizerService::new(
             reloader.clone(),
-            Arc::new(DecisionCache::new(entries, config.cache_ttl)),
+            Arc::new(DecisionCache::new(CacheLimits {
+                max_entries: entries,
+                max_bytes: config.cache_max_bytes,
+                max_entry_bytes: config.cache_max_entry_bytes,
+                ttl: config.cache_ttl,
+            })),
             config.request_limits.clone(),
             config.max_batch,
             Arc::new(Telemetry::disabled()),

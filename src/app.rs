@@ -25,12 +25,14 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::cache::DecisionCache;
+use crate::cache::{CacheLimits, DecisionCache};
 use crate::config::{Config, RuntimeFlavor};
+use crate::conn::{ConnSettings, Gate};
 use crate::loops;
 use crate::proto::server::authorizer_server::AuthorizerServer;
 use crate::reload::{LoadFailure, Reloader};
 use crate::service::AuthorizerService;
+use crate::service::edge::{EdgeLayer, EdgeLimits};
 use crate::telemetry::Telemetry;
 
 /// Why the server did not start.
@@ -119,6 +121,7 @@ fn bind_uds(path: &Path, mode: u32) -> Result<tokio::net::UnixListener, AppError
 
 /// The connections one `thread_per_core` loop is handed, per listener.
 struct LoopWork {
+    gate: Gate,
     tcp: Option<mpsc::UnboundedReceiver<loops::Handoff<TcpStream>>>,
     #[cfg(unix)]
     uds: Option<mpsc::UnboundedReceiver<loops::Handoff<UnixStream>>>,
@@ -145,13 +148,17 @@ where
     S::Error: Into<tower::BoxError> + Send,
 {
     let tcp = work.tcp.map(|rx| {
-        server()
-            .serve_with_incoming_shutdown(loops::incoming::<TcpStream>(rx), signal(stop.clone()))
+        server().serve_with_incoming_shutdown(
+            loops::incoming::<TcpStream>(rx, work.gate.clone()),
+            signal(stop.clone()),
+        )
     });
     #[cfg(unix)]
     let uds = work.uds.map(|rx| {
-        server()
-            .serve_with_incoming_shutdown(loops::incoming::<UnixStream>(rx), signal(stop.clone()))
+        server().serve_with_incoming_shutdown(
+            loops::incoming::<UnixStream>(rx, work.gate.clone()),
+            signal(stop.clone()),
+        )
     });
     #[cfg(not(unix))]
     let uds = None::<std::future::Ready<Result<(), tonic::transport::Error>>>;
@@ -224,10 +231,12 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
             observer.reloaded(outcome, snap);
         })),
     );
-    let cache = Arc::new(DecisionCache::new(
-        config.cache_max_entries,
-        config.cache_ttl,
-    ));
+    let cache = Arc::new(DecisionCache::new(CacheLimits {
+        max_entries: config.cache_max_entries,
+        max_bytes: config.cache_max_bytes,
+        max_entry_bytes: config.cache_max_entry_bytes,
+        ttl: config.cache_ttl,
+    }));
     let authorizer = AuthorizerService::new(
         reloader.clone(),
         cache.clone(),
@@ -255,7 +264,11 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AuthorizerServer::new(authorizer));
+        .add_service(
+            AuthorizerServer::new(authorizer)
+                .max_decoding_message_size(config.max_batch_bytes)
+                .max_encoding_message_size(usize::MAX),
+        );
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let signal = |mut rx: watch::Receiver<bool>| async move {
@@ -270,14 +283,34 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.concurrency_limit,
         ))
+        .layer(EdgeLayer::new(EdgeLimits {
+            max_request_bytes: config.max_request_bytes,
+            max_batch_bytes: config.max_batch_bytes,
+            body_timeout: config.connections.request_body_timeout,
+            batch_concurrency: config.batch_concurrency_limit,
+        }))
         .into_inner();
     let timeout = config.request_timeout;
+    let conn = config.connections.clone();
     let server = move || {
-        tonic::transport::Server::builder()
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        let mut builder = tonic::transport::Server::builder()
             .timeout(timeout)
-            .layer(layers.clone())
-            .add_routes(routes.clone())
+            .max_concurrent_streams(conn.max_concurrent_streams)
+            .http2_keepalive_interval(nonzero(conn.keepalive_interval))
+            .http2_keepalive_timeout(nonzero(conn.keepalive_timeout));
+        if let Some(age) = nonzero(conn.max_connection_age) {
+            builder = builder
+                .max_connection_age(age)
+                .max_connection_age_grace(timeout);
+        }
+        builder.layer(layers.clone()).add_routes(routes.clone())
     };
+    let gate = Gate::new(ConnSettings {
+        handshake_timeout: config.connections.handshake_timeout,
+        idle_timeout: config.connections.idle_timeout,
+        max_connections: config.connections.max_connections,
+    });
     let mut servers = Vec::new();
     let mut loop_counts = None;
     if config.runtime == RuntimeFlavor::ThreadPerCore {
@@ -295,6 +328,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         let mut uds_rx = uds_rx.into_iter().filter(|_| uds.is_some());
         for i in 0..counts.len() {
             let work = LoopWork {
+                gate: gate.clone(),
                 tcp: tcp_rx.next(),
                 #[cfg(unix)]
                 uds: uds_rx.next(),
@@ -326,16 +360,18 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         }
         if let Some(listener) = tcp {
             let stop = signal(shutdown_rx.clone());
+            let gate = gate.clone();
             servers.push(tokio::spawn(async move {
-                tcp_dispatch.run(listener, stop).await;
+                tcp_dispatch.run(listener, gate, stop).await;
                 Ok(())
             }));
         }
         #[cfg(unix)]
         if let Some(listener) = uds {
             let stop = signal(shutdown_rx.clone());
+            let gate = gate.clone();
             servers.push(tokio::spawn(async move {
-                uds_dispatch.run(listener, stop).await;
+                uds_dispatch.run(listener, gate, stop).await;
                 Ok(())
             }));
         }
@@ -343,18 +379,34 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         loop_counts = Some(counts);
     } else {
         if let Some(listener) = tcp {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
-                s.inspect(|s| {
-                    let _ = s.set_nodelay(true);
-                })
-            });
+            let gate = gate.clone();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).filter_map(
+                move |accepted| match accepted {
+                    Err(e) => Some(Err(e)),
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        let slot = gate.admit()?;
+                        let peer = s.peer_addr().ok();
+                        Some(Ok(gate.watch(s, peer, slot)))
+                    }
+                },
+            );
             servers.push(tokio::spawn(
                 server().serve_with_incoming_shutdown(incoming, signal(shutdown_rx.clone())),
             ));
         }
         #[cfg(unix)]
         if let Some(listener) = uds {
-            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            let gate = gate.clone();
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener).filter_map(
+                move |accepted| match accepted {
+                    Err(e) => Some(Err(e)),
+                    Ok(s) => {
+                        let slot = gate.admit()?;
+                        Some(Ok(gate.watch(s, None, slot)))
+                    }
+                },
+            );
             servers.push(tokio::spawn(
                 server().serve_with_incoming_shutdown(incoming, signal(shutdown_rx.clone())),
             ));
@@ -385,6 +437,13 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         health,
         grace: config.shutdown_grace,
     };
+    // The reload tasks (SIGHUP among them) start before the first load, so
+    // that a signal during it never kills the process; a load they start
+    // runs beside the first one, and the newer outcome wins.
+    running
+        .tasks
+        .extend(reloader.spawn_tasks(config, shutdown_rx));
+    tracing::info!("loading the first bundle");
     if let Err(failure) = reloader.reload().await {
         running.shutdown().await;
         return Err(AppError::FirstBundle(failure));
@@ -397,9 +456,6 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         .health
         .set_service_status(SERVICE_NAME, ServingStatus::Serving)
         .await;
-    running
-        .tasks
-        .extend(reloader.spawn_tasks(config, shutdown_rx));
     tracing::info!(tcp = ?running.tcp, uds = ?running.uds, metrics = ?running.metrics, "verdict is serving");
     Ok(running)
 }

@@ -57,6 +57,45 @@ impl Entry {
     }
 }
 
+/// The bytes a request's strings take in memory, each string and value
+/// counted with its header.
+fn request_bytes(r: &AuthorizeRequest) -> u64 {
+    const STRING: usize = std::mem::size_of::<String>();
+    let strings = r.principal.len() + r.action.len() + r.resource.len() + r.session_policy.len();
+    let context: usize = r
+        .context
+        .iter()
+        .map(|(k, v)| STRING + k.len() + v.values.iter().map(|s| STRING + s.len()).sum::<usize>())
+        .sum();
+    u64::try_from(strings + context).unwrap_or(u64::MAX)
+}
+
+impl Entry {
+    /// The bytes this entry holds, roughly: its request copy, the decision's
+    /// lists and a fixed overhead.
+    fn weight(&self) -> u64 {
+        let r = &self.request;
+        const STRING: usize = std::mem::size_of::<String>();
+        let strings =
+            r.principal.len() + r.action.len() + r.resource.len() + r.session_policy.len();
+        let context: usize = r
+            .context
+            .iter()
+            .map(|(k, v)| STRING + k.len() + v.iter().map(|s| STRING + s.len()).sum::<usize>())
+            .sum();
+        let decision = self.decision.matched.len()
+            * std::mem::size_of::<crate::eval::MatchedStatement>()
+            + self
+                .decision
+                .missing_context_keys
+                .iter()
+                .map(|k| 16 + k.len())
+                .sum::<usize>()
+            + self.decision.explanation.as_ref().map_or(0, |_| 1024);
+        u64::try_from(strings + context + decision).unwrap_or(u64::MAX) + ENTRY_OVERHEAD_BYTES
+    }
+}
+
 /// A copy of a request as received, taken before validation consumes it
 /// (only when the cache is on).
 pub struct RequestCopy {
@@ -114,25 +153,51 @@ impl std::ops::Deref for Answer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Key(u64);
 
+/// How much the cache may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Entries (0 turns the cache off).
+    pub max_entries: u64,
+    /// Bytes, every entry weighed by the size of its request and decision.
+    pub max_bytes: u64,
+    /// Requests larger than this (as received) are not stored.
+    pub max_entry_bytes: u64,
+    /// How long an entry is kept.
+    pub ttl: Duration,
+}
+
 /// The decision cache (disabled when built with zero entries).
 pub struct DecisionCache {
     cache: Option<moka::sync::Cache<u64, Arc<Entry>, foldhash::fast::RandomState>>,
     hasher: foldhash::fast::RandomState,
+    max_entry_bytes: u64,
 }
 
+/// What an entry weighs besides its strings: the entry, its `Arc`, moka's
+/// node and the decision's fixed part.
+const ENTRY_OVERHEAD_BYTES: u64 = 512;
+
 impl DecisionCache {
-    /// A cache of at most `max_entries` decisions, each kept at most `ttl`.
-    pub fn new(max_entries: u64, ttl: Duration) -> Self {
-        let cache = (max_entries > 0).then(|| {
+    /// A cache within `limits`. Entries are weighed in bytes, and each weighs
+    /// at least `max_bytes / max_entries`, so that both bounds hold.
+    pub fn new(limits: CacheLimits) -> Self {
+        let cache = (limits.max_entries > 0 && limits.max_bytes > 0).then(|| {
+            let floor = u32::try_from(limits.max_bytes / limits.max_entries)
+                .unwrap_or(u32::MAX)
+                .max(1);
             moka::sync::Cache::builder()
-                .max_capacity(max_entries)
-                .time_to_live(ttl)
+                .max_capacity(limits.max_bytes)
+                .weigher(move |_, entry: &Arc<Entry>| {
+                    u32::try_from(entry.weight()).unwrap_or(u32::MAX).max(floor)
+                })
+                .time_to_live(limits.ttl)
                 // The keys are hashes already; a fast seeded hasher is enough.
                 .build_with_hasher(foldhash::fast::RandomState::default())
         });
         Self {
             cache,
             hasher: foldhash::fast::RandomState::default(),
+            max_entry_bytes: limits.max_entry_bytes,
         }
     }
 
@@ -171,9 +236,13 @@ impl DecisionCache {
         entry.is_for(generation, r).then_some(Answer::Shared(entry))
     }
 
-    /// Copy a request before it is validated, if the cache is on.
+    /// Copy a request before it is validated, if the cache is on and the
+    /// request is small enough to be stored.
     pub fn copy(&self, r: &AuthorizeRequest) -> Option<RequestCopy> {
         self.cache.as_ref()?;
+        if request_bytes(r) > self.max_entry_bytes {
+            return None;
+        }
         Some(RequestCopy {
             principal: r.principal.as_str().into(),
             action: r.action.as_str().into(),
@@ -253,6 +322,41 @@ mod tests {
         }
     }
 
+    fn limits(max_entries: u64) -> CacheLimits {
+        CacheLimits {
+            max_entries,
+            max_bytes: 1 << 20,
+            max_entry_bytes: 8192,
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn large_requests_are_not_stored_and_bytes_are_bounded() {
+        let c = DecisionCache::new(limits(1000));
+        let big = "v".repeat(9000);
+        let r = req(&[("k", &[big.as_str()])], false);
+        assert!(c.copy(&r).is_none());
+        let small = req(&[("k", &["v"])], false);
+        assert!(c.copy(&small).is_some());
+        // 1,000 entries of about 7 KiB each do not fit in 1 MiB.
+        let value = "v".repeat(7000);
+        for i in 0..1000 {
+            let r = req(
+                &[("k", &[value.as_str()]), ("i", &[i.to_string().as_str()])],
+                false,
+            );
+            let key = c.key(1, &r);
+            let copy = c.copy(&r);
+            assert!(copy.is_some());
+            c.insert(key, 1, copy, decision(Outcome::Allow, false));
+        }
+        c.cache.as_ref().unwrap().run_pending_tasks();
+        let held = c.cache.as_ref().unwrap().weighted_size();
+        assert!(held <= 1 << 20, "{held}");
+        assert!(c.len() < 160, "{}", c.len());
+    }
+
     fn decision(outcome: Outcome, clock: bool) -> Decision {
         Decision {
             outcome,
@@ -275,7 +379,7 @@ mod tests {
 
     #[test]
     fn hits_only_the_same_request_and_generation() {
-        let c = DecisionCache::new(100, Duration::from_secs(60));
+        let c = DecisionCache::new(limits(100));
         let a = req(&[("k", &["1"]), ("j", &["x", "y"])], false);
         put(&c, 1, &a, decision(Outcome::Allow, false));
         assert_eq!(get(&c, 1, &a), Some(Outcome::Allow));
@@ -312,7 +416,7 @@ mod tests {
 
     #[test]
     fn a_colliding_key_is_never_a_hit() {
-        let c = DecisionCache::new(100, Duration::from_secs(60));
+        let c = DecisionCache::new(limits(100));
         let a = req(&[], false);
         let b = req(&[("k", &["1"])], false);
         // Store a's decision under b's key: the lookup must see it is not b's.
@@ -322,7 +426,7 @@ mod tests {
 
     #[test]
     fn clock_reading_decisions_are_not_stored() {
-        let c = DecisionCache::new(100, Duration::from_secs(60));
+        let c = DecisionCache::new(limits(100));
         let a = req(&[], false);
         put(&c, 1, &a, decision(Outcome::Allow, true));
         assert!(get(&c, 1, &a).is_none());
@@ -330,7 +434,7 @@ mod tests {
 
     #[test]
     fn disabled() {
-        let c = DecisionCache::new(0, Duration::from_secs(60));
+        let c = DecisionCache::new(limits(0));
         let a = req(&[], false);
         assert!(c.copy(&a).is_none());
         put(&c, 1, &a, decision(Outcome::Allow, false));

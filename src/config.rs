@@ -94,6 +94,60 @@ pub struct Config {
     pub decision_log_filter: LogFilter,
     /// Log format for the server's own log: `text` or `json`.
     pub log_json: bool,
+    /// Longest a bundle load may take before it is recorded as failed.
+    pub reload_timeout: Duration,
+    /// Bytes the decision cache may hold, its entries weighed by size.
+    pub cache_max_bytes: u64,
+    /// Requests larger than this (as received) are decided but not cached.
+    pub cache_max_entry_bytes: u64,
+    /// Largest `Authorize` request message, in bytes.
+    pub max_request_bytes: usize,
+    /// Largest `BatchAuthorize` request message, in bytes.
+    pub max_batch_bytes: usize,
+    /// `BatchAuthorize` calls in flight at once (their bodies included).
+    pub batch_concurrency_limit: usize,
+    /// Bytes the decision log queue may hold.
+    pub decision_log_queue_bytes: usize,
+    /// Connection-level protections: HTTP/2 and timeouts.
+    pub connections: ConnectionLimits,
+}
+
+/// What bounds a client connection: its streams, how long it may take to
+/// start and to send a request, how long it may stay idle or live, and how
+/// many connections there may be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// HTTP/2 streams a connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// A request body not fully received this long after its headers is reset.
+    pub request_body_timeout: Duration,
+    /// A connection that has not sent the HTTP/2 preface and SETTINGS this long after it was accepted is closed.
+    pub handshake_timeout: Duration,
+    /// HTTP/2 PING every this often (0: never).
+    pub keepalive_interval: Duration,
+    /// A PING not answered within this closes the connection.
+    pub keepalive_timeout: Duration,
+    /// A connection with no open stream for this long is closed (0: never).
+    pub idle_timeout: Duration,
+    /// Connections open at once; more are closed as they are accepted.
+    pub max_connections: usize,
+    /// A connection older than this is asked to go away (0: never).
+    pub max_connection_age: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 100,
+            request_body_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 10_000,
+            max_connection_age: Duration::ZERO,
+        }
+    }
 }
 
 /// A bad configuration value.
@@ -137,6 +191,7 @@ pub const SETTINGS: &[&str] = &[
     "max_context_values",
     "max_context_value_bytes",
     "max_session_policy_bytes",
+    "max_match_steps",
     "max_batch",
     "max_policy_bytes",
     "max_data_file_bytes",
@@ -160,6 +215,21 @@ pub const SETTINGS: &[&str] = &[
     "decision_log_queue",
     "decision_log_filter",
     "log_format",
+    "reload_timeout_ms",
+    "cache_max_bytes",
+    "cache_max_entry_bytes",
+    "max_request_bytes",
+    "max_batch_bytes",
+    "batch_concurrency_limit",
+    "decision_log_queue_bytes",
+    "max_concurrent_streams",
+    "request_body_timeout_ms",
+    "handshake_timeout_ms",
+    "keepalive_interval_ms",
+    "keepalive_timeout_ms",
+    "idle_timeout_ms",
+    "max_connections",
+    "max_connection_age_ms",
 ];
 
 /// Values given as flags.
@@ -400,6 +470,12 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
             "max_session_policy_bytes",
             defaults.max_session_policy_bytes,
         ),
+        max_match_steps: p.get("max_match_steps", defaults.max_match_steps, |v| {
+            match v.parse::<u64>() {
+                Ok(0) | Err(_) => Err("expected a whole number greater than 0".into()),
+                Ok(n) => Ok(n),
+            }
+        }),
     };
     let max_batch = p.number("max_batch", 1000);
     let bl = Limits::default();
@@ -447,7 +523,43 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
         "json" => Ok(true),
         _ => Err("expected text or json".into()),
     });
+    let reload_timeout = p.get("reload_timeout_ms", Duration::from_secs(30), |v| match v
+        .parse::<u64>()
+    {
+        Ok(0) | Err(_) => Err("expected milliseconds greater than 0".into()),
+        Ok(n) => Ok(Duration::from_millis(n)),
+    });
+    let cache_max_bytes = p.number("cache_max_bytes", 64 * 1024 * 1024u64);
+    let cache_max_entry_bytes = p.number("cache_max_entry_bytes", 8 * 1024u64);
+    let max_request_bytes = p.positive("max_request_bytes", 64 * 1024);
+    let max_batch_bytes = p.positive("max_batch_bytes", 4 * 1024 * 1024);
+    let batch_concurrency_limit = p.positive("batch_concurrency_limit", 8);
+    let decision_log_queue_bytes = p.positive("decision_log_queue_bytes", 16 * 1024 * 1024);
+    let cd = ConnectionLimits::default();
+    let connections = ConnectionLimits {
+        max_concurrent_streams: p.get("max_concurrent_streams", cd.max_concurrent_streams, |v| {
+            match v.parse::<u32>() {
+                Ok(0) | Err(_) => Err("expected a whole number greater than 0".into()),
+                Ok(n) => Ok(n),
+            }
+        }),
+        request_body_timeout: p.millis("request_body_timeout_ms", cd.request_body_timeout),
+        handshake_timeout: p.millis("handshake_timeout_ms", cd.handshake_timeout),
+        keepalive_interval: p.millis("keepalive_interval_ms", cd.keepalive_interval),
+        keepalive_timeout: p.millis("keepalive_timeout_ms", cd.keepalive_timeout),
+        idle_timeout: p.millis("idle_timeout_ms", cd.idle_timeout),
+        max_connections: p.positive("max_connections", cd.max_connections),
+        max_connection_age: p.millis("max_connection_age_ms", cd.max_connection_age),
+    };
     errors.extend(p.errors);
+    if max_request_bytes > max_batch_bytes {
+        errors.push(ConfigError {
+            origin: "max_request_bytes".into(),
+            message: format!(
+                "{max_request_bytes} is larger than max_batch_bytes ({max_batch_bytes})"
+            ),
+        });
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -478,6 +590,14 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
         decision_log_queue,
         decision_log_filter,
         log_json,
+        reload_timeout,
+        cache_max_bytes,
+        cache_max_entry_bytes,
+        max_request_bytes,
+        max_batch_bytes,
+        batch_concurrency_limit,
+        decision_log_queue_bytes,
+        connections,
     })
 }
 

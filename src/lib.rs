@@ -11,6 +11,7 @@ pub mod cache;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod conn;
 pub mod eval;
 pub mod loops;
 pub mod policy;

@@ -23,6 +23,8 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::server::Connected;
 
+use crate::conn::{Gate, Slot, Warnings, Watched};
+
 /// A transport whose connections can be accepted on one runtime and served
 /// on another: they cross threads as the standard library's socket.
 pub trait Transport: Sized {
@@ -34,6 +36,8 @@ pub trait Transport: Sized {
     fn poll_accept(listener: &Self::Listener, cx: &mut Context<'_>) -> Poll<io::Result<Self::Std>>;
     /// Register a connection with the current runtime.
     fn from_std(conn: Self::Std) -> io::Result<Self>;
+    /// The peer's address, where the transport has one.
+    fn peer(conn: &Self::Std) -> Option<std::net::SocketAddr>;
 }
 
 impl Transport for tokio::net::TcpStream {
@@ -52,6 +56,10 @@ impl Transport for tokio::net::TcpStream {
     fn from_std(conn: Self::Std) -> io::Result<Self> {
         Self::from_std(conn)
     }
+
+    fn peer(conn: &Self::Std) -> Option<std::net::SocketAddr> {
+        conn.peer_addr().ok()
+    }
 }
 
 #[cfg(unix)]
@@ -67,6 +75,10 @@ impl Transport for tokio::net::UnixStream {
 
     fn from_std(conn: Self::Std) -> io::Result<Self> {
         Self::from_std(conn)
+    }
+
+    fn peer(_: &Self::Std) -> Option<std::net::SocketAddr> {
+        None
     }
 }
 
@@ -169,8 +181,9 @@ impl Counts {
     }
 }
 
-/// What an acceptor sends to a loop.
-pub type Handoff<T> = (<T as Transport>::Std, Live);
+/// What an acceptor sends to a loop: the connection, its count on the
+/// loop, and its place under `max_connections`.
+pub type Handoff<T> = (<T as Transport>::Std, Live, Option<Slot>);
 
 /// Hands accepted connections of one listener to the loops.
 pub struct Dispatcher<T: Transport> {
@@ -194,7 +207,12 @@ impl<T: Transport> Dispatcher<T> {
 
     /// Give a connection to the open loop with the fewest live connections
     /// (ties taken in turn); `false` if every loop has stopped.
-    pub fn dispatch(&mut self, mut conn: T::Std) -> bool {
+    pub fn dispatch(&mut self, conn: T::Std) -> bool {
+        self.dispatch_admitted(conn, None)
+    }
+
+    /// [`Self::dispatch`] for a connection holding a place under the limit.
+    fn dispatch_admitted(&mut self, mut conn: T::Std, mut slot: Option<Slot>) -> bool {
         let n = self.loops.len();
         let start = self.turn;
         self.turn = self.turn.wrapping_add(1);
@@ -208,20 +226,26 @@ impl<T: Transport> Dispatcher<T> {
             else {
                 return false;
             };
-            match tx.send((conn, Live::new(count))) {
+            match tx.send((conn, Live::new(count), slot)) {
                 Ok(()) => return true,
                 // The loop stopped between the check and the send: try the
                 // others.
-                Err(mpsc::error::SendError((c, _))) => conn = c,
+                Err(mpsc::error::SendError((c, _, s))) => {
+                    conn = c;
+                    slot = s;
+                }
             }
         }
     }
 
-    /// Accept connections and hand them out until `stop` completes.
-    /// Accept errors (such as running out of file descriptors) are logged
-    /// and retried after a pause instead of spinning.
-    pub async fn run(mut self, listener: T::Listener, stop: impl Future<Output = ()>) {
+    /// Accept connections and hand them out until `stop` completes; past
+    /// the gate's `max_connections` a connection is closed as it is
+    /// accepted. Accept errors (such as running out of file descriptors)
+    /// are retried after a pause instead of spinning, and logged at most
+    /// every ten seconds.
+    pub async fn run(mut self, listener: T::Listener, gate: Gate, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
+        let failed = Warnings::new("accepting connections failed");
         loop {
             let accepted = tokio::select! {
                 _ = &mut stop => return,
@@ -229,12 +253,16 @@ impl<T: Transport> Dispatcher<T> {
             };
             match accepted {
                 Ok(conn) => {
-                    if !self.dispatch(conn) {
+                    let Some(slot) = gate.admit() else {
+                        drop(conn);
+                        continue;
+                    };
+                    if !self.dispatch_admitted(conn, Some(slot)) {
                         return;
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("accepting a connection failed: {e}");
+                    failed.note_with(Some(&e));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
@@ -243,15 +271,26 @@ impl<T: Transport> Dispatcher<T> {
 }
 
 /// The connections handed to one loop, registered with its runtime as they
-/// arrive (a connection that cannot be registered is logged and closed).
-pub fn incoming<T: Transport>(
+/// arrive and watched by `gate` (a connection that cannot be registered is
+/// logged and closed).
+pub fn incoming<T: Transport + Send + Sync + 'static>(
     rx: mpsc::UnboundedReceiver<Handoff<T>>,
-) -> impl Stream<Item = io::Result<Counted<T>>> {
-    tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(|(conn, live)| {
-        T::from_std(conn)
-            .map(|io| Counted { io, _live: live })
-            .inspect_err(|e| tracing::warn!("cannot serve an accepted connection: {e}"))
-    })
+    gate: Gate,
+) -> impl Stream<Item = io::Result<Counted<Watched<T>>>> {
+    tokio_stream::wrappers::UnboundedReceiverStream::new(rx).filter_map(
+        move |(conn, live, slot)| {
+            let slot = slot.or_else(|| gate.admit())?;
+            let peer = T::peer(&conn);
+            Some(
+                T::from_std(conn)
+                    .map(|io| Counted {
+                        io: gate.watch(io, peer, slot),
+                        _live: live,
+                    })
+                    .inspect_err(|e| tracing::warn!("cannot serve an accepted connection: {e}")),
+            )
+        },
+    )
 }
 
 #[cfg(test)]
@@ -317,8 +356,14 @@ mod tests {
         b.set_nonblocking(true).unwrap();
         assert!(d.dispatch(b));
         drop(d);
+        let gate = Gate::new(crate::conn::ConnSettings {
+            handshake_timeout: Duration::ZERO,
+            idle_timeout: Duration::ZERO,
+            max_connections: 10,
+        });
         let mut conns = std::pin::pin!(incoming::<tokio::net::TcpStream>(
-            rx.into_iter().next().unwrap()
+            rx.into_iter().next().unwrap(),
+            gate.clone()
         ));
         let mut served = conns.next().await.unwrap().unwrap();
         std::io::Write::write_all(&mut a, b"ping").unwrap();
@@ -329,8 +374,10 @@ mod tests {
         std::io::Read::read_exact(&mut a, &mut got).unwrap();
         assert_eq!(&got, b"pong");
         assert_eq!(counts.snapshot(), vec![1]);
+        assert_eq!(gate.live(), 1);
         drop(served);
         assert_eq!(counts.snapshot(), vec![0]);
+        assert_eq!(gate.live(), 0);
         assert!(conns.next().await.is_none());
     }
 }

@@ -6,7 +6,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +37,16 @@ pub struct LoadFailure {
     pub errors: Vec<String>,
 }
 
+impl LoadFailure {
+    fn new(message: String) -> Self {
+        Self {
+            at: SystemTime::now(),
+            message,
+            errors: Vec::new(),
+        }
+    }
+}
+
 impl From<LoadError> for LoadFailure {
     fn from(e: LoadError) -> Self {
         let errors = e
@@ -60,8 +70,11 @@ pub struct ReloadStatus {
     pub last_error: Option<LoadFailure>,
     /// Successful loads.
     pub reloads_ok: u64,
-    /// Failed loads.
+    /// Failed loads (errors, timeouts, panics).
     pub reloads_failed: u64,
+    /// The number of the newest load whose outcome is recorded here: an
+    /// older load finishing later never replaces a newer outcome.
+    newest: u64,
 }
 
 /// What a load attempt did, for observers (metrics, logs).
@@ -86,7 +99,21 @@ pub struct Reloader {
     status: Mutex<ReloadStatus>,
     trigger: Notify,
     observer: Option<ReloadObserver>,
+    /// Longest a load may take before it is recorded as failed and abandoned.
+    timeout: Duration,
+    /// Numbers each load in the order it started.
+    started: AtomicU64,
+    /// Load threads alive, stuck ones included.
+    running: Arc<AtomicUsize>,
 }
+
+/// Load threads alive at once (stuck ones included) before another load is
+/// refused: a bundle that wedges every load costs at most this many threads.
+const MAX_LOADS_RUNNING: usize = 4;
+
+/// How long a new load waits for the one before it to finish, so that loads
+/// coalesce without a stuck load delaying the next.
+const OVERLAP_AFTER: Duration = Duration::from_millis(500);
 
 impl Reloader {
     /// A reloader for the configured source; nothing is loaded yet.
@@ -103,6 +130,9 @@ impl Reloader {
             status: Mutex::new(ReloadStatus::default()),
             trigger: Notify::new(),
             observer,
+            timeout: config.reload_timeout,
+            started: AtomicU64::new(0),
+            running: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -142,18 +172,79 @@ impl Reloader {
         }
     }
 
-    /// Load and compile now, on this thread, and publish on success.
-    pub fn reload_blocking(&self) -> Result<Arc<Snapshot>, LoadFailure> {
-        let result = self.read().map(|bundle| {
-            let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-            Arc::new(Snapshot::compile(&bundle, &self.eval_opts, generation))
-        });
+    fn compile(&self) -> Result<Snapshot, LoadError> {
+        let bundle = self.read()?;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok(Snapshot::compile(&bundle, &self.eval_opts, generation))
+    }
+
+    /// Load and compile on a thread of its own, within `reload_timeout_ms`,
+    /// and publish on success. A load that fails, panics or times out is
+    /// recorded as failed; a timed-out load is abandoned (its thread may
+    /// stay blocked, but its result is never published) and never delays
+    /// the next load.
+    pub async fn reload(self: &Arc<Self>) -> Result<Arc<Snapshot>, LoadFailure> {
+        let number = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        let result = self.load_on_thread().await;
+        self.record(number, result)
+    }
+
+    async fn load_on_thread(self: &Arc<Self>) -> Result<Snapshot, LoadFailure> {
+        let running = self.running.fetch_add(1, Ordering::AcqRel);
+        if running >= MAX_LOADS_RUNNING {
+            self.running.fetch_sub(1, Ordering::AcqRel);
+            return Err(LoadFailure::new(format!(
+                "{running} earlier bundle loads are still running (stuck past reload_timeout_ms); no new load is started until one ends"
+            )));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        let alive = self.running.clone();
+        let spawned = std::thread::Builder::new()
+            .name("verdict-load".into())
+            .spawn(move || {
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.compile()));
+                alive.fetch_sub(1, Ordering::AcqRel);
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            self.running.fetch_sub(1, Ordering::AcqRel);
+            return Err(LoadFailure::new(format!(
+                "cannot start a thread for the bundle load: {e}"
+            )));
+        }
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(Ok(loaded))) => loaded.map_err(LoadFailure::from),
+            Ok(Ok(Err(_))) => Err(LoadFailure::new("the bundle load panicked".into())),
+            Ok(Err(_)) => Err(LoadFailure::new(
+                "the bundle load ended without a result".into(),
+            )),
+            Err(_) => Err(LoadFailure::new(format!(
+                "the bundle load did not finish within {} ms (reload_timeout_ms); it is abandoned and the next change or SIGHUP starts a new one",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Publish a load's snapshot, or record its failure, unless a newer
+    /// load's outcome is already recorded.
+    fn record(
+        &self,
+        number: u64,
+        result: Result<Snapshot, LoadFailure>,
+    ) -> Result<Arc<Snapshot>, LoadFailure> {
         let mut status = self
             .status
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let newest = number > status.newest;
+        if newest {
+            status.newest = number;
+        }
         match result {
-            Ok(snap) => {
+            Ok(snap) if newest => {
+                let snap = Arc::new(snap);
                 let previous = self.current.swap(Some(snap.clone()));
                 status.reloads_ok += 1;
                 status.last_error = None;
@@ -176,34 +267,29 @@ impl Reloader {
                 }
                 Ok(snap)
             }
-            Err(e) => {
-                let failure = LoadFailure::from(e);
+            Ok(_) => {
+                drop(status);
+                tracing::info!("a bundle load finished after a newer one; its result is dropped");
+                self.snapshot().ok_or_else(|| {
+                    LoadFailure::new("superseded by a newer load, which failed".into())
+                })
+            }
+            Err(failure) => {
                 status.reloads_failed += 1;
-                status.last_error = Some(failure.clone());
+                if newest {
+                    status.last_error = Some(failure.clone());
+                }
                 drop(status);
                 tracing::error!(
                     error = %failure.message,
                     errors = ?failure.errors,
-                    "bundle failed to load; the active bundle stays"
+                    "bundle failed to load; the active bundle, if any, stays"
                 );
                 if let Some(o) = &self.observer {
                     o(ReloadOutcome::Error, self.snapshot().as_deref());
                 }
                 Err(failure)
             }
-        }
-    }
-
-    /// Load and compile on a blocking thread, and publish on success.
-    pub async fn reload(self: &Arc<Self>) -> Result<Arc<Snapshot>, LoadFailure> {
-        let this = self.clone();
-        match tokio::task::spawn_blocking(move || this.reload_blocking()).await {
-            Ok(r) => r,
-            Err(e) => Err(LoadFailure {
-                at: SystemTime::now(),
-                message: format!("bundle load panicked or was cancelled: {e}"),
-                errors: Vec::new(),
-            }),
         }
     }
 
@@ -226,13 +312,22 @@ impl Reloader {
             let debounce = config.reload_debounce;
             let mut stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
+                let mut previous: Option<tokio::task::JoinHandle<()>> = None;
                 loop {
                     tokio::select! {
                         () = this.trigger.notified() => {}
                         _ = stop.changed() => return,
                     }
                     tokio::time::sleep(debounce).await;
-                    let _ = this.reload().await;
+                    // Loads coalesce behind a running one, but a stuck
+                    // load never holds up the next.
+                    if let Some(mut running) = previous.take() {
+                        let _ = tokio::time::timeout(OVERLAP_AFTER, &mut running).await;
+                    }
+                    let this = this.clone();
+                    previous = Some(tokio::spawn(async move {
+                        let _ = this.reload().await;
+                    }));
                 }
             }));
         }
@@ -259,13 +354,14 @@ impl Reloader {
             let every = config.poll_interval;
             let mut stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
-                let mut last = fingerprint_async(path.clone()).await;
+                let limits = this.load_opts.limits.clone();
+                let mut last = fingerprint_async(path.clone(), limits.clone()).await;
                 loop {
                     tokio::select! {
                         () = tokio::time::sleep(every) => {}
                         _ = stop.changed() => return,
                     }
-                    let now = fingerprint_async(path.clone()).await;
+                    let now = fingerprint_async(path.clone(), limits.clone()).await;
                     if now != last {
                         last = now;
                         this.request_reload();
@@ -327,42 +423,19 @@ fn watch_path(reloader: Arc<Reloader>, path: &Path) -> notify::Result<notify::Re
     Ok(watcher)
 }
 
-/// A cheap fingerprint of what is at `path`: names, sizes and modification
-/// times of the files (through a ConfigMap's `..data` link).
-fn fingerprint(path: &Path) -> u64 {
-    fn walk(dir: &Path, h: &mut std::hash::DefaultHasher, depth: usize) {
-        if depth > 32 {
-            return;
-        }
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
-        entries.sort_by_key(std::fs::DirEntry::file_name);
-        for e in entries {
-            let name = e.file_name();
-            if name.to_string_lossy().starts_with("..") {
-                continue;
-            }
-            name.hash(h);
-            let Ok(meta) = std::fs::metadata(e.path()) else {
-                continue;
-            };
-            if meta.is_dir() {
-                walk(&e.path(), h, depth + 1);
-            } else {
-                meta.len().hash(h);
-                meta.modified().ok().hash(h);
-            }
-        }
-    }
+/// A cheap fingerprint of what is at `path`: the names, sizes and
+/// modification times of the files a load would read (the same listing,
+/// with its limits and refusals), or of the archive.
+fn fingerprint(path: &Path, limits: &crate::bundle::Limits) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
-    let data = path.join("..data");
-    if let Ok(target) = std::fs::read_link(&data) {
-        target.hash(&mut h);
-        walk(&path.join(&target), &mut h, 0);
-    } else if path.is_dir() {
-        walk(path, &mut h, 0);
+    if path.is_dir() {
+        match crate::bundle::source::scan(path, limits) {
+            Ok(listing) => {
+                listing.entries.hash(&mut h);
+                listing.diagnostics.len().hash(&mut h);
+            }
+            Err(reason) => reason.hash(&mut h),
+        }
     } else if let Ok(meta) = std::fs::metadata(path) {
         meta.len().hash(&mut h);
         meta.modified().ok().hash(&mut h);
@@ -370,8 +443,8 @@ fn fingerprint(path: &Path) -> u64 {
     h.finish()
 }
 
-async fn fingerprint_async(path: PathBuf) -> u64 {
-    tokio::task::spawn_blocking(move || fingerprint(&path))
+async fn fingerprint_async(path: PathBuf, limits: crate::bundle::Limits) -> u64 {
+    tokio::task::spawn_blocking(move || fingerprint(&path, &limits))
         .await
         .unwrap_or_default()
 }

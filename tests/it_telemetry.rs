@@ -60,6 +60,7 @@ fn options(settings: TelemetrySettings) -> TelemetryOptions {
         prometheus: true,
         decision_log: None,
         decision_log_queue: 1024,
+        decision_log_queue_bytes: 16 << 20,
         decision_log_filter: LogFilter::All,
     }
 }

@@ -146,6 +146,7 @@ pub fn run(args: ServeArgs) -> Exit {
             prometheus: config.metrics_listen.is_some(),
             decision_log: config.decision_log.as_deref().map(LogSink::from_setting),
             decision_log_queue: config.decision_log_queue,
+            decision_log_queue_bytes: config.decision_log_queue_bytes,
             decision_log_filter: config.decision_log_filter,
         }) {
             Ok(t) => Arc::new(t),

@@ -100,7 +100,7 @@ impl AuthorizerService {
         snap: &Snapshot,
         pending: Pending,
         respond: impl FnOnce(&Answer, bool) -> R,
-    ) -> R {
+    ) -> Result<R, Status> {
         match pending {
             Pending::Hit {
                 request,
@@ -116,7 +116,7 @@ impl AuthorizerService {
                     true,
                     spent.unwrap_or_default(),
                 );
-                response
+                Ok(response)
             }
             Pending::Miss {
                 key,
@@ -130,7 +130,9 @@ impl AuthorizerService {
                     Clock::Running(start) => Some((start, Duration::ZERO)),
                     Clock::Paused(spent) => Some((Instant::now(), spent)),
                 };
-                let decision = logic::evaluate(snap, &request, call.now());
+                let decision =
+                    logic::evaluate_within(snap, &request, call.now(), self.limits.max_match_steps)
+                        .ok_or_else(|| too_costly(self.limits.max_match_steps))?;
                 let answer = match key {
                     Some(key) => self.cache.insert(key, snap.generation, copy, decision),
                     None => Answer::Fresh(decision),
@@ -146,7 +148,7 @@ impl AuthorizerService {
                     self.cache.enabled(),
                     elapsed,
                 );
-                response
+                Ok(response)
             }
         }
     }
@@ -161,15 +163,13 @@ impl AuthorizerService {
             .prepare(snap.as_deref(), request, true)
             .map_err(|e| Status::from(&e))?;
         let snap = snap.ok_or_else(no_bundle)?;
-        Ok(
-            self.decide(call, &snap, pending, |answer, cached| match answer {
-                // Every hit on an entry sends the same bytes, encoded once.
-                Answer::Shared(entry) if cached => Reply::Encoded(entry.hit_response(|d| {
-                    prost::Message::encode_to_vec(&convert::response(d, true)).into()
-                })),
-                _ => Reply::Built(convert::response(answer, cached)),
-            }),
-        )
+        self.decide(call, &snap, pending, |answer, cached| match answer {
+            // Every hit on an entry sends the same bytes, encoded once.
+            Answer::Shared(entry) if cached => Reply::Encoded(entry.hit_response(|d| {
+                prost::Message::encode_to_vec(&convert::response(d, true)).into()
+            })),
+            _ => Reply::Built(convert::response(answer, cached)),
+        })
     }
 
     fn batch_call(
@@ -206,7 +206,7 @@ impl AuthorizerService {
         let responses = pending
             .into_iter()
             .map(|p| self.decide(call, &snap, p, |a, cached| convert::response(a, cached)))
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(proto::BatchAuthorizeResponse { responses })
     }
 }
@@ -243,6 +243,14 @@ enum Clock {
     Running(Instant),
     /// Prepared in this long; evaluated later.
     Paused(Duration),
+}
+
+/// A request whose wildcard matching would take more than the budget: it is
+/// refused, never decided (fail closed).
+fn too_costly(steps: u64) -> Status {
+    Status::resource_exhausted(format!(
+        "deciding this request needs more than {steps} wildcard-matching steps (max_match_steps); it is refused"
+    ))
 }
 
 fn no_bundle() -> Status {

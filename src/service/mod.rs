@@ -2,7 +2,9 @@
 //! `Authorizer` service.
 
 pub mod authorizer;
+pub mod codec;
 pub mod convert;
+pub mod edge;
 pub mod reply;
 
 pub use authorizer::AuthorizerService;

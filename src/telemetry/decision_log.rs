@@ -10,7 +10,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::trace::{SpanId, TraceId};
@@ -74,20 +74,76 @@ pub struct LogRecord {
     pub latency: Duration,
 }
 
+/// Request strings longer than this are cut in a record, and marked.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+/// A request string as a record holds it: at most [`MAX_FIELD_BYTES`],
+/// with a marker saying how long it was when cut.
+struct Capped<'a>(&'a str);
+
+impl Serialize for Capped<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.len() <= MAX_FIELD_BYTES {
+            return s.serialize_str(self.0);
+        }
+        let mut end = MAX_FIELD_BYTES;
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.serialize_str(&format!(
+            "{}…[truncated: {} bytes]",
+            self.0.get(..end).unwrap_or(""),
+            self.0.len()
+        ))
+    }
+}
+
+/// Values of a context key, each [`Capped`].
+struct CappedList<'a>(&'a [String]);
+
+impl Serialize for CappedList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|v| Capped(v)))
+    }
+}
+
+/// What a queued record holds, roughly: its request's strings and a fixed
+/// part for the rest.
+fn record_bytes(record: &LogRecord) -> usize {
+    const FIXED: usize = 512;
+    let r = &record.request;
+    let mut bytes = FIXED + r.principal().len() + r.action().len() + r.resource().len();
+    match r {
+        Subject::Checked(req) => {
+            for e in req.context.entries() {
+                bytes += 2 * e.key.len() + e.values.iter().map(|v| 24 + v.len()).sum::<usize>();
+            }
+            bytes += req.session_policy.as_ref().map_or(0, |p| 2 * p.text.len());
+        }
+        Subject::Received(req) => {
+            for (k, v) in &req.context {
+                bytes += k.len() + v.values.iter().map(|v| 24 + v.len()).sum::<usize>();
+            }
+            bytes += req.session_policy.len();
+        }
+    }
+    bytes
+}
+
 struct RequestJson<'a>(&'a Subject);
 
 impl Serialize for RequestJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("principal", r.principal())?;
-        m.serialize_entry("action", r.action())?;
-        m.serialize_entry("resource", r.resource())?;
+        m.serialize_entry("principal", &Capped(r.principal()))?;
+        m.serialize_entry("action", &Capped(r.action()))?;
+        m.serialize_entry("resource", &Capped(r.resource()))?;
         match r {
             Subject::Checked(r) => {
                 m.serialize_entry("context", &ContextJson(r))?;
                 if let Some(sp) = &r.session_policy {
-                    m.serialize_entry("session_policy", &sp.text)?;
+                    m.serialize_entry("session_policy", &Capped(&sp.text))?;
                 }
             }
             Subject::Received(r) => {
@@ -99,7 +155,7 @@ impl Serialize for RequestJson<'_> {
                     .collect();
                 m.serialize_entry("context", &PairsJson(&context))?;
                 if !r.session_policy.is_empty() {
-                    m.serialize_entry("session_policy", &r.session_policy)?;
+                    m.serialize_entry("session_policy", &Capped(&r.session_policy))?;
                 }
             }
         }
@@ -113,7 +169,7 @@ impl Serialize for PairsJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in self.0 {
-            m.serialize_entry(k, v)?;
+            m.serialize_entry(&Capped(k), &CappedList(v))?;
         }
         m.end()
     }
@@ -126,7 +182,7 @@ impl Serialize for ContextJson<'_> {
         let entries = self.0.context.entries();
         let mut m = s.serialize_map(Some(entries.len()))?;
         for e in entries {
-            m.serialize_entry(&*e.key, &e.values)?;
+            m.serialize_entry(&Capped(&e.key), &CappedList(&e.values))?;
         }
         m.end()
     }
@@ -164,6 +220,9 @@ pub fn encode(record: &LogRecord, buf: &mut Vec<u8>) -> serde_json::Result<()> {
 /// The sending side, held by the service.
 pub struct DecisionLog {
     tx: mpsc::Sender<LogRecord>,
+    /// Bytes of the records queued now ([`record_bytes`]), and the bound.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
     filter: LogFilter,
     dropped: Arc<AtomicU64>,
     stop: Arc<Notify>,
@@ -187,6 +246,7 @@ impl DecisionLog {
     pub fn start(
         sink: LogSink,
         queue: usize,
+        queue_bytes: usize,
         filter: LogFilter,
         dropped: Arc<AtomicU64>,
     ) -> io::Result<Self> {
@@ -204,9 +264,18 @@ impl DecisionLog {
         };
         let (tx, rx) = mpsc::channel(queue.max(1));
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(write_loop(rx, out, dropped.clone(), stop.clone()));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(write_loop(
+            rx,
+            out,
+            dropped.clone(),
+            queued.clone(),
+            stop.clone(),
+        ));
         Ok(Self {
             tx,
+            queued,
+            max_queued: queue_bytes,
             filter,
             dropped,
             stop,
@@ -222,9 +291,13 @@ impl DecisionLog {
         }
     }
 
-    /// Queue a record without waiting; a full queue drops it and counts it.
+    /// Queue a record without waiting; a full queue (in records or in
+    /// bytes) drops it and counts it.
     pub fn submit(&self, record: LogRecord) {
-        if self.tx.try_send(record).is_err() {
+        let bytes = record_bytes(&record);
+        let before = self.queued.fetch_add(bytes, Ordering::AcqRel);
+        if before + bytes > self.max_queued || self.tx.try_send(record).is_err() {
+            self.queued.fetch_sub(bytes, Ordering::AcqRel);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -251,6 +324,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<LogRecord>,
     mut out: Box<dyn AsyncWrite + Send + Unpin>,
     dropped: Arc<AtomicU64>,
+    queued: Arc<AtomicUsize>,
     stop: Arc<Notify>,
 ) {
     let mut buf = Vec::with_capacity(BATCH_BYTES * 2);
@@ -277,6 +351,8 @@ async fn write_loop(
             if let Err(e) = encode(&record, &mut buf) {
                 tracing::warn!("decision log: cannot encode a record: {e}");
             }
+            queued.fetch_sub(record_bytes(&record), Ordering::AcqRel);
+            drop(record);
             if buf.len() >= BATCH_BYTES {
                 break;
             }

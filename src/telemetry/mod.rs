@@ -53,6 +53,8 @@ pub struct TelemetryOptions {
     pub decision_log: Option<LogSink>,
     /// Decision log queue length.
     pub decision_log_queue: usize,
+    /// Bytes the decision log queue may hold.
+    pub decision_log_queue_bytes: usize,
     /// Which decisions are logged.
     pub decision_log_filter: LogFilter,
 }
@@ -401,6 +403,7 @@ impl Telemetry {
                 DecisionLog::start(
                     sink,
                     opts.decision_log_queue,
+                    opts.decision_log_queue_bytes,
                     opts.decision_log_filter,
                     telemetry.dropped.clone(),
                 )

@@ -1,0 +1,383 @@
+//! What a client connection may hold, whatever the runtime: how many
+//! connections there are at once, how long one may take to start speaking
+//! HTTP/2, and how long it may stay open with no call. Every accepted
+//! connection is admitted by a [`Gate`] (refused past `max_connections`)
+//! and served through [`Watched`], whose reads close it when its handshake
+//! or idle time runs out. The calls on a connection are counted in its
+//! [`Activity`], which the edge layer finds in each request's extensions
+//! through [`ConnInfo`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tonic::transport::server::Connected;
+
+/// The client's HTTP/2 preface (24 bytes) and the header of its SETTINGS
+/// frame (9 bytes): a connection that has not sent this much has not
+/// started HTTP/2.
+const HANDSHAKE_BYTES: usize = 24 + 9;
+
+/// The idle check runs this many times per idle timeout; a connection is
+/// idle when every check of a whole timeout found it so.
+const IDLE_CHECKS: u32 = 4;
+
+/// Warnings about refused or failed accepts are logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Connection limits (see `ConnectionLimits` in the configuration).
+#[derive(Clone, Debug)]
+pub struct ConnSettings {
+    /// Longest wait for the preface and SETTINGS.
+    pub handshake_timeout: Duration,
+    /// Time without an open call after which a connection is closed (0: never).
+    pub idle_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+}
+
+/// Admits connections up to the limit; shared by every listener.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    settings: Arc<ConnSettings>,
+    live: Arc<AtomicUsize>,
+    refused: Arc<Warnings>,
+}
+
+impl Gate {
+    /// A gate for `settings`.
+    pub fn new(settings: ConnSettings) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            live: Arc::default(),
+            refused: Arc::new(Warnings::new("connections refused at max_connections")),
+        }
+    }
+
+    /// A place for one more connection, or `None` at the limit (the caller
+    /// closes the connection; a warning is logged at most every ten seconds).
+    pub fn admit(&self) -> Option<Slot> {
+        let before = self.live.fetch_add(1, Ordering::AcqRel);
+        if before >= self.settings.max_connections {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            self.refused.note();
+            return None;
+        }
+        Some(Slot(self.live.clone()))
+    }
+
+    /// Connections open now.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Serve `io` (admitted with `slot`) under the handshake and idle limits.
+    pub fn watch<IO>(&self, io: IO, peer: Option<SocketAddr>, slot: Slot) -> Watched<IO> {
+        let s = &self.settings;
+        let now = Instant::now();
+        let check = if s.handshake_timeout.is_zero() {
+            self.idle_period().map_or(far_future(now), |p| now + p)
+        } else {
+            now + s.handshake_timeout
+        };
+        Watched {
+            io,
+            info: ConnInfo {
+                peer,
+                activity: Arc::default(),
+            },
+            _slot: slot,
+            handshake_left: if s.handshake_timeout.is_zero() {
+                0
+            } else {
+                HANDSHAKE_BYTES
+            },
+            idle_period: self.idle_period(),
+            quiet_checks: 0,
+            seen_started: 0,
+            timer: Box::pin(tokio::time::sleep_until(check)),
+        }
+    }
+
+    fn idle_period(&self) -> Option<Duration> {
+        let idle = self.settings.idle_timeout;
+        (!idle.is_zero()).then(|| idle / IDLE_CHECKS)
+    }
+}
+
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(86_400 * 365)
+}
+
+/// A warning logged at most every [`WARN_EVERY`], with how many times it
+/// happened since it was last logged.
+#[derive(Debug)]
+pub struct Warnings {
+    what: &'static str,
+    count: AtomicU64,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Warnings {
+    /// A rate-limited warning about `what`.
+    pub fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            count: AtomicU64::new(0),
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Count one occurrence; log when the last log is old enough.
+    pub fn note(&self) {
+        self.note_with(None);
+    }
+
+    /// Count one occurrence with its error; log when the last log is old enough.
+    pub fn note_with(&self, error: Option<&dyn std::fmt::Display>) {
+        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < WARN_EVERY) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        self.count.fetch_sub(count, Ordering::Relaxed);
+        match error {
+            Some(e) => tracing::warn!(count, error = %e, "{}", self.what),
+            None => tracing::warn!(count, "{}", self.what),
+        }
+    }
+}
+
+/// A connection's place under `max_connections`, freed when it closes.
+#[derive(Debug)]
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The calls of one connection.
+#[derive(Debug, Default)]
+pub struct Activity {
+    open: AtomicUsize,
+    started: AtomicU64,
+}
+
+impl Activity {
+    /// A call started; it counts as open until the guard is dropped.
+    pub fn call(self: &Arc<Self>) -> CallGuard {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
+        CallGuard(self.clone())
+    }
+}
+
+/// An open call of a connection.
+#[derive(Debug)]
+pub struct CallGuard(Arc<Activity>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What the server knows of a connection, in every request's extensions.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The peer's address (TCP only).
+    pub peer: Option<SocketAddr>,
+    /// Its calls.
+    pub activity: Arc<Activity>,
+}
+
+/// A connection served under the handshake and idle limits: when one runs
+/// out, its next read fails and the server closes it.
+#[derive(Debug)]
+pub struct Watched<IO> {
+    io: IO,
+    info: ConnInfo,
+    _slot: Slot,
+    /// Bytes still to read before the handshake counts as done.
+    handshake_left: usize,
+    idle_period: Option<Duration>,
+    /// Consecutive idle checks that found no call open or started.
+    quiet_checks: u32,
+    seen_started: u64,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<IO> Watched<IO> {
+    /// The timer fired: the error that closes the connection, or `None`
+    /// with the timer set again.
+    fn on_timer(&mut self) -> Option<io::Error> {
+        if self.handshake_left > 0 {
+            return Some(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no HTTP/2 preface and SETTINGS within handshake_timeout_ms",
+            ));
+        }
+        let now = Instant::now();
+        let Some(period) = self.idle_period else {
+            self.timer.as_mut().reset(far_future(now));
+            return None;
+        };
+        let activity = &self.info.activity;
+        let started = activity.started.load(Ordering::Relaxed);
+        if activity.open.load(Ordering::Relaxed) == 0 && started == self.seen_started {
+            self.quiet_checks += 1;
+            if self.quiet_checks >= IDLE_CHECKS {
+                return Some(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no call within idle_timeout_ms",
+                ));
+            }
+        } else {
+            self.quiet_checks = 0;
+            self.seen_started = started;
+        }
+        self.timer.as_mut().reset(now + period);
+        None
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if this.handshake_left > 0 {
+                    let read = buf.filled().len() - before;
+                    this.handshake_left = this.handshake_left.saturating_sub(read);
+                    if this.handshake_left == 0 {
+                        let now = Instant::now();
+                        let next = this.idle_period.map_or(far_future(now), |p| now + p);
+                        this.timer.as_mut().reset(next);
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => loop {
+                match this.timer.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => {
+                        if let Some(e) = this.on_timer() {
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                }
+            },
+            other => other,
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl<IO: Send + Sync + 'static> Connected for Watched<IO> {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    fn gate(handshake_ms: u64, idle_ms: u64, max: usize) -> Gate {
+        Gate::new(ConnSettings {
+            handshake_timeout: Duration::from_millis(handshake_ms),
+            idle_timeout: Duration::from_millis(idle_ms),
+            max_connections: max,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_closed_at_the_handshake_timeout() {
+        let g = gate(100, 0, 10);
+        let (_client, server) = tokio::io::duplex(64);
+        let mut w = g.watch(server, None, g.admit().unwrap());
+        let mut buf = [0u8; 8];
+        let err = w.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_and_a_busy_one_is_not() {
+        let g = gate(100, 400, 10);
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut w = g.watch(server, None, g.admit().unwrap());
+        client.write_all(&[0u8; HANDSHAKE_BYTES]).await.unwrap();
+        let mut buf = [0u8; HANDSHAKE_BYTES];
+        w.read_exact(&mut buf).await.unwrap();
+        // A call open for longer than the idle timeout keeps it open.
+        let call = w.info.activity.call();
+        let started = Instant::now();
+        let read = tokio::time::timeout(Duration::from_millis(1000), w.read(&mut buf)).await;
+        assert!(read.is_err(), "closed while a call was open");
+        drop(call);
+        let err = w.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let idle_for = started.elapsed() - Duration::from_millis(1000);
+        assert!(idle_for >= Duration::from_millis(400), "{idle_for:?}");
+        assert!(idle_for <= Duration::from_millis(600), "{idle_for:?}");
+    }
+
+    #[test]
+    fn the_gate_admits_up_to_the_limit_and_frees_places() {
+        let g = gate(0, 0, 2);
+        let a = g.admit().unwrap();
+        let _b = g.admit().unwrap();
+        assert!(g.admit().is_none());
+        drop(a);
+        assert!(g.admit().is_some());
+        assert_eq!(g.live(), 1);
+    }
+}

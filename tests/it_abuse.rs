@@ -1,0 +1,553 @@
+//! Abuse of the real `verdict serve` binary, as an attacker would try it,
+//! each case with small limits so that it runs in seconds: bundles that
+//! wedge or exhaust a load, clients that hold streams or connections,
+//! requests built to be large, malformed or costly. Each asserts what the
+//! server does instead: a clear error, a later good bundle active, other
+//! clients still served, memory bounded. Longer forms with the default
+//! settings are `benches/abuse` (figures in BENCHMARKS.md).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use support::*;
+use tonic::Code;
+use verdict::proto::authorizer_client::AuthorizerClient;
+use verdict::proto::{self, AuthorizeRequest, ContextValues};
+
+const SECRET: &str = "TOP-SECRET-OUTSIDE-CONTENT";
+
+/// A `verdict serve` child on a Unix socket, killed and reaped on drop.
+struct Server {
+    child: std::process::Child,
+    sock: PathBuf,
+    _dir: tempfile::TempDir,
+    bundle: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn spawn(prepare: impl FnOnce(&Path), env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        copy_dir(&root().join(KMS), &bundle);
+        prepare(&bundle);
+        let sock = dir.path().join("verdict.sock");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_verdict"));
+        cmd.current_dir(root())
+            .env_remove("RUST_LOG")
+            .args(["serve", "--bundle", bundle.to_str().unwrap()])
+            .args(["--uds", sock.to_str().unwrap()])
+            .env("VERDICT_RELOAD_DEBOUNCE_MS", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        Self {
+            child,
+            sock,
+            _dir: dir,
+            bundle,
+        }
+    }
+
+    /// Wait until the socket exists and a bundle is active.
+    async fn ready(&self) -> AuthorizerClient<tonic::transport::Channel> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.sock.exists() {
+            assert!(Instant::now() < deadline, "the socket never appeared");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut c = AuthorizerClient::new(uds_channel(&self.sock).await);
+        loop {
+            let s = c.get_bundle_status(proto::GetBundleStatusRequest {}).await;
+            if s.is_ok_and(|s| !s.into_inner().revision.is_empty()) {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "no bundle became active");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            / 1024
+    }
+}
+
+fn frank() -> AuthorizeRequest {
+    AuthorizeRequest {
+        principal: "arn:aws:iam::111122223333:user/frank".into(),
+        action: "kms:Encrypt".into(),
+        resource: KEY.into(),
+        ..Default::default()
+    }
+}
+
+/// Every way a file in a bundle directory can wedge or exhaust a load.
+fn poison(bundle: &Path, outside: &Path) {
+    symlink(".", bundle.join("policies/l1")).unwrap();
+    symlink(".", bundle.join("policies/l2")).unwrap();
+    let fifo = bundle.join("policies/fifo.json");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    symlink("/dev/zero", bundle.join("policies/zero.json")).unwrap();
+    std::fs::write(outside, format!("\"{SECRET}\"")).unwrap();
+    std::fs::remove_file(bundle.join("principals.json")).unwrap();
+    symlink(outside, bundle.join("principals.json")).unwrap();
+}
+
+fn unpoison(bundle: &Path) {
+    for f in [
+        "policies/l1",
+        "policies/l2",
+        "policies/fifo.json",
+        "policies/zero.json",
+        "principals.json",
+    ] {
+        std::fs::remove_file(bundle.join(f)).unwrap();
+    }
+    copy_dir(&root().join(KMS).join("policies"), &bundle.join("policies"));
+    std::fs::copy(
+        root().join(KMS).join("principals.json"),
+        bundle.join("principals.json"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_poisoned_first_bundle_exits_2_at_once_without_echoing_files() {
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    let outside_path = outside.path().to_path_buf();
+    let mut server = Server::spawn(|b| poison(b, &outside_path), &[]);
+    let started = Instant::now();
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(server.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    for needle in [
+        "symlink loop",
+        "not a regular file",
+        "leads outside the bundle",
+    ] {
+        assert!(stderr.contains(needle), "{needle} not in {stderr}");
+    }
+    assert!(!stderr.contains(SECRET), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_reload_is_reported_and_a_later_good_bundle_is_active() {
+    let server = Server::spawn(
+        |_| {},
+        &[
+            ("VERDICT_POLL_INTERVAL_MS", "300"),
+            ("VERDICT_WATCH", "false"),
+        ],
+    );
+    let mut c = server.ready().await;
+    let before = server.rss_mib();
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    poison(&server.bundle, outside.path());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        let s = c
+            .get_bundle_status(proto::GetBundleStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if s.reloads_failed > 0 {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poisoned bundle was never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let error = failed.last_error.unwrap();
+    let all = format!("{} {}", error.message, error.errors.join(" "));
+    assert!(all.contains("symlink loop"), "{all}");
+    assert!(!all.contains(SECRET), "{all}");
+    assert_eq!(failed.revision, "2026-11-28.1");
+    // The old bundle still answers; memory did not grow.
+    let r = c.authorize(frank()).await.unwrap().into_inner();
+    assert_eq!(r.decision(), proto::Decision::Allow);
+    assert!(
+        server.rss_mib() < before + 64,
+        "{} MiB after {before}",
+        server.rss_mib()
+    );
+    // A good bundle put in place afterwards is active within the poll
+    // interval and a second.
+    unpoison(&server.bundle);
+    std::fs::write(
+        server.bundle.join("manifest.json"),
+        r#"{"revision": "fixed"}"#,
+    )
+    .unwrap();
+    let fixed_at = Instant::now();
+    loop {
+        let s = c
+            .get_bundle_status(proto::GetBundleStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if s.revision == "fixed" {
+            assert!(s.last_error.is_none());
+            break;
+        }
+        assert!(
+            fixed_at.elapsed() < Duration::from_millis(1300 + 300),
+            "not active in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_during_the_first_load_does_not_kill_the_server() {
+    let mut server = Server::spawn(|_| {}, &[]);
+    let stderr = server.child.stderr.take().unwrap();
+    let pid = server.child.id();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
+            if line.unwrap().contains("loading the first bundle") {
+                assert!(
+                    Command::new("kill")
+                        .args(["-HUP", &pid.to_string()])
+                        .status()
+                        .unwrap()
+                        .success()
+                );
+                // Keep reading so that the server never blocks on stderr.
+                std::thread::spawn(move || lines.for_each(drop));
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(seen);
+    let mut c = server.ready().await;
+    assert!(c.authorize(frank()).await.is_ok());
+    assert!(server.child.try_wait().unwrap().is_none());
+}
+
+/// An HTTP/2 connection on the socket, driven in the background.
+async fn h2_conn(sock: &Path) -> h2::client::SendRequest<Bytes> {
+    let io = tokio::net::UnixStream::connect(sock).await.unwrap();
+    let (client, conn) = h2::client::handshake(io).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+fn grpc_post(path: &str, content_type: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri(format!("http://localhost{path}"))
+        .header("content-type", content_type)
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+/// The grpc-status of a response, from its headers (trailers-only) or trailers.
+async fn grpc_status(response: h2::client::ResponseFuture) -> (http::StatusCode, Option<String>) {
+    let response = match response.await {
+        Ok(r) => r,
+        // A stream over the connection's limit, sent before the client
+        // knew it, is refused.
+        Err(e) if e.reason() == Some(h2::Reason::REFUSED_STREAM) => {
+            return (http::StatusCode::OK, Some("refused".into()));
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let status = response.status();
+    if let Some(s) = response.headers().get("grpc-status") {
+        return (status, Some(s.to_str().unwrap().to_owned()));
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let _ = chunk;
+    }
+    let trailers = body.trailers().await.ok().flatten();
+    (
+        status,
+        trailers.and_then(|t| t.get("grpc-status").map(|s| s.to_str().unwrap().to_owned())),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_never_send_a_body_cannot_starve_other_clients() {
+    let server = Server::spawn(
+        |_| {},
+        &[
+            ("VERDICT_REQUEST_BODY_TIMEOUT_MS", "500"),
+            ("VERDICT_CONCURRENCY_LIMIT", "256"),
+            ("VERDICT_MAX_CONCURRENT_STREAMS", "50"),
+        ],
+    );
+    let mut c = server.ready().await;
+    // Four connections, each trying to open 100 streams that never send a
+    // body: each may hold 50 of the 256 permits, for half a second.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut conn = h2_conn(&server.sock).await;
+        for _ in 0..100 {
+            conn = conn.ready().await.unwrap();
+            let Ok((response, send)) = conn.send_request(
+                grpc_post("/verdict.v1.Authorizer/Authorize", "application/grpc"),
+                false,
+            ) else {
+                break;
+            };
+            held.push((tokio::spawn(grpc_status(response)), send));
+        }
+    }
+    let mut latencies = Vec::new();
+    let mut ok = 0;
+    for _ in 0..300 {
+        let t = Instant::now();
+        if c.authorize(frank()).await.is_ok() {
+            ok += 1;
+        }
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    assert!(ok >= 297, "{ok} of 300 calls succeeded");
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    // Every held stream was ended for its missing body (DEADLINE_EXCEEDED),
+    // or refused over the connection's stream limit.
+    let mut timed_out = 0;
+    for (response, _send) in held {
+        let (_, status) = tokio::time::timeout(Duration::from_secs(5), response)
+            .await
+            .unwrap()
+            .unwrap();
+        match status.as_deref() {
+            Some("4") => timed_out += 1,
+            Some("refused") => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!((4 * 50..=4 * 100).contains(&timed_out), "{timed_out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_idle_and_excess_connections_are_closed() {
+    use tokio::io::AsyncReadExt as _;
+    let server = Server::spawn(
+        |_| {},
+        &[
+            ("VERDICT_HANDSHAKE_TIMEOUT_MS", "400"),
+            ("VERDICT_IDLE_TIMEOUT_MS", "800"),
+            ("VERDICT_MAX_CONNECTIONS", "8"),
+        ],
+    );
+    let mut c = server.ready().await;
+    drop(c.authorize(frank()).await.unwrap());
+    drop(c);
+    // The client above may still hold its connection until it is idle.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(tokio::net::UnixStream::connect(&server.sock).await.unwrap());
+    }
+    // The ninth is closed as it is accepted.
+    let mut extra = tokio::net::UnixStream::connect(&server.sock).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_millis(300), extra.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        matches!(n, Ok(0) | Err(_)),
+        "the ninth connection got {n:?}"
+    );
+    // The silent ones are closed at the handshake timeout.
+    let started = Instant::now();
+    for mut s in silent {
+        // The server's own SETTINGS may come first; then the connection ends.
+        let closed = tokio::time::timeout(Duration::from_secs(3), async {
+            while let Ok(n) = s.read(&mut buf).await
+                && n > 0
+            {}
+        })
+        .await;
+        assert!(closed.is_ok(), "a silent connection stayed open");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A connection that made a call and then went quiet is closed too.
+    let mut conn = h2_conn(&server.sock).await;
+    conn = conn.ready().await.unwrap();
+    let (response, _send) = conn
+        .send_request(
+            grpc_post("/grpc.health.v1.Health/Check", "application/grpc"),
+            true,
+        )
+        .unwrap();
+    let (http_status, _) = grpc_status(response).await;
+    assert_eq!(http_status, http::StatusCode::OK);
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if conn.clone().ready().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle connection stayed open");
+    // New clients are served again.
+    let mut c = AuthorizerClient::new(uds_channel(&server.sock).await);
+    assert!(c.authorize(frank()).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_malformed_and_costly_requests_are_refused_clearly() {
+    let server = Server::spawn(|_| {}, &[]);
+    let mut c = server.ready().await;
+    // Over max_request_bytes (64 KiB) in all, though every part is within its own limit.
+    let mut big = frank();
+    for i in 0..20 {
+        big.context.insert(
+            format!("k{i}"),
+            ContextValues {
+                values: vec!["v".repeat(4000)],
+            },
+        );
+    }
+    let e = c.authorize(big).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("max_request_bytes"), "{}", e.message());
+    // Control characters.
+    for (field, mut r) in [
+        (
+            "principal",
+            AuthorizeRequest {
+                principal: "arn:aws:iam::111122223333:user/fr\0ank".into(),
+                ..frank()
+            },
+        ),
+        (
+            "action",
+            AuthorizeRequest {
+                action: "kms:Encr\0ypt".into(),
+                ..frank()
+            },
+        ),
+    ] {
+        let e = c.authorize(r.clone()).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with(field), "{}", e.message());
+        r.principal.clear();
+    }
+    // A long key is echoed cut, so the status stays small.
+    let mut long_key = frank();
+    long_key.context.insert(
+        format!("{}\u{1}", "k".repeat(4000)),
+        ContextValues { values: vec![] },
+    );
+    let e = c.authorize(long_key).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().len() < 400, "{} bytes", e.message().len());
+    assert!(
+        e.details().len() < 1024,
+        "{} bytes of details",
+        e.details().len()
+    );
+    // A body that is not a protobuf message, and a body that is not gRPC.
+    let mut conn = h2_conn(&server.sock).await;
+    conn = conn.ready().await.unwrap();
+    let (response, mut send) = conn
+        .send_request(
+            grpc_post("/verdict.v1.Authorizer/Authorize", "application/grpc"),
+            false,
+        )
+        .unwrap();
+    send.send_data(
+        Bytes::from_static(&[0, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]),
+        true,
+    )
+    .unwrap();
+    assert_eq!(grpc_status(response).await.1.as_deref(), Some("3"));
+    conn = conn.ready().await.unwrap();
+    let (response, _send) = conn
+        .send_request(
+            grpc_post("/verdict.v1.Authorizer/Authorize", "application/json"),
+            true,
+        )
+        .unwrap();
+    let (http_status, grpc) = grpc_status(response).await;
+    assert_eq!(http_status, http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(grpc.as_deref(), Some("3"));
+    // A session policy built to make wildcard matching backtrack: answered
+    // at once, decided or refused, never a stall.
+    let statement = serde_json::json!({
+        "Effect": "Deny", "Action": "kms:*", "Resource": "*",
+        "Condition": {"ForAnyValue:StringLike": {"app:tag": [format!("*{}b*", "a".repeat(2000))]}}
+    });
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [statement.clone(), statement.clone(), statement.clone(), statement]});
+    let costly = AuthorizeRequest {
+        principal: "arn:aws:sts::111122223333:assumed-role/KeyAdmin/ops".into(),
+        action: "kms:DescribeKey".into(),
+        resource: KEY.into(),
+        session_policy: policy.to_string(),
+        context: [(
+            "app:tag".to_owned(),
+            ContextValues {
+                values: vec!["a".repeat(4096); 12],
+            },
+        )]
+        .into(),
+        explain: false,
+    };
+    let t = Instant::now();
+    let r = c.authorize(costly).await;
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
+    match r {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}"),
+    }
+}

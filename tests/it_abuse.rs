@@ -551,3 +551,26 @@ async fn large_malformed_and_costly_requests_are_refused_clearly() {
         Err(e) => assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_past_reload_timeout_fails_and_stops_a_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    copy_dir(&root().join(KMS), &bundle);
+    // Enough policies that a load takes well over a millisecond.
+    let statement = serde_json::json!({"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
+        "Condition": {"StringLike": {"kms:EncryptionContext:app": ["a*", "b*", "c*"]}}});
+    let doc = serde_json::json!({"Version": "2012-10-17", "Statement": vec![statement; 200]}).to_string();
+    std::fs::create_dir_all(bundle.join("policies/bulk")).unwrap();
+    for i in 0..200 {
+        std::fs::write(bundle.join(format!("policies/bulk/p{i}.json")), &doc).unwrap();
+    }
+    let config = config(&bundle, None, &[("VERDICT_RELOAD_TIMEOUT_MS", "1")]);
+    match verdict::app::start(&config, verdict::app::Hooks::default()).await {
+        Err(verdict::app::AppError::FirstBundle(failure)) => {
+            assert!(failure.message.contains("reload_timeout_ms"), "{}", failure.message);
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a load of 40,000 statements finished within 1 ms"),
+    }
+}

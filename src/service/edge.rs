@@ -118,21 +118,6 @@ where
         }
         let limits = &self.layer.limits;
         let batch = request.uri().path() == BATCH_PATH;
-        let permit = if batch {
-            match self.layer.batches.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    let refused = Status::resource_exhausted(format!(
-                        "{} BatchAuthorize calls are in flight (batch_concurrency_limit); retry",
-                        limits.batch_concurrency
-                    ))
-                    .into_http();
-                    return Box::pin(std::future::ready(Ok(refused)));
-                }
-            }
-        } else {
-            None
-        };
         let (limit, setting) = if batch {
             (limits.max_batch_bytes, "max_batch_bytes")
         } else {
@@ -142,19 +127,39 @@ where
             .extensions()
             .get::<ConnInfo>()
             .map(|c| c.activity.call());
-        let deadline = Instant::now() + limits.body_timeout;
+        // A batch may first wait its turn as long as its body may take to
+        // arrive; its body's deadline runs from the end of that wait at most.
+        let queue = batch.then(|| (self.layer.batches.clone(), limits.body_timeout));
+        let body_deadline = Instant::now()
+            + limits.body_timeout
+            + queue.as_ref().map_or(Duration::ZERO, |(_, wait)| *wait);
         let request = request.map(|body| {
             Body::new(Guarded {
                 inner: body,
                 received: 0,
                 limit: limit + PREFIX_BYTES,
                 setting,
-                deadline,
+                deadline: body_deadline,
                 timer: None,
             })
         });
+        // The call's future reads the body only once polled: a batch
+        // waiting for its turn holds no more than the connection's window.
         let call = self.inner.call(request);
+        let batch_limit = limits.batch_concurrency;
         Box::pin(async move {
+            let permit = match queue {
+                None => None,
+                Some((batches, wait)) => match tokio::time::timeout(wait, batches.acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => {
+                        return Ok(Status::resource_exhausted(format!(
+                            "{batch_limit} BatchAuthorize calls stayed in flight longer than request_body_timeout_ms (batch_concurrency_limit); retry"
+                        ))
+                        .into_http());
+                    }
+                },
+            };
             let response = call.await;
             drop((permit, call_guard));
             response

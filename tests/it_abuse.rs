@@ -560,7 +560,8 @@ async fn a_load_past_reload_timeout_fails_and_stops_a_first_start() {
     // Enough policies that a load takes well over a millisecond.
     let statement = serde_json::json!({"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
         "Condition": {"StringLike": {"kms:EncryptionContext:app": ["a*", "b*", "c*"]}}});
-    let doc = serde_json::json!({"Version": "2012-10-17", "Statement": vec![statement; 200]}).to_string();
+    let doc =
+        serde_json::json!({"Version": "2012-10-17", "Statement": vec![statement; 200]}).to_string();
     std::fs::create_dir_all(bundle.join("policies/bulk")).unwrap();
     for i in 0..200 {
         std::fs::write(bundle.join(format!("policies/bulk/p{i}.json")), &doc).unwrap();
@@ -568,9 +569,62 @@ async fn a_load_past_reload_timeout_fails_and_stops_a_first_start() {
     let config = config(&bundle, None, &[("VERDICT_RELOAD_TIMEOUT_MS", "1")]);
     match verdict::app::start(&config, verdict::app::Hooks::default()).await {
         Err(verdict::app::AppError::FirstBundle(failure)) => {
-            assert!(failure.message.contains("reload_timeout_ms"), "{}", failure.message);
+            assert!(
+                failure.message.contains("reload_timeout_ms"),
+                "{}",
+                failure.message
+            );
         }
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("a load of 40,000 statements finished within 1 ms"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_batch_bodies_hold_bounded_memory_and_time() {
+    let server = Server::spawn(|_| {}, &[]);
+    let mut c = server.ready().await;
+    let before = server.rss_mib();
+    // Three connections, 30 batches each, declaring 4 MiB but sending one
+    // and never the rest.
+    let mut held = Vec::new();
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&(4u32 * 1024 * 1024 - 6).to_be_bytes());
+    let chunk = Bytes::from(vec![0x0a; 1024 * 1024]);
+    for _ in 0..3 {
+        let mut conn = h2_conn(&server.sock).await;
+        for _ in 0..30 {
+            conn = conn.ready().await.unwrap();
+            let (response, mut send) = conn
+                .send_request(
+                    grpc_post("/verdict.v1.Authorizer/BatchAuthorize", "application/grpc"),
+                    false,
+                )
+                .unwrap();
+            send.send_data(Bytes::from(prefix.clone()), false).unwrap();
+            send.send_data(chunk.clone(), false).unwrap();
+            held.push((tokio::spawn(grpc_status(response)), send));
+        }
+    }
+    let mut ok = 0;
+    let mut peak = 0;
+    for i in 0..200 {
+        if c.authorize(frank()).await.is_ok() {
+            ok += 1;
+        }
+        if i % 20 == 0 {
+            peak = peak.max(server.rss_mib());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(ok >= 198, "{ok} of 200");
+    assert!(peak < before + 256, "RSS {peak} MiB from {before} MiB");
+    for (response, _send) in held {
+        let (_, status) = tokio::time::timeout(Duration::from_secs(5), response)
+            .await
+            .unwrap()
+            .unwrap();
+        // Body deadline, or its turn never came.
+        assert!(matches!(status.as_deref(), Some("4" | "8")), "{status:?}");
     }
 }

@@ -556,3 +556,50 @@ async fn shutdown_and_read_log(
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_log_queue_is_bounded_in_bytes_and_cuts_large_fields() {
+    // A stalled writer and a queue of many records but few bytes: large
+    // requests fill the bytes first.
+    let (log_out, log_in) = tokio::io::duplex(512);
+    let mut opts = options(settings(None));
+    opts.decision_log = Some(LogSink::Writer(Box::new(log_out)));
+    opts.decision_log_queue = 8192;
+    opts.decision_log_queue_bytes = 256 * 1024;
+    let telemetry = Arc::new(Telemetry::start(opts).unwrap());
+    let cfg = config(
+        &root().join(KMS),
+        None,
+        &[("VERDICT_CACHE_MAX_ENTRIES", "0")],
+    );
+    let running = start_with(&cfg, telemetry.clone()).await;
+    let mut c = client(&running).await;
+    let calls = 100u64;
+    for i in 0..calls {
+        let mut r = req(DAVE, "kms:Encrypt");
+        for k in 0..10 {
+            r.context.insert(
+                format!("app:k{k}"),
+                verdict::proto::ContextValues {
+                    values: vec![format!("{i}{}", "v".repeat(4000))],
+                },
+            );
+        }
+        c.authorize(r).await.unwrap();
+    }
+    let dropped = telemetry.decision_log().unwrap().dropped();
+    // About 40 KiB a record: no more than seven fit in 256 KiB (and a
+    // few in the writer's hands).
+    assert!(dropped >= calls - 12, "{dropped} dropped");
+    let lines = shutdown_and_read_log(running, log_in).await;
+    assert_eq!(lines.len() as u64 + dropped, calls);
+    let value = lines[0]["request"]["context"]["app:k0"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        value.ends_with("…[truncated: 4001 bytes]"),
+        "{}",
+        &value[value.len() - 40..]
+    );
+    assert!(value.len() < 1100);
+}

@@ -150,15 +150,17 @@ where
         Box::pin(async move {
             let permit = match queue {
                 None => None,
-                Some((batches, wait)) => match tokio::time::timeout(wait, batches.acquire_owned()).await {
-                    Ok(Ok(permit)) => Some(permit),
-                    _ => {
-                        return Ok(Status::resource_exhausted(format!(
+                Some((batches, wait)) => {
+                    match tokio::time::timeout(wait, batches.acquire_owned()).await {
+                        Ok(Ok(permit)) => Some(permit),
+                        _ => {
+                            return Ok(Status::resource_exhausted(format!(
                             "{batch_limit} BatchAuthorize calls stayed in flight longer than request_body_timeout_ms (batch_concurrency_limit); retry"
                         ))
                         .into_http());
+                        }
                     }
-                },
+                }
             };
             let response = call.await;
             drop((permit, call_guard));

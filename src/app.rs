@@ -283,13 +283,22 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.concurrency_limit,
         ))
-        .layer(EdgeLayer::new(EdgeLimits {
-            max_request_bytes: config.max_request_bytes,
-            max_batch_bytes: config.max_batch_bytes,
-            body_timeout: config.connections.request_body_timeout,
-            batch_concurrency: config.batch_concurrency_limit,
-        }))
         .into_inner();
+    let loops = match (config.runtime, config.worker_threads) {
+        (RuntimeFlavor::ThreadPerCore, 0) => {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+        (RuntimeFlavor::ThreadPerCore, n) => n,
+        _ => 1,
+    };
+    // Each event loop queues its own batches, so that a batch finishing on
+    // one loop never wakes a batch waiting on another.
+    let edge = EdgeLimits {
+        max_request_bytes: config.max_request_bytes,
+        max_batch_bytes: config.max_batch_bytes,
+        body_timeout: config.connections.request_body_timeout,
+        batch_concurrency: config.batch_concurrency_limit.div_ceil(loops),
+    };
     let timeout = config.request_timeout;
     let conn = config.connections.clone();
     let server = move || {
@@ -304,7 +313,10 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
                 .max_connection_age(age)
                 .max_connection_age_grace(timeout);
         }
-        builder.layer(layers.clone()).add_routes(routes.clone())
+        builder
+            .layer(layers.clone())
+            .layer(EdgeLayer::new(edge.clone()))
+            .add_routes(routes.clone())
     };
     let gate = Gate::new(ConnSettings {
         handshake_timeout: config.connections.handshake_timeout,
@@ -314,10 +326,6 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
     let mut servers = Vec::new();
     let mut loop_counts = None;
     if config.runtime == RuntimeFlavor::ThreadPerCore {
-        let loops = match config.worker_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
         let counts = loops::Counts::new(loops);
         let (tcp_dispatch, tcp_rx) = loops::Dispatcher::<TcpStream>::new(&counts);
         #[cfg(unix)]

@@ -30,6 +30,10 @@ use verdict::proto::{self, AuthorizeRequest, ContextValues};
 
 const SECRET: &str = "TOP-SECRET-OUTSIDE-CONTENT";
 
+/// The cases run one at a time: their timing assertions (p99, deadlines)
+/// are about the server under attack, not about other cases' servers.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A `verdict serve` child on a Unix socket, killed and reaped on drop.
 struct Server {
     child: std::process::Child,
@@ -149,6 +153,7 @@ fn unpoison(bundle: &Path) {
 
 #[test]
 fn a_poisoned_first_bundle_exits_2_at_once_without_echoing_files() {
+    let _serial = SERIAL.blocking_lock();
     let outside = tempfile::NamedTempFile::new().unwrap();
     let outside_path = outside.path().to_path_buf();
     let mut server = Server::spawn(|b| poison(b, &outside_path), &[]);
@@ -170,6 +175,7 @@ fn a_poisoned_first_bundle_exits_2_at_once_without_echoing_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poisoned_reload_is_reported_and_a_later_good_bundle_is_active() {
+    let _serial = SERIAL.lock().await;
     let server = Server::spawn(
         |_| {},
         &[
@@ -239,6 +245,7 @@ async fn a_poisoned_reload_is_reported_and_a_later_good_bundle_is_active() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_during_the_first_load_does_not_kill_the_server() {
+    let _serial = SERIAL.lock().await;
     let mut server = Server::spawn(|_| {}, &[]);
     let stderr = server.child.stderr.take().unwrap();
     let pid = server.child.id();
@@ -316,6 +323,7 @@ async fn grpc_status(response: h2::client::ResponseFuture) -> (http::StatusCode,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_that_never_send_a_body_cannot_starve_other_clients() {
+    let _serial = SERIAL.lock().await;
     let server = Server::spawn(
         |_| {},
         &[
@@ -373,6 +381,7 @@ async fn streams_that_never_send_a_body_cannot_starve_other_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_idle_and_excess_connections_are_closed() {
+    let _serial = SERIAL.lock().await;
     use tokio::io::AsyncReadExt as _;
     let server = Server::spawn(
         |_| {},
@@ -442,6 +451,7 @@ async fn silent_idle_and_excess_connections_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_malformed_and_costly_requests_are_refused_clearly() {
+    let _serial = SERIAL.lock().await;
     let server = Server::spawn(|_| {}, &[]);
     let mut c = server.ready().await;
     // Over max_request_bytes (64 KiB) in all, though every part is within its own limit.
@@ -554,6 +564,7 @@ async fn large_malformed_and_costly_requests_are_refused_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_past_reload_timeout_fails_and_stops_a_first_start() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle");
     copy_dir(&root().join(KMS), &bundle);
@@ -582,6 +593,7 @@ async fn a_load_past_reload_timeout_fails_and_stops_a_first_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_batch_bodies_hold_bounded_memory_and_time() {
+    let _serial = SERIAL.lock().await;
     let server = Server::spawn(|_| {}, &[]);
     let mut c = server.ready().await;
     let before = server.rss_mib();

@@ -362,12 +362,21 @@ fn read_tar_gz(path: &Path, display: &str, limits: &Limits) -> Result<RawBundle,
         path: display.to_owned(),
         reason: io_reason(&e),
     })?;
+    Ok(read_tar_gz_from(
+        std::io::BufReader::new(file),
+        display,
+        limits,
+    ))
+}
+
+/// Read a bundle from the bytes of a `.tar.gz` (named `display` in messages).
+pub fn read_tar_gz_from(reader: impl Read, display: &str, limits: &Limits) -> RawBundle {
     let mut out = RawBundle {
         source: display.to_owned(),
         files: Vec::new(),
         diagnostics: Vec::new(),
     };
-    let decoder = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
+    let decoder = flate2::read::GzDecoder::new(reader);
     let mut archive = tar::Archive::new(decoder);
     let mut total: u64 = 0;
     let mut count = 0usize;
@@ -376,7 +385,7 @@ fn read_tar_gz(path: &Path, display: &str, limits: &Limits) -> Result<RawBundle,
         Ok(e) => e,
         Err(e) => {
             out.diagnostics.push(bundle_error("", B::Io(e.to_string())));
-            return Ok(out);
+            return out;
         }
     };
     for entry in entries {
@@ -397,7 +406,7 @@ fn read_tar_gz(path: &Path, display: &str, limits: &Limits) -> Result<RawBundle,
         if count > limits.max_files {
             out.diagnostics
                 .push(bundle_error("", B::TooManyFiles(limits.max_files)));
-            return Ok(out);
+            return out;
         }
         let size = entry.header().size().unwrap_or(u64::MAX);
         total = total.saturating_add(size);
@@ -410,7 +419,7 @@ fn read_tar_gz(path: &Path, display: &str, limits: &Limits) -> Result<RawBundle,
                     limit: limits.max_unpacked_bytes,
                 },
             ));
-            return Ok(out);
+            return out;
         }
         let entry_path = match entry.path() {
             Ok(p) => p.into_owned(),
@@ -492,7 +501,7 @@ fn read_tar_gz(path: &Path, display: &str, limits: &Limits) -> Result<RawBundle,
         out.files.push(f);
     }
     out.files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
+    out
 }
 
 /// A relative, `/`-separated path with no `..` or root components.

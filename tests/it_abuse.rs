@@ -62,7 +62,7 @@ impl Server {
             .args(["serve", "--bundle", bundle.to_str().unwrap()])
             .args(["--uds", sock.to_str().unwrap()])
             .env("VERDICT_RELOAD_DEBOUNCE_MS", "0")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
@@ -639,4 +639,36 @@ async fn slow_batch_bodies_hold_bounded_memory_and_time() {
         // Body deadline, or its turn never came.
         assert!(matches!(status.as_deref(), Some("4" | "8")), "{status:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_distinct_requests_with_a_stalled_decision_log_hold_bounded_memory() {
+    let _serial = SERIAL.lock().await;
+    // The decision log goes to stdout, which nobody reads: the pipe fills
+    // and the writer stalls, so every record stays queued until the
+    // queue's byte bound. Each request is distinct and near the request
+    // limit, so none is cached (over cache_max_entry_bytes) either.
+    let server = Server::spawn(|_| {}, &[("VERDICT_DECISION_LOG", "stdout")]);
+    let mut c = server.ready().await;
+    let before = server.rss_mib();
+    let value = "v".repeat(4000);
+    for i in 0..2000 {
+        let mut r = frank();
+        for k in 0..15 {
+            r.context.insert(
+                format!("app:k{k}"),
+                ContextValues {
+                    values: vec![format!("{i}-{value}")],
+                },
+            );
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(5), c.authorize(r))
+            .await
+            .expect("a decision waited on the stalled log");
+        assert!(answer.is_ok());
+    }
+    let after = server.rss_mib();
+    // 2,000 requests of 60 KiB are 117 MiB as sent, fewer than the 8,192
+    // records the queue may hold; its 16 MiB byte bound is what holds.
+    assert!(after < before + 64, "RSS {after} MiB from {before} MiB");
 }

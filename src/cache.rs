@@ -71,18 +71,9 @@ fn request_bytes(r: &AuthorizeRequest) -> u64 {
 }
 
 impl Entry {
-    /// The bytes this entry holds, roughly: its request copy, the decision's
-    /// lists and a fixed overhead.
+    /// The bytes this entry holds, roughly: its request copy (measured when
+    /// it was taken), the decision's lists and a fixed overhead.
     fn weight(&self) -> u64 {
-        let r = &self.request;
-        const STRING: usize = std::mem::size_of::<String>();
-        let strings =
-            r.principal.len() + r.action.len() + r.resource.len() + r.session_policy.len();
-        let context: usize = r
-            .context
-            .iter()
-            .map(|(k, v)| STRING + k.len() + v.iter().map(|s| STRING + s.len()).sum::<usize>())
-            .sum();
         let decision = self.decision.matched.len()
             * std::mem::size_of::<crate::eval::MatchedStatement>()
             + self
@@ -92,7 +83,10 @@ impl Entry {
                 .map(|k| 16 + k.len())
                 .sum::<usize>()
             + self.decision.explanation.as_ref().map_or(0, |_| 1024);
-        u64::try_from(strings + context + decision).unwrap_or(u64::MAX) + ENTRY_OVERHEAD_BYTES
+        self.request
+            .bytes
+            .saturating_add(u64::try_from(decision).unwrap_or(u64::MAX))
+            + ENTRY_OVERHEAD_BYTES
     }
 }
 
@@ -105,6 +99,8 @@ pub struct RequestCopy {
     context: ContextCopy,
     session_policy: Box<str>,
     explain: bool,
+    /// [`request_bytes`] of the request copied.
+    bytes: u64,
 }
 
 impl RequestCopy {
@@ -240,7 +236,8 @@ impl DecisionCache {
     /// request is small enough to be stored.
     pub fn copy(&self, r: &AuthorizeRequest) -> Option<RequestCopy> {
         self.cache.as_ref()?;
-        if request_bytes(r) > self.max_entry_bytes {
+        let bytes = request_bytes(r);
+        if bytes > self.max_entry_bytes {
             return None;
         }
         Some(RequestCopy {
@@ -254,6 +251,7 @@ impl DecisionCache {
                 .collect(),
             session_policy: r.session_policy.as_str().into(),
             explain: r.explain,
+            bytes,
         })
     }
 

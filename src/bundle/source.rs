@@ -61,6 +61,18 @@ fn too_large(path: &str, size: u64, limit: u64) -> Diagnostic {
     }
 }
 
+/// `what` (a whole bundle) is `size` bytes, over `max_unpacked_bytes`.
+fn unpacked_too_large(what: &'static str, size: u64, limits: &Limits) -> Diagnostic {
+    bundle_error(
+        "",
+        B::TooLarge {
+            what,
+            size,
+            limit: limits.max_unpacked_bytes,
+        },
+    )
+}
+
 fn bundle_error(file: &str, kind: B) -> Diagnostic {
     Diagnostic {
         severity: Severity::Error,
@@ -127,14 +139,8 @@ fn read_dir(path: &Path, display: &str, limits: &Limits) -> Result<RawBundle, Lo
                 }
                 total = total.saturating_add(len);
                 if total > limits.max_unpacked_bytes {
-                    out.diagnostics.push(bundle_error(
-                        "",
-                        B::TooLarge {
-                            what: "the bundle",
-                            size: total,
-                            limit: limits.max_unpacked_bytes,
-                        },
-                    ));
+                    out.diagnostics
+                        .push(unpacked_too_large("the bundle", total, limits));
                     break;
                 }
                 out.files.push(RawFile {
@@ -411,14 +417,8 @@ pub fn read_tar_gz_from(reader: impl Read, display: &str, limits: &Limits) -> Ra
         let size = entry.header().size().unwrap_or(u64::MAX);
         total = total.saturating_add(size);
         if total > limits.max_unpacked_bytes {
-            out.diagnostics.push(bundle_error(
-                "",
-                B::TooLarge {
-                    what: "the unpacked archive",
-                    size: total,
-                    limit: limits.max_unpacked_bytes,
-                },
-            ));
+            out.diagnostics
+                .push(unpacked_too_large("the unpacked archive", total, limits));
             return out;
         }
         let entry_path = match entry.path() {

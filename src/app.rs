@@ -318,11 +318,20 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
             .layer(EdgeLayer::new(edge.clone()))
             .add_routes(routes.clone())
     };
-    let gate = Gate::new(ConnSettings {
+    let (settings, fd_limit) = ConnSettings {
         handshake_timeout: config.connections.handshake_timeout,
         idle_timeout: config.connections.idle_timeout,
         max_connections: config.connections.max_connections,
-    });
+    }
+    .within_fd_limit();
+    if let Some(fd_limit) = fd_limit {
+        tracing::warn!(
+            fd_limit,
+            max_connections = settings.max_connections,
+            "max_connections lowered to leave file descriptors for bundle reads"
+        );
+    }
+    let gate = Gate::new(settings);
     let mut servers = Vec::new();
     let mut loop_counts = None;
     if config.runtime == RuntimeFlavor::ThreadPerCore {

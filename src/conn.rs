@@ -42,6 +42,42 @@ pub struct ConnSettings {
     pub max_connections: usize,
 }
 
+/// File descriptors kept for everything but client connections (bundle
+/// reads, the watcher, event loops, exporters), so that a flood of
+/// connections cannot keep a reload from opening its files.
+const FD_RESERVE: u64 = 128;
+
+impl ConnSettings {
+    /// These settings with `max_connections` lowered, if it must be, to
+    /// what the process's open-file limit allows beside [`FD_RESERVE`]
+    /// (half the limit when the limit is small). The soft limit is first
+    /// raised to the hard one. Returns the settings and, when lowered, the
+    /// limit that lowered them.
+    pub fn within_fd_limit(mut self) -> (Self, Option<u64>) {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.current != limit.maximum {
+            let raised = rustix::process::Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            };
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                limit = raised;
+            }
+        }
+        let Some(soft) = limit.current else {
+            return (self, None);
+        };
+        let room = soft - FD_RESERVE.min(soft / 2);
+        let room = usize::try_from(room).unwrap_or(usize::MAX).max(1);
+        if room >= self.max_connections {
+            return (self, None);
+        }
+        self.max_connections = room;
+        (self, Some(soft))
+    }
+}
+
 /// Admits connections up to the limit; shared by every listener.
 #[derive(Clone, Debug)]
 pub struct Gate {
@@ -330,6 +366,23 @@ impl<IO: Send + Sync + 'static> Connected for Watched<IO> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    #[test]
+    fn max_connections_leaves_descriptors_for_bundle_reads() {
+        let settings = |max_connections| ConnSettings {
+            handshake_timeout: Duration::ZERO,
+            idle_timeout: Duration::ZERO,
+            max_connections,
+        };
+        let (lowered, limit) = settings(usize::MAX).within_fd_limit();
+        let limit = limit.expect("the open-file limit is finite here");
+        assert_eq!(
+            lowered.max_connections as u64,
+            limit - FD_RESERVE.min(limit / 2)
+        );
+        let (kept, none) = settings(10).within_fd_limit();
+        assert_eq!((kept.max_connections, none), (10, None));
+    }
 
     fn gate(handshake_ms: u64, idle_ms: u64, max: usize) -> Gate {
         Gate::new(ConnSettings {

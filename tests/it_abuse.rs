@@ -51,12 +51,44 @@ impl Drop for Server {
 
 impl Server {
     fn spawn(prepare: impl FnOnce(&Path), env: &[(&str, &str)]) -> Self {
+        Self::spawn_with(prepare, env, None, false)
+    }
+
+    /// As [`Server::spawn`], with at most `nofile` open files when set, and
+    /// serving the bundle packed as `bundle.tar.gz` when `archive` (then
+    /// `bundle` is the archive's path).
+    fn spawn_with(
+        prepare: impl FnOnce(&Path),
+        env: &[(&str, &str)],
+        nofile: Option<u32>,
+        archive: bool,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let bundle = dir.path().join("bundle");
+        let mut bundle = dir.path().join("bundle");
         copy_dir(&root().join(KMS), &bundle);
         prepare(&bundle);
+        if archive {
+            let packed = dir.path().join("bundle.tar.gz");
+            let gz = flate2::write::GzEncoder::new(
+                std::fs::File::create(&packed).unwrap(),
+                flate2::Compression::default(),
+            );
+            let mut tar = tar::Builder::new(gz);
+            tar.append_dir_all(".", &bundle).unwrap();
+            tar.into_inner().unwrap().finish().unwrap();
+            bundle = packed;
+        }
         let sock = dir.path().join("verdict.sock");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_verdict"));
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_verdict"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_verdict")),
+        };
         cmd.current_dir(root())
             .env_remove("RUST_LOG")
             .args(["serve", "--bundle", bundle.to_str().unwrap()])
@@ -671,4 +703,235 @@ async fn large_distinct_requests_with_a_stalled_decision_log_hold_bounded_memory
     // 2,000 requests of 60 KiB are 117 MiB as sent, fewer than the 8,192
     // records the queue may hold; its 16 MiB byte bound is what holds.
     assert!(after < before + 64, "RSS {after} MiB from {before} MiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_at_the_fd_limit_cannot_stop_a_revocation() {
+    let _serial = SERIAL.lock().await;
+    // 200 files: max_connections is lowered to 100, leaving the rest for
+    // bundle reads.
+    let mut server = Server::spawn_with(
+        |_| {},
+        &[
+            ("VERDICT_HANDSHAKE_TIMEOUT_MS", "3000"),
+            ("VERDICT_POLL_INTERVAL_MS", "200"),
+            ("VERDICT_WATCH", "false"),
+        ],
+        Some(200),
+        false,
+    );
+    let stderr = server.child.stderr.take().unwrap();
+    let log = tokio::task::spawn_blocking(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let mut c = server.ready().await;
+    let r = c.authorize(frank()).await.unwrap().into_inner();
+    assert_eq!(r.decision(), proto::Decision::Allow);
+    // 300 connections that never speak: the server's files would run out
+    // at 200.
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(tokio::net::UnixStream::connect(&server.sock).await.unwrap());
+    }
+    // Frank's policy is taken away while they are open.
+    let principals = server.bundle.join("principals.json");
+    let text = std::fs::read_to_string(&principals).unwrap();
+    let revoked = text.replace(
+        r#""policies": ["kms/encrypt-decrypt-specific-keys"]"#,
+        r#""policies": []"#,
+    );
+    assert_ne!(text, revoked);
+    std::fs::write(&principals, revoked).unwrap();
+    let started = Instant::now();
+    loop {
+        let r = c.authorize(frank()).await.unwrap().into_inner();
+        if r.decision() == proto::Decision::ImplicitDeny {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "the revocation never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = c
+        .get_bundle_status(proto::GetBundleStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.last_error.is_none(), "{:?}", status.last_error);
+    // Once the silent ones are closed at the handshake timeout, new
+    // clients are served.
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    drop(silent);
+    let mut fresh = AuthorizerClient::new(uds_channel(&server.sock).await);
+    assert!(fresh.authorize(frank()).await.is_ok());
+    drop((c, fresh));
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let log = log.await.unwrap();
+    assert!(
+        log.iter().any(|l| l.contains("max_connections lowered")),
+        "{log:?}"
+    );
+    // Refusals are logged, but not once per connection.
+    let refusals = log.iter().filter(|l| l.contains("refused")).count();
+    assert!(
+        (1..=3).contains(&refusals),
+        "{refusals} refusal lines: {log:?}"
+    );
+}
+
+/// Waits until the server reports a failed reload, and returns its status.
+async fn failed_reload(
+    c: &mut AuthorizerClient<tonic::transport::Channel>,
+    within: Duration,
+) -> proto::BundleStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = c
+            .get_bundle_status(proto::GetBundleStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if s.reloads_failed > 0 {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no failed reload was reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_of_many_symlink_entries_stops_at_the_file_limit() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::spawn_with(
+        |_| {},
+        &[
+            ("VERDICT_POLL_INTERVAL_MS", "200"),
+            ("VERDICT_WATCH", "false"),
+        ],
+        None,
+        true,
+    );
+    let mut c = server.ready().await;
+    let before = server.rss_mib();
+    // 200,000 entries that are not files (each also named `..`-free and
+    // distinct), twice max_bundle_files: a 100 MB tar in a small archive.
+    let evil = server.bundle.with_extension("new");
+    {
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&evil).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        for i in 0..200_000 {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            header.set_mode(0o777);
+            tar.append_link(&mut header, format!("policies/l{i}"), "/etc/passwd")
+                .unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    std::fs::rename(&evil, &server.bundle).unwrap();
+    let started = Instant::now();
+    let failed = failed_reload(&mut c, Duration::from_secs(10)).await;
+    let error = failed.last_error.unwrap();
+    let all = format!("{} {}", error.message, error.errors.join(" "));
+    assert!(all.contains("max_bundle_files"), "{all}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        server.rss_mib() < before + 64,
+        "{} MiB after {before}",
+        server.rss_mib()
+    );
+    let r = c.authorize(frank()).await.unwrap().into_inner();
+    assert_eq!(r.decision(), proto::Decision::Allow);
+}
+
+/// A request for `principal` whose context takes about `bytes` in memory.
+fn padded(principal: &str, n: usize, bytes: usize) -> AuthorizeRequest {
+    let mut r = frank();
+    r.principal = principal.into();
+    r.context.insert(
+        "app:pad".into(),
+        ContextValues {
+            values: vec![format!("{n}-{}", "p".repeat(bytes / 2)), "p".repeat(bytes / 2)],
+        },
+    );
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_requests_and_wide_batches_hold_the_cache_to_its_byte_bound() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::spawn(|_| {}, &[]);
+    let c = server.ready().await;
+    let before = server.rss_mib();
+    // 30,000 distinct requests of 7 KiB, each small enough to be cached:
+    // 210 MiB if entries were bounded only in number (100,000).
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let mut c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..7_500 {
+                let r = padded("arn:aws:iam::111122223333:user/frank", t * 10_000 + i, 7000);
+                c.authorize(r).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after_cache = server.rss_mib();
+    // Batches of 900 items with 64 keys of 26 empty values each: 4 KiB
+    // per item on the wire, ten times that decoded; none is cached.
+    let item = |n: usize| {
+        let mut r = frank();
+        for k in 0..64 {
+            r.context.insert(
+                format!("app:k{n}-{k}"),
+                ContextValues {
+                    values: vec![String::new(); 26],
+                },
+            );
+        }
+        r
+    };
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let mut c = c.clone();
+        let batch = proto::BatchAuthorizeRequest {
+            requests: (0..900).map(|n| item(t * 1000 + n)).collect(),
+        };
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                let r = c.batch_authorize(batch.clone()).await.unwrap().into_inner();
+                assert_eq!(r.responses.len(), 900);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after_batches = server.rss_mib();
+    eprintln!("RSS {before} MiB, {after_cache} after the cache, {after_batches} after the batches");
+    // The cache's 64 MiB, and what the allocator keeps around it.
+    assert!(
+        after_cache < before + 96,
+        "RSS {after_cache} MiB from {before} MiB"
+    );
+    assert!(
+        after_batches < before + 256,
+        "RSS {after_batches} MiB from {before} MiB"
+    );
 }

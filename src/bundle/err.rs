@@ -80,7 +80,7 @@ pub enum BundleErrorKind {
         limit: u64,
     },
     /// Too many files.
-    #[error("the bundle holds more than {0} files")]
+    #[error("the bundle holds more than {0} files (max_bundle_files)")]
     TooManyFiles(usize),
     /// Nesting deeper than the limit.
     #[error("JSON nesting deeper than {0} levels")]

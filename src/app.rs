@@ -1,5 +1,6 @@
-//! Wiring: listeners (TCP and a Unix socket), tower layers (timeout,
-//! load shedding over one concurrency limit), health and reflection, the
+//! Wiring: listeners (TCP and a Unix socket), the request timeout and the
+//! edge (`crate::service::edge`: bodies read within their limits, then one
+//! concurrency limit over every loop), health and reflection, the
 //! `thread_per_core` event loops (`crate::loops`), the reloader and its
 //! readiness flip, and graceful shutdown.
 //!
@@ -173,16 +174,6 @@ where
     tcp.and(uds)
 }
 
-fn overloaded_to_status(e: tower::BoxError) -> tower::BoxError {
-    if e.is::<tower::load_shed::error::Overloaded>() {
-        Box::new(tonic::Status::resource_exhausted(
-            "verdict is at its concurrency limit; retry",
-        ))
-    } else {
-        e
-    }
-}
-
 /// Start serving; returns once the first bundle is active.
 pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
     // Listeners first, so that a bad address fails before any work.
@@ -274,16 +265,8 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
     let signal = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    // Outermost first: errors of the load-shed layer become RESOURCE_EXHAUSTED;
-    // the concurrency limit bounds calls in flight, over every listener and
-    // loop together.
-    let layers = tower::ServiceBuilder::new()
-        .map_err(overloaded_to_status)
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            config.concurrency_limit,
-        ))
-        .into_inner();
+    // Calls past their body, over every listener and loop together.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(config.concurrency_limit));
     let loops = match (config.runtime, config.worker_threads) {
         (RuntimeFlavor::ThreadPerCore, 0) => {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -298,6 +281,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         max_batch_bytes: config.max_batch_bytes,
         body_timeout: config.connections.request_body_timeout,
         batch_concurrency: config.batch_concurrency_limit.div_ceil(loops),
+        max_batch_decoded_bytes: config.max_batch_decoded_bytes,
     };
     let timeout = config.request_timeout;
     let conn = config.connections.clone();
@@ -306,6 +290,8 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         let mut builder = tonic::transport::Server::builder()
             .timeout(timeout)
             .max_concurrent_streams(conn.max_concurrent_streams)
+            .initial_stream_window_size(conn.stream_window_bytes)
+            .initial_connection_window_size(conn.connection_window_bytes)
             .http2_keepalive_interval(nonzero(conn.keepalive_interval))
             .http2_keepalive_timeout(nonzero(conn.keepalive_timeout));
         if let Some(age) = nonzero(conn.max_connection_age) {
@@ -314,8 +300,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
                 .max_connection_age_grace(timeout);
         }
         builder
-            .layer(layers.clone())
-            .layer(EdgeLayer::new(edge.clone()))
+            .layer(EdgeLayer::new(edge.clone(), in_flight.clone()))
             .add_routes(routes.clone())
     };
     let (settings, fd_limit) = ConnSettings {

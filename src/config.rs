@@ -104,6 +104,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Largest `BatchAuthorize` request message, in bytes.
     pub max_batch_bytes: usize,
+    /// Largest `BatchAuthorize` request once decoded, measured before decoding.
+    pub max_batch_decoded_bytes: u64,
     /// `BatchAuthorize` calls in flight at once (their bodies included).
     pub batch_concurrency_limit: usize,
     /// Bytes the decision log queue may hold.
@@ -133,6 +135,13 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// A connection older than this is asked to go away (0: never).
     pub max_connection_age: Duration,
+    /// HTTP/2 flow-control window of one stream: the most a stream may
+    /// send before the server has read it.
+    pub stream_window_bytes: u32,
+    /// HTTP/2 flow-control window of a connection: the most all its streams
+    /// together may send before the server has read it, so at most this
+    /// times `max_connections` bytes wait unread.
+    pub connection_window_bytes: u32,
 }
 
 impl Default for ConnectionLimits {
@@ -146,6 +155,8 @@ impl Default for ConnectionLimits {
             idle_timeout: Duration::from_secs(300),
             max_connections: 10_000,
             max_connection_age: Duration::ZERO,
+            stream_window_bytes: 256 * 1024,
+            connection_window_bytes: 512 * 1024,
         }
     }
 }
@@ -220,6 +231,7 @@ pub const SETTINGS: &[&str] = &[
     "cache_max_entry_bytes",
     "max_request_bytes",
     "max_batch_bytes",
+    "max_batch_decoded_bytes",
     "batch_concurrency_limit",
     "decision_log_queue_bytes",
     "max_concurrent_streams",
@@ -230,6 +242,8 @@ pub const SETTINGS: &[&str] = &[
     "idle_timeout_ms",
     "max_connections",
     "max_connection_age_ms",
+    "stream_window_bytes",
+    "connection_window_bytes",
 ];
 
 /// Values given as flags.
@@ -533,9 +547,14 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
     let cache_max_entry_bytes = p.number("cache_max_entry_bytes", 8 * 1024u64);
     let max_request_bytes = p.positive("max_request_bytes", 64 * 1024);
     let max_batch_bytes = p.positive("max_batch_bytes", 4 * 1024 * 1024);
+    let max_batch_decoded_bytes = p.number("max_batch_decoded_bytes", 16 * 1024 * 1024u64);
     let batch_concurrency_limit = p.positive("batch_concurrency_limit", 8);
     let decision_log_queue_bytes = p.positive("decision_log_queue_bytes", 16 * 1024 * 1024);
     let cd = ConnectionLimits::default();
+    let window = |v: &str| match v.parse::<u32>() {
+        Ok(n) if (65_535..=0x7fff_ffff).contains(&n) => Ok(n),
+        _ => Err("expected a whole number from 65535 to 2147483647 (HTTP/2 windows)".into()),
+    };
     let connections = ConnectionLimits {
         max_concurrent_streams: p.get("max_concurrent_streams", cd.max_concurrent_streams, |v| {
             match v.parse::<u32>() {
@@ -550,6 +569,12 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
         idle_timeout: p.millis("idle_timeout_ms", cd.idle_timeout),
         max_connections: p.positive("max_connections", cd.max_connections),
         max_connection_age: p.millis("max_connection_age_ms", cd.max_connection_age),
+        stream_window_bytes: p.get("stream_window_bytes", cd.stream_window_bytes, window),
+        connection_window_bytes: p.get(
+            "connection_window_bytes",
+            cd.connection_window_bytes,
+            window,
+        ),
     };
     errors.extend(p.errors);
     if max_request_bytes > max_batch_bytes {
@@ -595,6 +620,7 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
         cache_max_entry_bytes,
         max_request_bytes,
         max_batch_bytes,
+        max_batch_decoded_bytes,
         batch_concurrency_limit,
         decision_log_queue_bytes,
         connections,

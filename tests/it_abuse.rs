@@ -865,7 +865,10 @@ fn padded(principal: &str, n: usize, bytes: usize) -> AuthorizeRequest {
     r.context.insert(
         "app:pad".into(),
         ContextValues {
-            values: vec![format!("{n}-{}", "p".repeat(bytes / 2)), "p".repeat(bytes / 2)],
+            values: vec![
+                format!("{n}-{}", "p".repeat(bytes / 2)),
+                "p".repeat(bytes / 2),
+            ],
         },
     );
     r
@@ -894,14 +897,16 @@ async fn distinct_requests_and_wide_batches_hold_the_cache_to_its_byte_bound() {
     }
     let after_cache = server.rss_mib();
     // Batches of 900 items with 64 keys of 26 empty values each: 4 KiB
-    // per item on the wire, ten times that decoded; none is cached.
-    let item = |n: usize| {
+    // per item on the wire, ten times that decoded. They are measured
+    // before they are decoded and refused; a batch of the same items with
+    // one value per key is decided.
+    let item = |n: usize, values: usize| {
         let mut r = frank();
         for k in 0..64 {
             r.context.insert(
                 format!("app:k{n}-{k}"),
                 ContextValues {
-                    values: vec![String::new(); 26],
+                    values: vec![String::new(); values],
                 },
             );
         }
@@ -910,13 +915,27 @@ async fn distinct_requests_and_wide_batches_hold_the_cache_to_its_byte_bound() {
     let mut tasks = Vec::new();
     for t in 0..4 {
         let mut c = c.clone();
-        let batch = proto::BatchAuthorizeRequest {
-            requests: (0..900).map(|n| item(t * 1000 + n)).collect(),
+        let wide = proto::BatchAuthorizeRequest {
+            requests: (0..900).map(|n| item(t * 1000 + n, 26)).collect(),
+        };
+        let narrow = proto::BatchAuthorizeRequest {
+            requests: (0..100).map(|n| item(t * 1000 + n, 1)).collect(),
         };
         tasks.push(tokio::spawn(async move {
             for _ in 0..5 {
-                let r = c.batch_authorize(batch.clone()).await.unwrap().into_inner();
-                assert_eq!(r.responses.len(), 900);
+                let e = c.batch_authorize(wide.clone()).await.unwrap_err();
+                assert_eq!(e.code(), Code::ResourceExhausted);
+                assert!(
+                    e.message().contains("max_batch_decoded_bytes"),
+                    "{}",
+                    e.message()
+                );
+                let r = c
+                    .batch_authorize(narrow.clone())
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(r.responses.len(), 100);
             }
         }));
     }

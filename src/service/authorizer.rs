@@ -172,7 +172,10 @@ impl AuthorizerService {
         })
     }
 
-    fn batch_call(
+    /// Checks every item, then decides every one, giving the event loop
+    /// back every [`BATCH_SLICE`] so that a large batch never stalls the
+    /// other calls of its loop for longer.
+    async fn batch_call(
         &self,
         call: &mut Call,
         items: Vec<proto::AuthorizeRequest>,
@@ -191,7 +194,9 @@ impl AuthorizerService {
         // any is decided (all or nothing).
         let snap = self.reloader.snapshot();
         let mut pending = Vec::with_capacity(items.len());
+        let mut slice = Slice::start();
         for (i, item) in items.into_iter().enumerate() {
+            slice.pass().await;
             match self.prepare(snap.as_deref(), item, false) {
                 Ok(p) => pending.push(p),
                 Err(e) => {
@@ -203,11 +208,43 @@ impl AuthorizerService {
             }
         }
         let snap = snap.ok_or_else(no_bundle)?;
-        let responses = pending
-            .into_iter()
-            .map(|p| self.decide(call, &snap, p, |a, cached| convert::response(a, cached)))
-            .collect::<Result<_, _>>()?;
+        let mut responses = Vec::with_capacity(pending.len());
+        for p in pending {
+            slice.pass().await;
+            responses.push(self.decide(call, &snap, p, |a, cached| convert::response(a, cached))?);
+        }
         Ok(proto::BatchAuthorizeResponse { responses })
+    }
+}
+
+/// How long a batch works before it lets the other calls of its event loop
+/// run.
+const BATCH_SLICE: Duration = Duration::from_micros(500);
+
+/// Items between two looks at the clock.
+const SLICE_CHECK_EVERY: u32 = 16;
+
+/// A batch's time on its event loop since it last gave it back.
+struct Slice {
+    since: Instant,
+    items: u32,
+}
+
+impl Slice {
+    fn start() -> Self {
+        Self {
+            since: Instant::now(),
+            items: 0,
+        }
+    }
+
+    /// Before one more item: yields to the loop when the slice is used up.
+    async fn pass(&mut self) {
+        self.items += 1;
+        if self.items.is_multiple_of(SLICE_CHECK_EVERY) && self.since.elapsed() >= BATCH_SLICE {
+            tokio::task::yield_now().await;
+            self.since = Instant::now();
+        }
     }
 }
 
@@ -276,7 +313,9 @@ impl Authorizer for AuthorizerService {
         let mut call = self
             .telemetry
             .call(Method::BatchAuthorize, request.metadata());
-        let result = self.batch_call(&mut call, request.into_inner().requests);
+        let result = self
+            .batch_call(&mut call, request.into_inner().requests)
+            .await;
         self.telemetry.finish(call, result.as_ref().map(|_| ()));
         result.map(Response::new)
     }

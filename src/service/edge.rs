@@ -1,9 +1,11 @@
 //! What every call passes through before its method: the content-type
-//! check, a size limit and a deadline on the request body, and a separate
-//! limit on `BatchAuthorize` calls in flight. Together with the HTTP/2
-//! settings of the server these bound what a client can hold: a permit of
-//! the concurrency limit is never held past the body deadline by a body that
-//! does not arrive, and no call buffers more than its method's limit.
+//! check, a separate queue for `BatchAuthorize` calls, the whole request
+//! body read within a size limit and a deadline, and only then a place
+//! under the concurrency limit (or RESOURCE_EXHAUSTED at once when there is
+//! none). Together with the HTTP/2 settings of the server these bound what
+//! a client can hold: a call whose body has not arrived holds no place of
+//! the concurrency limit, so streams that never send one cannot crowd out
+//! other clients' calls, and no call buffers more than its method's limit.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,21 +38,28 @@ pub struct EdgeLimits {
     pub body_timeout: Duration,
     /// `BatchAuthorize` calls in flight at once, bodies included.
     pub batch_concurrency: usize,
+    /// Largest `BatchAuthorize` request once decoded, as measured on its
+    /// bytes before it is decoded.
+    pub max_batch_decoded_bytes: u64,
 }
 
-/// The layer, shared by every listener and event loop.
+/// The layer of one server (one event loop); the concurrency limit is
+/// shared by all of them.
 #[derive(Clone)]
 pub struct EdgeLayer {
     limits: Arc<EdgeLimits>,
     batches: Arc<Semaphore>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl EdgeLayer {
-    /// A layer enforcing `limits`.
-    pub fn new(limits: EdgeLimits) -> Self {
+    /// A layer enforcing `limits`, with calls past their body counted
+    /// against `in_flight` (the process-wide concurrency limit).
+    pub fn new(limits: EdgeLimits, in_flight: Arc<Semaphore>) -> Self {
         Self {
             batches: Arc::new(Semaphore::new(limits.batch_concurrency)),
             limits: Arc::new(limits),
+            in_flight,
         }
     }
 }
@@ -94,7 +103,7 @@ fn refuse(status: Status, http_status: http::StatusCode) -> Response {
 
 impl<S> tower::Service<http::Request<Body>> for Edge<S>
 where
-    S: tower::Service<http::Request<Body>, Response = Response> + Send + 'static,
+    S: tower::Service<http::Request<Body>, Response = Response> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
@@ -116,57 +125,100 @@ where
             );
             return Box::pin(std::future::ready(Ok(refused)));
         }
-        let limits = &self.layer.limits;
+        // The service that was made ready serves this call; its clone
+        // waits for the next one.
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        Box::pin(self.layer.clone().serve(inner, request))
+    }
+}
+
+impl EdgeLayer {
+    /// One call: its batch turn, its whole body, a place under the
+    /// concurrency limit, then the method.
+    async fn serve<S>(
+        self,
+        mut inner: S,
+        request: http::Request<Body>,
+    ) -> Result<Response, S::Error>
+    where
+        S: tower::Service<http::Request<Body>, Response = Response>,
+    {
+        let limits = &self.limits;
         let batch = request.uri().path() == BATCH_PATH;
         let (limit, setting) = if batch {
             (limits.max_batch_bytes, "max_batch_bytes")
         } else {
             (limits.max_request_bytes, "max_request_bytes")
         };
-        let call_guard = request
+        let _call = request
             .extensions()
             .get::<ConnInfo>()
             .map(|c| c.activity.call());
-        // A batch may first wait its turn as long as its body may take to
-        // arrive; its body's deadline runs from the end of that wait at most.
-        let queue = batch.then(|| (self.layer.batches.clone(), limits.body_timeout));
-        let body_deadline = Instant::now()
-            + limits.body_timeout
-            + queue.as_ref().map_or(Duration::ZERO, |(_, wait)| *wait);
-        let request = request.map(|body| {
-            Body::new(Guarded {
-                inner: body,
-                received: 0,
-                limit: limit + PREFIX_BYTES,
-                setting,
-                deadline: body_deadline,
-                timer: None,
-            })
-        });
-        // The call's future reads the body only once polled: a batch
-        // waiting for its turn holds no more than the connection's window.
-        let call = self.inner.call(request);
-        let batch_limit = limits.batch_concurrency;
-        Box::pin(async move {
-            let permit = match queue {
-                None => None,
-                Some((batches, wait)) => {
-                    match tokio::time::timeout(wait, batches.acquire_owned()).await {
-                        Ok(Ok(permit)) => Some(permit),
-                        _ => {
-                            return Ok(Status::resource_exhausted(format!(
-                            "{batch_limit} BatchAuthorize calls stayed in flight longer than request_body_timeout_ms (batch_concurrency_limit); retry"
-                        ))
-                        .into_http());
-                        }
-                    }
+        // A batch first waits its turn, at most as long as its body may
+        // take to arrive; until then its body is not read, so it holds no
+        // more than the connection's flow-control window.
+        let _batch_turn = if batch {
+            let wait = limits.body_timeout;
+            match tokio::time::timeout(wait, self.batches.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => {
+                    return Ok(Status::resource_exhausted(format!(
+                        "{} BatchAuthorize calls stayed in flight longer than request_body_timeout_ms (batch_concurrency_limit); retry",
+                        limits.batch_concurrency
+                    ))
+                    .into_http());
                 }
-            };
-            let response = call.await;
-            drop((permit, call_guard));
-            response
-        })
+            }
+        } else {
+            None
+        };
+        let (parts, body) = request.into_parts();
+        let guarded = Guarded {
+            inner: body,
+            received: 0,
+            limit: limit + PREFIX_BYTES,
+            setting,
+            deadline: Instant::now() + limits.body_timeout,
+            timer: None,
+        };
+        let body = match http_body_util::BodyExt::collect(guarded).await {
+            Ok(collected) => collected.to_bytes(),
+            Err(status) => return Ok(status.into_http()),
+        };
+        if batch && let Some(decoded) = over_decoded_limit(&body, limits.max_batch_decoded_bytes) {
+            return Ok(Status::resource_exhausted(format!(
+                "the batch would take {decoded} bytes once decoded, over max_batch_decoded_bytes ({})",
+                limits.max_batch_decoded_bytes
+            ))
+            .into_http());
+        }
+        let Ok(_in_flight) = self.in_flight.clone().try_acquire_owned() else {
+            return Ok(
+                Status::resource_exhausted("verdict is at its concurrency limit; retry")
+                    .into_http(),
+            );
+        };
+        let request = http::Request::from_parts(parts, Body::new(http_body_util::Full::new(body)));
+        inner.call(request).await
     }
+}
+
+/// The decoded size of the uncompressed gRPC messages of `body`, when it is
+/// over `limit`. Messages that cannot be measured are left to the decoder.
+fn over_decoded_limit(body: &[u8], limit: u64) -> Option<u64> {
+    let mut rest = body;
+    let mut total = 0u64;
+    while let Some((header, after)) = rest.split_first_chunk::<PREFIX_BYTES>() {
+        let [compressed, len @ ..] = *header;
+        let len = usize::try_from(u32::from_be_bytes(len)).ok()?;
+        let message = after.get(..len)?;
+        rest = after.get(len..)?;
+        if compressed == 0 {
+            total = total.saturating_add(super::measure::decoded_bytes(message)?);
+        }
+    }
+    (total > limit).then_some(total)
 }
 
 /// A request body with a size limit and a deadline.

@@ -5,6 +5,7 @@ pub mod authorizer;
 pub mod codec;
 pub mod convert;
 pub mod edge;
+mod measure;
 pub mod reply;
 
 pub use authorizer::AuthorizerService;

@@ -752,33 +752,42 @@ async fn costly(server: &Server, seconds: f64) -> Outcome {
             tokio::spawn(async move {
                 let mut c = AuthorizerClient::new(channel(&sock).await);
                 let started = Instant::now();
-                let (mut n, mut refused, mut slowest) = (0u64, 0u64, Duration::ZERO);
+                let (mut refused, mut failed, mut latencies) = (0u64, 0u64, Vec::new());
                 while started.elapsed().as_secs_f64() < seconds {
                     let t = Instant::now();
                     let r = c.authorize(request.clone()).await;
-                    slowest = slowest.max(t.elapsed());
-                    n += 1;
-                    refused +=
-                        u64::from(r.is_err_and(|e| e.code() == tonic::Code::ResourceExhausted));
+                    latencies.push(t.elapsed());
+                    match r {
+                        Ok(_) => {}
+                        Err(e) if e.code() == tonic::Code::ResourceExhausted => refused += 1,
+                        Err(_) => failed += 1,
+                    }
                 }
-                (n, refused, slowest)
+                (refused, failed, latencies)
             })
         })
         .collect();
-    let (mut n, mut refused, mut slowest) = (0, 0, Duration::ZERO);
+    let (mut refused, mut failed, mut latencies) = (0, 0, Vec::new());
     for t in tasks {
-        let (a, b, c) = t.await.unwrap();
-        n += a;
-        refused += b;
-        slowest = slowest.max(c);
+        let (r, f, l) = t.await.unwrap();
+        refused += r;
+        failed += f;
+        latencies.extend(l);
     }
+    latencies.sort();
+    let n = latencies.len();
+    let p99 = latencies.get(n * 99 / 100).copied().unwrap_or_default();
     Outcome {
         volume: format!("{n} costly requests (57 KiB) over {seconds:.0} s, 2 connections"),
+        // The attackers' own latency includes this process's scheduling on
+        // the shared cores; the server's cost per request is what
+        // benches/adversarial.rs measures.
         result: format!(
-            "{refused} refused as too costly, the slowest answered in {:.1} ms",
-            slowest.as_secs_f64() * 1e3
+            "{refused} refused as too costly, {failed} other errors; their p99 {:.1} ms, slowest {:.1} ms",
+            p99.as_secs_f64() * 1e3,
+            latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
         ),
-        expected: slowest < Duration::from_millis(100),
+        expected: failed == 0 && p99 < Duration::from_millis(50),
     }
 }
 
@@ -885,6 +894,39 @@ async fn grpc_status(response: h2::client::ResponseFuture) -> (u16, Option<Strin
     )
 }
 
+/// How the attack's streams ended, by grpc-status ("reset" when the
+/// stream ended without one: refused or reset by the server).
+#[derive(Clone, Default)]
+struct Statuses(Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>);
+
+impl Statuses {
+    fn record(&self, response: h2::client::ResponseFuture) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let key = grpc_status(response)
+                .await
+                .1
+                .map_or_else(|| "reset".to_owned(), |s| format!("grpc-status {s}"));
+            *this.0.lock().unwrap().entry(key).or_default() += 1;
+        })
+    }
+
+    /// Whether every stream that ended did so with one of `allowed`.
+    fn only(&self, allowed: &[&str]) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .keys()
+            .all(|k| allowed.contains(&k.as_str()))
+    }
+
+    fn summary(&self) -> String {
+        let map = self.0.lock().unwrap();
+        let parts: Vec<_> = map.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        format!("ended: {}", parts.join(", "))
+    }
+}
+
 /// Case 5: connections opening streams that send headers and never a body.
 async fn headers_only(
     server: &Server,
@@ -893,10 +935,12 @@ async fn headers_only(
     seconds: f64,
 ) -> Outcome {
     let opened = Arc::new(AtomicU64::new(0));
+    let statuses = Statuses::default();
     let tasks: Vec<_> = (0..connections)
         .map(|_| {
             let sock = server.sock.clone();
             let opened = opened.clone();
+            let statuses = statuses.clone();
             tokio::spawn(async move {
                 let mut conn = h2_conn(&sock).await;
                 let started = Instant::now();
@@ -917,7 +961,7 @@ async fn headers_only(
                         false,
                     ) {
                         opened.fetch_add(1, Ordering::Relaxed);
-                        held.push((tokio::spawn(grpc_status(response)), send));
+                        held.push((statuses.record(response), send));
                     }
                     held.retain(|(r, _)| !r.is_finished());
                 }
@@ -930,10 +974,12 @@ async fn headers_only(
     let n = opened.load(Ordering::Relaxed);
     Outcome {
         volume: format!(
-            "{n} headers-only streams over {seconds:.0} s, {connections} connection(s)"
+            "{n} headers-only streams attempted over {seconds:.0} s, {connections} connection(s)"
         ),
-        result: "each reset at request_body_timeout or refused over max_concurrent_streams".into(),
-        expected: true,
+        // DEADLINE_EXCEEDED at request_body_timeout_ms, or refused over
+        // max_concurrent_streams.
+        result: statuses.summary(),
+        expected: statuses.only(&["grpc-status 4", "reset"]),
     }
 }
 
@@ -942,10 +988,12 @@ async fn headers_only(
 async fn slow_bodies(server: &Server, connections: usize, seconds: f64) -> Outcome {
     let opened = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
+    let statuses = Statuses::default();
     let tasks: Vec<_> = (0..connections)
         .map(|_| {
             let sock = server.sock.clone();
             let (opened, sent) = (opened.clone(), sent.clone());
+            let statuses = statuses.clone();
             tokio::spawn(async move {
                 let mut conn = h2_conn(&sock).await;
                 let started = Instant::now();
@@ -973,9 +1021,10 @@ async fn slow_bodies(server: &Server, connections: usize, seconds: f64) -> Outco
                     opened.fetch_add(1, Ordering::Relaxed);
                     let sent = sent.clone();
                     let left = Duration::from_secs_f64(seconds).saturating_sub(started.elapsed());
+                    let ended = statuses.record(response);
                     streams.spawn(async move {
                         let _ = tokio::time::timeout(left, trickle(send, &sent)).await;
-                        drop(response);
+                        ended.abort();
                     });
                 }
                 streams.abort_all();
@@ -987,12 +1036,14 @@ async fn slow_bodies(server: &Server, connections: usize, seconds: f64) -> Outco
     }
     Outcome {
         volume: format!(
-            "{} bodies declaring 4 MiB, {:.0} MiB sent over {seconds:.0} s, {connections} connections",
+            "{} bodies declaring 4 MiB attempted, {:.0} MiB sent over {seconds:.0} s, {connections} connections",
             opened.load(Ordering::Relaxed),
             sent.load(Ordering::Relaxed) as f64 / 1048576.0
         ),
-        result: "each ended at request_body_timeout or shed at the batch queue".into(),
-        expected: true,
+        // DEADLINE_EXCEEDED at request_body_timeout_ms, RESOURCE_EXHAUSTED
+        // when no batch turn came, or refused over max_concurrent_streams.
+        result: statuses.summary(),
+        expected: statuses.only(&["grpc-status 4", "grpc-status 8", "reset"]),
     }
 }
 

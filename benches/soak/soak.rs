@@ -82,8 +82,20 @@ async fn channel(sock: &Path) -> Channel {
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let sock = sock.clone();
+            // The socket's file appears when it is bound, a moment before
+            // it listens: a refused connection is tried again.
             async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(sock).await?))
+                for _ in 0..400 {
+                    match tokio::net::UnixStream::connect(&sock).await {
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        other => return other.map(TokioIo::new),
+                    }
+                }
+                tokio::net::UnixStream::connect(&sock)
+                    .await
+                    .map(TokioIo::new)
             }
         }))
         .await

@@ -83,14 +83,29 @@ pub async fn tcp_channel(running: &Running) -> Channel {
         .unwrap()
 }
 
+/// A channel over the Unix socket at `path`. The socket's file appears when
+/// it is bound, a moment before it listens, so a refused connection is
+/// tried again for up to two seconds.
 pub async fn uds_channel(path: &Path) -> Channel {
     let path = path.to_path_buf();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     Endpoint::try_from("http://localhost")
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+                loop {
+                    match tokio::net::UnixStream::connect(&path).await {
+                        Ok(s) => return Ok::<_, std::io::Error>(TokioIo::new(s)),
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::ConnectionRefused
+                                && std::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }))
         .await

@@ -16,9 +16,17 @@ use std::time::SystemTime;
 use rustc_hash::FxHashMap;
 
 use crate::bundle::{Bundle, GrantConstraint, GrantOperation, KeyInfo, Policy, Tag};
-use crate::eval::EvalOptions;
 use crate::policy::PolicyKind;
 use statement::{ActionIndex, ActionTable, CPolicy, CPrincipal, ResFilter};
+
+/// Evaluation settings (api.md "Configuration"), compiled into a snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct EvalOptions {
+    /// Caller-sent `aws:PrincipalTag/*` values count for session callers (U4).
+    pub trust_session_tags: bool,
+    /// Fixed context keys added to every request that lacks them.
+    pub default_context: Vec<(String, Vec<String>)>,
+}
 
 /// Index of a compiled policy in [`CompiledBundle::policies`].
 pub type PolicyIdx = u32;

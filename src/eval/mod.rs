@@ -16,11 +16,6 @@ pub mod request;
 pub use decision::{Decision, Explanation, Gate, KindDecision, MatchedStatement, Outcome};
 pub use request::{Caller, Context, InvalidRequest, Request, RequestLimits, RequestParts};
 
-/// Evaluation settings (api.md "Configuration").
-#[derive(Clone, Debug, Default)]
-pub struct EvalOptions {
-    /// Caller-sent `aws:PrincipalTag/*` values count for session callers (U4).
-    pub trust_session_tags: bool,
-    /// Fixed context keys added to every request that lacks them.
-    pub default_context: Vec<(String, Vec<String>)>,
-}
+/// The evaluation settings, compiled into every snapshot (they live with
+/// `compile`, which reads them first).
+pub use crate::compile::EvalOptions;

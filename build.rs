@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(false)
         .compile_fds(fds.clone())?;
     // The server, on the same message types, except that `Authorize` answers
-    // with `service::reply::Reply` (which can carry a cache entry's encoded
+    // with `proto::reply::Reply` (which can carry a cache entry's encoded
     // response; the wire format is the same message).
     let server = out.join("server");
     std::fs::create_dir_all(&server)?;
@@ -51,10 +51,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .out_dir(&server)
         .extern_path(
             ".verdict.v1.AuthorizeResponse",
-            "crate::service::reply::Reply",
+            "crate::proto::reply::Reply",
         )
         .extern_path(".verdict.v1", "crate::proto")
-        .codec_path("crate::service::codec::Codec")
+        .codec_path("crate::proto::codec::Codec")
         .compile_fds(fds)?;
 
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("examples/bundles/kms");

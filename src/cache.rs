@@ -90,8 +90,8 @@ impl Entry {
     }
 }
 
-/// A copy of a request as received, taken before validation consumes it
-/// (only when the cache is on).
+/// A request as received, kept for its cache entry once it was found valid
+/// (the service decides from a copy when it may store the answer).
 pub struct RequestCopy {
     principal: Box<str>,
     action: Box<str>,
@@ -104,6 +104,32 @@ pub struct RequestCopy {
 }
 
 impl RequestCopy {
+    /// Keeps `r`, whose [`DecisionCache::storable`] size is `bytes`. Every
+    /// field is named, so a field added to the message does not compile
+    /// until the copy (and then its equality check and key) takes it in.
+    pub fn new(r: AuthorizeRequest, bytes: u64) -> Self {
+        let AuthorizeRequest {
+            principal,
+            action,
+            resource,
+            context,
+            session_policy,
+            explain,
+        } = r;
+        Self {
+            principal: principal.into_boxed_str(),
+            action: action.into_boxed_str(),
+            resource: resource.into_boxed_str(),
+            context: context
+                .into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v.values.into_boxed_slice()))
+                .collect(),
+            session_policy: session_policy.into_boxed_str(),
+            explain,
+            bytes,
+        }
+    }
+
     /// Whether `r` is the request this is a copy of, field by field.
     fn equals(&self, r: &AuthorizeRequest) -> bool {
         self.explain == r.explain
@@ -232,27 +258,12 @@ impl DecisionCache {
         entry.is_for(generation, r).then_some(Answer::Shared(entry))
     }
 
-    /// Copy a request before it is validated, if the cache is on and the
-    /// request is small enough to be stored.
-    pub fn copy(&self, r: &AuthorizeRequest) -> Option<RequestCopy> {
+    /// The size of a request (see [`RequestCopy`]) when the cache is on and
+    /// the request is small enough to be stored.
+    pub fn storable(&self, r: &AuthorizeRequest) -> Option<u64> {
         self.cache.as_ref()?;
         let bytes = request_bytes(r);
-        if bytes > self.max_entry_bytes {
-            return None;
-        }
-        Some(RequestCopy {
-            principal: r.principal.as_str().into(),
-            action: r.action.as_str().into(),
-            resource: r.resource.as_str().into(),
-            context: r
-                .context
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), v.values.clone().into_boxed_slice()))
-                .collect(),
-            session_policy: r.session_policy.as_str().into(),
-            explain: r.explain,
-            bytes,
-        })
+        (bytes <= self.max_entry_bytes).then_some(bytes)
     }
 
     /// Remember a decision for the request `copy` was taken of (under `key`),
@@ -320,6 +331,12 @@ mod tests {
         }
     }
 
+    /// What the service keeps of a request for its entry.
+    fn copy(c: &DecisionCache, r: &AuthorizeRequest) -> Option<RequestCopy> {
+        c.storable(r)
+            .map(|bytes| RequestCopy::new(r.clone(), bytes))
+    }
+
     fn limits(max_entries: u64) -> CacheLimits {
         CacheLimits {
             max_entries,
@@ -334,9 +351,9 @@ mod tests {
         let c = DecisionCache::new(limits(1000));
         let big = "v".repeat(9000);
         let r = req(&[("k", &[big.as_str()])], false);
-        assert!(c.copy(&r).is_none());
+        assert!(copy(&c, &r).is_none());
         let small = req(&[("k", &["v"])], false);
-        assert!(c.copy(&small).is_some());
+        assert!(copy(&c, &small).is_some());
         // 1,000 entries of about 7 KiB each do not fit in 1 MiB.
         let value = "v".repeat(7000);
         for i in 0..1000 {
@@ -345,9 +362,9 @@ mod tests {
                 false,
             );
             let key = c.key(1, &r);
-            let copy = c.copy(&r);
-            assert!(copy.is_some());
-            c.insert(key, 1, copy, decision(Outcome::Allow, false));
+            let kept = copy(&c, &r);
+            assert!(kept.is_some());
+            c.insert(key, 1, kept, decision(Outcome::Allow, false));
         }
         c.cache.as_ref().unwrap().run_pending_tasks();
         let held = c.cache.as_ref().unwrap().weighted_size();
@@ -367,7 +384,7 @@ mod tests {
     }
 
     fn put(c: &DecisionCache, generation: u64, r: &AuthorizeRequest, d: Decision) -> Answer {
-        c.insert(c.key(generation, r), generation, c.copy(r), d)
+        c.insert(c.key(generation, r), generation, copy(c, r), d)
     }
 
     fn get(c: &DecisionCache, generation: u64, r: &AuthorizeRequest) -> Option<Outcome> {
@@ -418,7 +435,12 @@ mod tests {
         let a = req(&[], false);
         let b = req(&[("k", &["1"])], false);
         // Store a's decision under b's key: the lookup must see it is not b's.
-        c.insert(c.key(1, &b), 1, c.copy(&a), decision(Outcome::Allow, false));
+        c.insert(
+            c.key(1, &b),
+            1,
+            copy(&c, &a),
+            decision(Outcome::Allow, false),
+        );
         assert!(c.get(c.key(1, &b), 1, &b).is_none());
     }
 
@@ -434,7 +456,7 @@ mod tests {
     fn disabled() {
         let c = DecisionCache::new(limits(0));
         let a = req(&[], false);
-        assert!(c.copy(&a).is_none());
+        assert!(copy(&c, &a).is_none());
         put(&c, 1, &a, decision(Outcome::Allow, false));
         assert!(!c.enabled());
         assert!(get(&c, 1, &a).is_none());

@@ -15,9 +15,9 @@ use crate::cache::{Answer, DecisionCache, Key, RequestCopy};
 use crate::compile::Snapshot;
 use crate::eval::{InvalidRequest, Request as DecisionRequest, RequestLimits, logic};
 use crate::proto;
+use crate::proto::reply::Reply;
 use crate::proto::server::authorizer_server::Authorizer;
 use crate::reload::{Reloader, rfc3339};
-use crate::service::reply::Reply;
 use crate::telemetry::{Call, Method, Subject, Telemetry};
 
 /// The service.
@@ -72,12 +72,15 @@ impl AuthorizerService {
             }
             _ => None,
         };
-        let copy = if key.is_some() {
-            self.cache.copy(&r)
-        } else {
-            None
+        // When the answer may be stored, the request is decided from a copy
+        // and kept whole for the entry, once it is found valid.
+        let (request, copy) = match key.and_then(|_| self.cache.storable(&r)) {
+            Some(bytes) => {
+                let request = convert::request_copy(&r, &self.limits)?;
+                (request, Some(RequestCopy::new(r, bytes)))
+            }
+            None => (convert::request(r, &self.limits)?, None),
         };
-        let request = convert::request(r, &self.limits)?;
         let clock = match start {
             None => Clock::Off,
             Some(s) if decided_next => Clock::Running(s),

@@ -12,13 +12,49 @@ pub fn request(
     r: proto::AuthorizeRequest,
     limits: &RequestLimits,
 ) -> Result<Request, InvalidRequest> {
+    let proto::AuthorizeRequest {
+        principal,
+        action,
+        resource,
+        context,
+        session_policy,
+        explain,
+    } = r;
     let parts = RequestParts {
-        principal: r.principal,
-        action: r.action,
-        resource: r.resource,
-        context: r.context.into_iter().map(|(k, v)| (k, v.values)).collect(),
-        session_policy: (!r.session_policy.is_empty()).then_some(r.session_policy),
-        explain: r.explain,
+        principal,
+        action,
+        resource,
+        context: context.into_iter().map(|(k, v)| (k, v.values)).collect(),
+        session_policy: (!session_policy.is_empty()).then_some(session_policy),
+        explain,
+    };
+    Request::new(parts, limits)
+}
+
+/// Validate a copy of a proto request, leaving it whole (for the cache to
+/// keep once it is found valid).
+pub fn request_copy(
+    r: &proto::AuthorizeRequest,
+    limits: &RequestLimits,
+) -> Result<Request, InvalidRequest> {
+    let proto::AuthorizeRequest {
+        principal,
+        action,
+        resource,
+        context,
+        session_policy,
+        explain,
+    } = r;
+    let parts = RequestParts {
+        principal: principal.clone(),
+        action: action.clone(),
+        resource: resource.clone(),
+        context: context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.values.clone()))
+            .collect(),
+        session_policy: (!session_policy.is_empty()).then(|| session_policy.clone()),
+        explain: *explain,
     };
     Request::new(parts, limits)
 }

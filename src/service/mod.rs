@@ -2,10 +2,8 @@
 //! `Authorizer` service.
 
 pub mod authorizer;
-pub mod codec;
 pub mod convert;
 pub mod edge;
 mod measure;
-pub mod reply;
 
 pub use authorizer::AuthorizerService;

@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
         file: None,
     })
     .unwrap();
-    let reloader = Reloader::new(&config, None);
+    let reloader = Reloader::new(&config.reload_settings(), None);
     rt.block_on(reloader.reload()).unwrap();
     let service = |entries: u64| {
         AuthorizerService::new(

@@ -217,7 +217,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
 
     let observer = telemetry.clone();
     let reloader = Reloader::new(
-        config,
+        &config.reload_settings(),
         Some(Box::new(move |outcome, snap| {
             observer.reloaded(outcome, snap);
         })),
@@ -444,7 +444,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
     // runs beside the first one, and the newer outcome wins.
     running
         .tasks
-        .extend(reloader.spawn_tasks(config, shutdown_rx));
+        .extend(reloader.spawn_tasks(&config.reload_settings(), shutdown_rx));
     tracing::info!("loading the first bundle");
     if let Err(failure) = reloader.reload().await {
         running.shutdown().await;

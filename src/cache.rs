@@ -10,7 +10,8 @@
 //! resource, every context key and value, session policy, `explain`), and a
 //! hit is used only when all of it equals the request at hand, so neither a
 //! hash collision nor a reload can return another request's decision. Only
-//! requests that passed validation are ever stored (validation depends on
+//! requests that passed validation are ever stored, and the copy an entry
+//! keeps is taken once the request is found valid (validation depends on
 //! the request and the process's fixed configuration alone, so an equal
 //! request is valid too). The key is a keyed hash of the same fields,
 //! computed without allocating; decisions that read a clock key the server
@@ -27,7 +28,7 @@ use crate::eval::Decision;
 use crate::proto::{AuthorizeRequest, ContextValues};
 
 /// Context entries as sent: (key, values).
-type ContextCopy = Box<[(Box<str>, Box<[String]>)]>;
+type ContextCopy = Box<[(String, Vec<String>)]>;
 
 /// A cached decision and the request it answers.
 pub struct Entry {
@@ -93,18 +94,19 @@ impl Entry {
 /// A request as received, kept for its cache entry once it was found valid
 /// (the service decides from a copy when it may store the answer).
 pub struct RequestCopy {
-    principal: Box<str>,
-    action: Box<str>,
-    resource: Box<str>,
+    principal: String,
+    action: String,
+    resource: String,
     context: ContextCopy,
-    session_policy: Box<str>,
+    session_policy: String,
     explain: bool,
     /// [`request_bytes`] of the request copied.
     bytes: u64,
 }
 
 impl RequestCopy {
-    /// Keeps `r`, whose [`DecisionCache::storable`] size is `bytes`. Every
+    /// Keeps `r` (its strings as they are, never copied or shrunk), whose
+    /// [`DecisionCache::storable`] size is `bytes`. Every
     /// field is named, so a field added to the message does not compile
     /// until the copy (and then its equality check and key) takes it in.
     pub fn new(r: AuthorizeRequest, bytes: u64) -> Self {
@@ -117,14 +119,14 @@ impl RequestCopy {
             explain,
         } = r;
         Self {
-            principal: principal.into_boxed_str(),
-            action: action.into_boxed_str(),
-            resource: resource.into_boxed_str(),
+            principal,
+            action,
+            resource,
             context: context
                 .into_iter()
-                .map(|(k, v)| (k.into_boxed_str(), v.values.into_boxed_slice()))
+                .map(|(k, v)| (k, v.values))
                 .collect(),
-            session_policy: session_policy.into_boxed_str(),
+            session_policy,
             explain,
             bytes,
         }

@@ -13,14 +13,7 @@ use std::time::Duration;
 use crate::bundle::Limits;
 use crate::eval::{EvalOptions, RequestLimits};
 
-/// Where the bundle comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BundleSource {
-    /// A directory or `.tar.gz` on disk.
-    Path(PathBuf),
-    /// The example bundle compiled into the binary.
-    Embedded,
-}
+pub use crate::bundle::BundleSource;
 
 /// The tokio runtime to run the server on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,14 +28,7 @@ pub enum RuntimeFlavor {
     ThreadPerCore,
 }
 
-/// Decision-log filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFilter {
-    /// Every decision.
-    All,
-    /// Only ExplicitDeny and ImplicitDeny.
-    Denies,
-}
+pub use crate::telemetry::LogFilter;
 
 /// Everything the server needs, validated.
 #[derive(Clone, Debug)]
@@ -157,6 +143,21 @@ impl Default for ConnectionLimits {
             max_connection_age: Duration::ZERO,
             stream_window_bytes: 256 * 1024,
             connection_window_bytes: 512 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// What the reloader needs of this configuration.
+    pub fn reload_settings(&self) -> crate::reload::ReloadSettings {
+        crate::reload::ReloadSettings {
+            source: self.bundle.clone(),
+            limits: self.bundle_limits.clone(),
+            eval: self.eval.clone(),
+            timeout: self.reload_timeout,
+            debounce: self.reload_debounce,
+            watch: self.watch,
+            poll_interval: self.poll_interval,
         }
     }
 }

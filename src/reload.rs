@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 use tokio::sync::{Notify, watch};
 
+use crate::bundle::BundleSource;
 use crate::bundle::source::{RawBundle, RawFile};
 use crate::bundle::{LoadError, LoadOptions, load, load_raw};
 use crate::compile::Snapshot;
-use crate::config::{BundleSource, Config};
 use crate::eval::EvalOptions;
 
 mod embedded {
@@ -89,6 +89,26 @@ pub enum ReloadOutcome {
 /// Called after every load attempt.
 pub type ReloadObserver = Box<dyn Fn(ReloadOutcome, Option<&Snapshot>) + Send + Sync>;
 
+/// What the reloader is told: where the bundle is, how it is loaded and
+/// compiled, and what starts a reload (the configuration assembles it).
+#[derive(Clone, Debug)]
+pub struct ReloadSettings {
+    /// The bundle.
+    pub source: BundleSource,
+    /// What one load may read.
+    pub limits: crate::bundle::Limits,
+    /// Compiled into every snapshot.
+    pub eval: EvalOptions,
+    /// Longest a load may take before it is recorded as failed and abandoned.
+    pub timeout: Duration,
+    /// Wait after a reload request, so that a burst of changes loads once.
+    pub debounce: Duration,
+    /// Reload on file events.
+    pub watch: bool,
+    /// Look for changes this often (0: never).
+    pub poll_interval: Duration,
+}
+
 /// Holds the active snapshot and reloads it.
 pub struct Reloader {
     source: BundleSource,
@@ -117,20 +137,20 @@ const OVERLAP_AFTER: Duration = Duration::from_millis(500);
 
 impl Reloader {
     /// A reloader for the configured source; nothing is loaded yet.
-    pub fn new(config: &Config, observer: Option<ReloadObserver>) -> Arc<Self> {
+    pub fn new(settings: &ReloadSettings, observer: Option<ReloadObserver>) -> Arc<Self> {
         Arc::new(Self {
-            source: config.bundle.clone(),
+            source: settings.source.clone(),
             load_opts: LoadOptions {
-                limits: config.bundle_limits.clone(),
+                limits: settings.limits.clone(),
                 with_tests: false,
             },
-            eval_opts: config.eval.clone(),
+            eval_opts: settings.eval.clone(),
             current: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             status: Mutex::new(ReloadStatus::default()),
             trigger: Notify::new(),
             observer,
-            timeout: config.reload_timeout,
+            timeout: settings.timeout,
             started: AtomicU64::new(0),
             running: Arc::new(AtomicUsize::new(0)),
         })
@@ -302,14 +322,14 @@ impl Reloader {
     /// on a periodic check and on SIGHUP. They stop when `shutdown` turns true.
     pub fn spawn_tasks(
         self: &Arc<Self>,
-        config: &Config,
+        settings: &ReloadSettings,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         // The reload loop.
         {
             let this = self.clone();
-            let debounce = config.reload_debounce;
+            let debounce = settings.debounce;
             let mut stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
                 let mut previous: Option<tokio::task::JoinHandle<()>> = None;
@@ -334,7 +354,7 @@ impl Reloader {
         let BundleSource::Path(path) = &self.source else {
             return tasks;
         };
-        if config.watch {
+        if settings.watch {
             match watch_path(self.clone(), path) {
                 Ok(watcher) => {
                     let mut stop = shutdown.clone();
@@ -348,10 +368,10 @@ impl Reloader {
                 }
             }
         }
-        if !config.poll_interval.is_zero() {
+        if !settings.poll_interval.is_zero() {
             let this = self.clone();
             let path = path.clone();
-            let every = config.poll_interval;
+            let every = settings.poll_interval;
             let mut stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
                 let limits = this.load_opts.limits.clone();

@@ -603,3 +603,37 @@ async fn the_decision_log_queue_is_bounded_in_bytes_and_cuts_large_fields() {
     );
     assert!(value.len() < 1100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_hit_and_a_miss_log_the_same_canonical_request() {
+    let (log_out, log_in) = tokio::io::duplex(1 << 20);
+    let mut opts = options(settings(None));
+    opts.prometheus = false;
+    opts.decision_log = Some(LogSink::Writer(Box::new(log_out)));
+    let telemetry = Arc::new(Telemetry::start(opts).unwrap());
+    let running = start_with(&config(&root().join(KMS), None, &[]), telemetry).await;
+    let mut c = client(&running).await;
+    // An ARN's first five pieces compare ignoring case: the first call is
+    // a miss, the second a hit, and both log the canonical form.
+    let mut r = req("ARN:AWS:IAM::111122223333:user/Dave", "kms:Encrypt");
+    r.resource = KEY.replacen("arn:aws:kms:us-west-2", "ARN:AWS:KMS:US-WEST-2", 1);
+    r.context.insert(
+        "App:Name".into(),
+        verdict::proto::ContextValues {
+            values: vec!["Payroll".into()],
+        },
+    );
+    let first = c.authorize(r.clone()).await.unwrap().into_inner();
+    let second = c.authorize(r).await.unwrap().into_inner();
+    assert!(!first.cached && second.cached);
+    let lines = shutdown_and_read_log(running, log_in).await;
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["cached"], false);
+    assert_eq!(lines[1]["cached"], true);
+    assert_eq!(lines[0]["request"], lines[1]["request"]);
+    assert_eq!(
+        lines[0]["request"]["principal"],
+        "arn:aws:iam::111122223333:user/Dave"
+    );
+    assert_eq!(lines[0]["request"]["resource"], KEY);
+}

@@ -15,6 +15,15 @@ pub use err::{Diagnostic, Finding, LoadError, Severity};
 pub use load::{Loaded, load, load_raw};
 pub use model::*;
 
+/// Where a bundle comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BundleSource {
+    /// A directory or `.tar.gz` on disk.
+    Path(std::path::PathBuf),
+    /// The example bundle compiled into the binary.
+    Embedded,
+}
+
 /// Input limits of a bundle (`bundle.md`), each a configuration value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {

@@ -272,6 +272,19 @@ pub struct RequestParts {
     pub explain: bool,
 }
 
+impl RequestParts {
+    /// The principal and resource made canonical in place, as
+    /// [`Request::new`] makes them, for parts already found valid (a cache
+    /// hit's): an ARN's first five pieces lower-cased, a service principal
+    /// and `*` as sent. Nothing is allocated.
+    pub fn canonicalize(&mut self) {
+        if !is_service_principal(&self.principal) {
+            canonicalize_arn(&mut self.principal);
+        }
+        canonicalize_arn(&mut self.resource);
+    }
+}
+
 /// Parse a request principal (evaluation.md §1 forms).
 pub fn parse_caller(principal: &str) -> Result<Caller, InvalidRequest> {
     if principal.is_empty() {

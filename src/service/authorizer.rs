@@ -113,7 +113,11 @@ impl AuthorizerService {
                 let response = respond(&answer, true);
                 self.telemetry.decided(
                     call,
-                    Subject::Received(request),
+                    || {
+                        let mut parts = convert::parts(request);
+                        parts.canonicalize();
+                        Subject::Received(parts)
+                    },
                     answer,
                     true,
                     true,
@@ -145,7 +149,7 @@ impl AuthorizerService {
                 let response = respond(&answer, false);
                 self.telemetry.decided(
                     call,
-                    Subject::Checked(request),
+                    || Subject::Checked(request),
                     answer,
                     false,
                     self.cache.enabled(),

@@ -7,11 +7,9 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 use crate::eval::{Decision, InvalidRequest, Outcome, Request, RequestLimits, RequestParts};
 use crate::proto;
 
-/// Validate a proto request.
-pub fn request(
-    r: proto::AuthorizeRequest,
-    limits: &RequestLimits,
-) -> Result<Request, InvalidRequest> {
+/// The parts of a proto request, moved out of it. Every field is named, so
+/// a field added to the message does not compile until it is carried over.
+pub fn parts(r: proto::AuthorizeRequest) -> RequestParts {
     let proto::AuthorizeRequest {
         principal,
         action,
@@ -20,15 +18,22 @@ pub fn request(
         session_policy,
         explain,
     } = r;
-    let parts = RequestParts {
+    RequestParts {
         principal,
         action,
         resource,
         context: context.into_iter().map(|(k, v)| (k, v.values)).collect(),
         session_policy: (!session_policy.is_empty()).then_some(session_policy),
         explain,
-    };
-    Request::new(parts, limits)
+    }
+}
+
+/// Validate a proto request.
+pub fn request(
+    r: proto::AuthorizeRequest,
+    limits: &RequestLimits,
+) -> Result<Request, InvalidRequest> {
+    Request::new(parts(r), limits)
 }
 
 /// Validate a copy of a proto request, leaving it whole (for the cache to

@@ -22,7 +22,15 @@ use tokio::task::JoinHandle;
 
 use super::Subject;
 use crate::cache::Answer;
-use crate::config::LogFilter;
+
+/// Which decisions the decision log writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFilter {
+    /// Every decision.
+    All,
+    /// Only ExplicitDeny and ImplicitDeny.
+    Denies,
+}
 use crate::eval::json::DecisionJson;
 use crate::eval::{Outcome, Request};
 
@@ -122,9 +130,9 @@ fn record_bytes(record: &LogRecord) -> usize {
         }
         Subject::Received(req) => {
             for (k, v) in &req.context {
-                bytes += k.len() + v.values.iter().map(|v| 24 + v.len()).sum::<usize>();
+                bytes += k.len() + v.iter().map(|v| 24 + v.len()).sum::<usize>();
             }
-            bytes += req.session_policy.len();
+            bytes += req.session_policy.as_ref().map_or(0, String::len);
         }
     }
     bytes
@@ -147,15 +155,12 @@ impl Serialize for RequestJson<'_> {
                 }
             }
             Subject::Received(r) => {
-                let mut keys: Vec<&String> = r.context.keys().collect();
-                keys.sort_unstable_by_key(|k| k.to_lowercase());
-                let context: Vec<(&String, &Vec<String>)> = keys
-                    .into_iter()
-                    .filter_map(|k| r.context.get(k).map(|v| (k, &v.values)))
-                    .collect();
+                let mut context: Vec<(&String, &Vec<String>)> =
+                    r.context.iter().map(|(k, v)| (k, v)).collect();
+                context.sort_unstable_by_key(|(k, _)| k.to_lowercase());
                 m.serialize_entry("context", &PairsJson(&context))?;
-                if !r.session_policy.is_empty() {
-                    m.serialize_entry("session_policy", &Capped(&r.session_policy))?;
+                if let Some(sp) = &r.session_policy {
+                    m.serialize_entry("session_policy", &Capped(sp))?;
                 }
             }
         }

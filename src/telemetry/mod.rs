@@ -35,10 +35,9 @@ use tonic::metadata::{KeyRef, MetadataMap};
 
 use crate::cache::Answer;
 use crate::compile::Snapshot;
-use crate::config::LogFilter;
-use crate::eval::{Decision, Request};
+use crate::eval::{Decision, Request, RequestParts};
 use crate::reload::ReloadOutcome;
-pub use decision_log::{DecisionLog, LogRecord, LogSink};
+pub use decision_log::{DecisionLog, LogFilter, LogRecord, LogSink};
 pub use metrics::{ActiveBundle, Metrics};
 pub use settings::{SamplerSetting, TelemetryError, TelemetrySettings};
 
@@ -126,13 +125,14 @@ impl std::fmt::Debug for Telemetry {
     }
 }
 
-/// The request a decision answers: validated (a cache miss, or the cache is
-/// off) or as received (a cache hit, which skips validation).
+/// The request a decision answers, its principal and resource canonical
+/// either way: validated (a cache miss, or the cache is off), or the parts
+/// of a cache hit (found valid when its entry was stored).
 pub enum Subject {
-    /// Validated; its principal ARN is canonical.
+    /// Validated.
     Checked(Request),
-    /// As received.
-    Received(crate::proto::AuthorizeRequest),
+    /// A cache hit's parts, made canonical ([`RequestParts::canonicalize`]).
+    Received(RequestParts),
 }
 
 impl Subject {
@@ -482,7 +482,7 @@ impl Telemetry {
     pub fn decided(
         &self,
         call: &mut Call,
-        req: Subject,
+        req: impl FnOnce() -> Subject,
         decision: Answer,
         cached: bool,
         cache_enabled: bool,
@@ -492,7 +492,9 @@ impl Telemetry {
             m.decision(decision.outcome, cached, cache_enabled, elapsed);
         }
         let logged = self.log.as_ref().filter(|l| l.wants(decision.outcome));
-        let mut req = Some(req);
+        let recording = call.span.as_ref().is_some_and(|s| s.is_recording());
+        // The request is made only when a span or the log takes it.
+        let mut req = (recording || logged.is_some()).then(req);
         if let Some(span) = call.span.as_mut().filter(|s| s.is_recording()) {
             if call.batch {
                 // A batch's counts go on its span when it ends; its first

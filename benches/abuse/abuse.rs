@@ -934,6 +934,9 @@ impl Statuses {
 
     fn summary(&self) -> String {
         let map = self.0.lock().unwrap();
+        if map.is_empty() {
+            return "none ended while the attack ran".into();
+        }
         let parts: Vec<_> = map.iter().map(|(k, v)| format!("{v} {k}")).collect();
         format!("ended: {}", parts.join(", "))
     }

@@ -16,12 +16,13 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prost::Message as _;
-use verdict::cache::{CacheLimits, DecisionCache};
+use verdict::cache::CacheLimits;
 use verdict::config::{self, FlagValues, Sources};
 use verdict::proto::server::authorizer_server::Authorizer as _;
 use verdict::proto::{AuthorizeRequest, AuthorizeResponse};
 use verdict::reload::Reloader;
 use verdict::service::AuthorizerService;
+use verdict::service::stored::Cache;
 use verdict::telemetry::Telemetry;
 
 // The allocator the server runs with (src/main.rs).
@@ -55,7 +56,7 @@ fn bench(c: &mut Criterion) {
     let service = |entries: u64| {
         AuthorizerService::new(
             reloader.clone(),
-            Arc::new(DecisionCache::new(CacheLimits {
+            Arc::new(Cache::new(CacheLimits {
                 max_entries: entries,
                 max_bytes: config.cache_max_bytes,
                 max_entry_bytes: config.cache_max_entry_bytes,

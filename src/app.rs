@@ -26,7 +26,7 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::cache::{CacheLimits, DecisionCache};
+use crate::cache::CacheLimits;
 use crate::config::{Config, RuntimeFlavor};
 use crate::conn::{ConnSettings, Gate};
 use crate::loops;
@@ -34,6 +34,7 @@ use crate::proto::server::authorizer_server::AuthorizerServer;
 use crate::reload::{LoadFailure, Reloader};
 use crate::service::AuthorizerService;
 use crate::service::edge::{EdgeLayer, EdgeLimits};
+use crate::service::stored::Cache;
 use crate::telemetry::Telemetry;
 
 /// Why the server did not start.
@@ -77,7 +78,7 @@ pub struct Running {
     /// The reloader (tests and status).
     pub reloader: Arc<Reloader>,
     /// The decision cache.
-    pub cache: Arc<DecisionCache>,
+    pub cache: Arc<Cache>,
     /// The `/metrics` address, if any.
     pub metrics: Option<SocketAddr>,
     /// Telemetry.
@@ -222,7 +223,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
             observer.reloaded(outcome, snap);
         })),
     );
-    let cache = Arc::new(DecisionCache::new(CacheLimits {
+    let cache = Arc::new(Cache::new(CacheLimits {
         max_entries: config.cache_max_entries,
         max_bytes: config.cache_max_bytes,
         max_entry_bytes: config.cache_max_entry_bytes,

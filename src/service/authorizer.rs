@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use crate::cache::{Answer, DecisionCache, Key, RequestCopy};
+use crate::cache::Key;
+use crate::service::stored::{Cache, RequestCopy};
+
+/// A decision as the service holds it.
+type Answer = crate::cache::Answer<RequestCopy>;
 use crate::compile::Snapshot;
 use crate::eval::{InvalidRequest, Request as DecisionRequest, RequestLimits, logic};
 use crate::proto;
@@ -23,7 +27,7 @@ use crate::telemetry::{Call, Method, Subject, Telemetry};
 /// The service.
 pub struct AuthorizerService {
     reloader: Arc<Reloader>,
-    cache: Arc<DecisionCache>,
+    cache: Arc<Cache>,
     limits: RequestLimits,
     max_batch: usize,
     telemetry: Arc<Telemetry>,
@@ -33,7 +37,7 @@ impl AuthorizerService {
     /// A service deciding with `reloader`'s active snapshot.
     pub fn new(
         reloader: Arc<Reloader>,
-        cache: Arc<DecisionCache>,
+        cache: Arc<Cache>,
         limits: RequestLimits,
         max_batch: usize,
         telemetry: Arc<Telemetry>,

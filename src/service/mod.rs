@@ -5,5 +5,6 @@ pub mod authorizer;
 pub mod convert;
 pub mod edge;
 mod measure;
+pub mod stored;
 
 pub use authorizer::AuthorizerService;

@@ -21,7 +21,6 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::Subject;
-use crate::cache::Answer;
 
 /// Which decisions the decision log writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +31,7 @@ pub enum LogFilter {
     Denies,
 }
 use crate::eval::json::DecisionJson;
-use crate::eval::{Outcome, Request};
+use crate::eval::{Decision, Outcome, Request};
 
 /// Where the log goes.
 pub enum LogSink {
@@ -74,8 +73,8 @@ pub struct LogRecord {
     pub span_id: Option<SpanId>,
     /// The request.
     pub request: Subject,
-    /// The decision.
-    pub decision: Answer,
+    /// The decision (the cache's, or one made for this request).
+    pub decision: Box<dyn std::ops::Deref<Target = Decision> + Send>,
     /// Served from the cache.
     pub cached: bool,
     /// Time to decide.

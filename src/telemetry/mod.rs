@@ -33,7 +33,6 @@ use opentelemetry_sdk::trace::{
 };
 use tonic::metadata::{KeyRef, MetadataMap};
 
-use crate::cache::Answer;
 use crate::compile::Snapshot;
 use crate::eval::{Decision, Request, RequestParts};
 use crate::reload::ReloadOutcome;
@@ -483,7 +482,7 @@ impl Telemetry {
         &self,
         call: &mut Call,
         req: impl FnOnce() -> Subject,
-        decision: Answer,
+        decision: impl std::ops::Deref<Target = Decision> + Send + 'static,
         cached: bool,
         cache_enabled: bool,
         elapsed: Duration,
@@ -532,7 +531,7 @@ impl Telemetry {
                 trace_id: call.trace_id,
                 span_id: call.span_id,
                 request: req,
-                decision,
+                decision: Box::new(decision),
                 cached,
                 latency: elapsed,
             });

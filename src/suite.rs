@@ -1,4 +1,4 @@
-//! Bundle test suites: the `tests/` files of a bundle (`bundle.md`), parsed
+//! Bundle test suites: the `tests/` files of a bundle (docs/bundle-format.md), parsed
 //! into cases and run against an evaluator.
 //!
 //! A case is a request in the JSON request shape plus what to expect: the

@@ -1,5 +1,5 @@
 //! Bundles: a directory or `.tar.gz` holding policies and what they are
-//! attached to, loaded whole or not at all (`bundle.md`).
+//! attached to, loaded whole or not at all (docs/bundle-format.md).
 //!
 //! [`load`] reads the files ([`source`]), parses them strictly ([`shape`]),
 //! resolves every reference and validates every policy for each place it is
@@ -24,7 +24,7 @@ pub enum BundleSource {
     Embedded,
 }
 
-/// Input limits of a bundle (`bundle.md`), each a configuration value.
+/// Input limits of a bundle (docs/bundle-format.md), each a configuration value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// One policy document as written (each `policies/` file, each inline document).

@@ -355,7 +355,7 @@ fn warning(file: &str, kind: BW) -> Diagnostic {
     }
 }
 
-/// Whether a bundle path is one of the names `bundle.md` defines.
+/// Whether a bundle path is one of the names docs/bundle-format.md lists.
 pub fn is_bundle_file(path: &str) -> bool {
     matches!(
         path,

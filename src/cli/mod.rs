@@ -1,5 +1,5 @@
-//! The `verdict` command line (api.md "CLI"): one file per subcommand, each
-//! returning an exit status (0 / 1 / 2 as api.md defines per command).
+//! The `verdict` command line (docs/api.md, "The command line"): one file per subcommand, each
+//! returning an exit status (0 / 1 / 2 as docs/api.md gives per command).
 
 mod check;
 mod eval;

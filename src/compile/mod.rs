@@ -19,7 +19,7 @@ use crate::bundle::{Bundle, GrantConstraint, GrantOperation, KeyInfo, Policy, Ta
 use crate::policy::PolicyKind;
 use statement::{ActionIndex, ActionTable, CPolicy, CPrincipal, ResFilter};
 
-/// Evaluation settings (api.md "Configuration"), compiled into a snapshot.
+/// Evaluation settings (docs/configuration.md), compiled into a snapshot.
 #[derive(Clone, Debug, Default)]
 pub struct EvalOptions {
     /// Caller-sent `aws:PrincipalTag/*` values count for session callers (U4).

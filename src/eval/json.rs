@@ -1,4 +1,4 @@
-//! JSON forms of requests and decisions (api.md "CLI"): the request shape of
+//! JSON forms of requests and decisions (docs/api.md, "JSON requests"): the request shape of
 //! `verdict eval --requests` and bundle tests, and the printed decision.
 
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! A validated authorization request: principal, action, resource, context
 //! and optional session policy, checked at the edge so that the evaluator
-//! never sees malformed input (api.md "Request and decision").
+//! never sees malformed input (docs/api.md, "A request and its decision").
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use crate::policy::err::cut;
 use crate::policy::principal::{PrincipalArn, canonicalize_arn, is_service_principal, split_arn};
 use crate::policy::{PolicyDocument, PolicyKind, check_place, parse_document};
 
-/// Request limits (api.md), each a configuration value.
+/// Request limits (docs/configuration.md), each a configuration value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestLimits {
     /// Principal, action and resource, each.

@@ -1,4 +1,4 @@
-//! The instruments of api.md's Telemetry table, created once on one meter
+//! The instruments of the README's Telemetry section, created once on one meter
 //! provider (which exports over OTLP, to `/metrics`, or both).
 //!
 //! Recording a decision looks nothing up and allocates nothing: the latency

@@ -1,5 +1,5 @@
 //! Telemetry: OpenTelemetry traces continuing the caller's W3C trace
-//! context, the metrics of api.md's Telemetry table (over OTLP and on
+//! context, the metrics of the README's Telemetry section (over OTLP and on
 //! `/metrics` from the same meter provider), and the decision log.
 //!
 //! Everything is optional and costs nothing when off: with no tracing

@@ -49,7 +49,7 @@ pub enum AppError {
         reason: String,
     },
     /// The first bundle did not load.
-    #[error("the bundle does not load: {}", .0.message)]
+    #[error("the first bundle does not load, so verdict stops ({})", .0.message)]
     FirstBundle(LoadFailure),
     /// Reflection could not be built.
     #[error("reflection: {0}")]
@@ -115,7 +115,17 @@ fn bind_uds(path: &Path, mode: u32) -> Result<tokio::net::UnixListener, AppError
                 .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?,
         }
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => err(format!(
+            "the directory {} does not exist; create it (in Kubernetes, mount an emptyDir there)",
+            path.parent()
+                .map_or_else(|| ".".into(), |d| d.display().to_string())
+        )),
+        std::io::ErrorKind::PermissionDenied => err(
+            "permission denied; the directory must be writable by the user verdict runs as".into(),
+        ),
+        _ => err(e.to_string()),
+    })?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| err(format!("cannot set the socket's mode: {e}")))?;
     Ok(listener)

@@ -300,11 +300,19 @@ impl Reloader {
                     status.last_error = Some(failure.clone());
                 }
                 drop(status);
-                tracing::error!(
-                    error = %failure.message,
-                    errors = ?failure.errors,
-                    "bundle failed to load; the active bundle, if any, stays"
-                );
+                match self.snapshot() {
+                    Some(active) => tracing::error!(
+                        error = %failure.message,
+                        errors = ?failure.errors,
+                        revision = %active.revision,
+                        "bundle failed to load; the active revision keeps serving"
+                    ),
+                    None => tracing::error!(
+                        error = %failure.message,
+                        errors = ?failure.errors,
+                        "bundle failed to load, and no bundle is active yet"
+                    ),
+                }
                 if let Some(o) = &self.observer {
                     o(ReloadOutcome::Error, self.snapshot().as_deref());
                 }

@@ -40,6 +40,9 @@ fn every_setting_is_documented_and_every_documented_setting_exists() {
         .collect();
     let missing: Vec<_> = read.difference(&documented).collect();
     let unknown: Vec<_> = documented.difference(&read).collect();
-    assert!(missing.is_empty(), "not in docs/configuration.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in docs/configuration.md: {missing:?}"
+    );
     assert!(unknown.is_empty(), "documented but not read: {unknown:?}");
 }

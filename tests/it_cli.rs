@@ -404,3 +404,28 @@ fn broken_bundles_give_located_errors() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn unreachable_servers_and_missing_socket_directories_say_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("none.sock");
+    let o = verdict(&["health", "--uds", sock.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("no socket there"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("transport error"), "{}", stderr(&o));
+    let o = verdict(&["health", "--addr", "127.0.0.1:1", "--timeout-ms", "500"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("nothing is listening there"),
+        "{}",
+        stderr(&o)
+    );
+    let missing = dir.path().join("no/such/dir/verdict.sock");
+    let o = verdict(&["serve", "--uds", missing.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("does not exist; create it"),
+        "{}",
+        stderr(&o)
+    );
+}

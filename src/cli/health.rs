@@ -31,6 +31,31 @@ pub struct HealthArgs {
     timeout_ms: u64,
 }
 
+/// Why a server could not be reached, from the innermost cause tonic
+/// wraps (its own message is "transport error"), and what to check.
+fn unreachable_message(target: &str, e: &tonic::transport::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let io = cause
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind);
+    let hint = match io {
+        Some(std::io::ErrorKind::NotFound) => {
+            "no socket there; is `verdict serve --uds` running with this path?"
+        }
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            "nothing is listening there; is `verdict serve` running, and on this address?"
+        }
+        Some(std::io::ErrorKind::PermissionDenied) => {
+            "permission denied; the socket's mode is `uds_mode` (default 0660)"
+        }
+        _ => "check the address and that the server is running",
+    };
+    format!("cannot connect to {target}: {cause} ({hint})")
+}
+
 async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
     let timeout = Duration::from_millis(args.timeout_ms);
     let channel = match &args.uds {
@@ -47,12 +72,7 @@ async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
                     }
                 }))
                 .await
-                .map_err(|e| {
-                    format!(
-                        "cannot connect to {}: {e}",
-                        args.uds.as_deref().unwrap_or_default()
-                    )
-                })?
+                .map_err(|e| unreachable_message(args.uds.as_deref().unwrap_or_default(), &e))?
         }
         None => {
             let addr = args
@@ -64,7 +84,7 @@ async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
                 .connect_timeout(timeout)
                 .connect()
                 .await
-                .map_err(|e| format!("cannot connect to {addr}: {e}"))?
+                .map_err(|e| unreachable_message(addr, &e))?
         }
     };
     let mut client = HealthClient::new(channel);

@@ -636,4 +636,21 @@ async fn a_cache_hit_and_a_miss_log_the_same_canonical_request() {
         "arn:aws:iam::111122223333:user/Dave"
     );
     assert_eq!(lines[0]["request"]["resource"], KEY);
+    // Every field of a record is documented in docs/decision-log.md, and
+    // every documented field but `explanation` (only when asked for) is in
+    // it.
+    let page = std::fs::read_to_string(root().join("docs/decision-log.md")).unwrap();
+    let documented: std::collections::BTreeSet<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .filter(|f| *f != "explanation")
+        .collect();
+    let logged: std::collections::BTreeSet<&str> = lines[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(logged, documented);
 }

@@ -70,7 +70,7 @@ pub enum BundleErrorKind {
     #[error("{0}")]
     Json(String),
     /// Over a size limit.
-    #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
+    #[error("{what} is {size} bytes, over the limit of {limit} bytes ({setting})")]
     TooLarge {
         /// What.
         what: &'static str,
@@ -78,15 +78,17 @@ pub enum BundleErrorKind {
         size: u64,
         /// Limit.
         limit: u64,
+        /// The setting that sets the limit.
+        setting: &'static str,
     },
     /// Too many files.
     #[error("the bundle holds more than {0} files (max_bundle_files)")]
     TooManyFiles(usize),
     /// Nesting deeper than the limit.
-    #[error("JSON nesting deeper than {0} levels")]
+    #[error("JSON nesting deeper than {0} levels (max_json_depth)")]
     TooDeep(usize),
     /// A string longer than the limit.
-    #[error("string of {len} bytes, over the limit of {limit} bytes")]
+    #[error("string of {len} bytes, over the limit of {limit} bytes (max_string_bytes)")]
     StringTooLong {
         /// Length.
         len: usize,

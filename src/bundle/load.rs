@@ -428,6 +428,7 @@ impl Loader<'_> {
                             what: "inline policy document",
                             size: len,
                             limit: self.limits.max_policy_bytes,
+                            setting: "max_policy_bytes",
                         },
                     );
                     return None;

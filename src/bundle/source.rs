@@ -49,14 +49,20 @@ fn too_large(path: &str, size: u64, limit: u64) -> Diagnostic {
         file: path.to_owned(),
         pointer: String::new(),
         position: None,
-        finding: Finding::Bundle(B::TooLarge {
-            what: if path.starts_with("policies/") {
-                "policy document"
-            } else {
-                "file"
-            },
-            size,
-            limit,
+        finding: Finding::Bundle(if path.starts_with("policies/") {
+            B::TooLarge {
+                what: "policy document",
+                size,
+                limit,
+                setting: "max_policy_bytes",
+            }
+        } else {
+            B::TooLarge {
+                what: "file",
+                size,
+                limit,
+                setting: "max_data_file_bytes",
+            }
         }),
     }
 }
@@ -69,6 +75,7 @@ fn unpacked_too_large(what: &'static str, size: u64, limits: &Limits) -> Diagnos
             what,
             size,
             limit: limits.max_unpacked_bytes,
+            setting: "max_unpacked_bytes",
         },
     )
 }

@@ -299,6 +299,24 @@ fn context_from_json(text: &str) -> Result<ContextPairs, String> {
     crate::eval::json::context_pairs(&map).map_err(|e| e.to_string())
 }
 
+/// The settings the sources give, each with where it came from (a flag,
+/// a `VERDICT_*` variable, or the file and key) and its value as given; the
+/// others take their defaults. Errors are left to [`from_sources`].
+pub fn explicit(sources: &Sources<'_>) -> BTreeMap<&'static str, (String, String)> {
+    let raw = gather(sources, &mut Vec::new());
+    let mut out: BTreeMap<&'static str, (String, String)> = raw
+        .values
+        .into_iter()
+        .map(|(name, (origin, value))| (name, (origin.to_string(), value)))
+        .collect();
+    if let Some((origin, pairs)) = raw.default_context {
+        let shown = serde_json::to_string(&pairs.into_iter().collect::<BTreeMap<_, _>>())
+            .unwrap_or_default();
+        out.insert("default_context", (origin.to_string(), shown));
+    }
+    out
+}
+
 fn gather(sources: &Sources<'_>, errors: &mut Vec<ConfigError>) -> Raw {
     let mut raw = Raw {
         values: BTreeMap::new(),

@@ -429,3 +429,47 @@ fn unreachable_servers_and_missing_socket_directories_say_what_to_check() {
         stderr(&o)
     );
 }
+
+#[test]
+fn config_prints_every_setting_with_its_origin_and_serve_help_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("verdict.toml");
+    fs::write(&file, "max_batch = 50\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args([
+            "config",
+            "--config",
+            file.to_str().unwrap(),
+            "--uds",
+            "/tmp/v.sock",
+        ])
+        .env("VERDICT_CACHE_MAX_ENTRIES", "10")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), verdict::config::SETTINGS.len());
+    assert!(out.contains("uds = /tmp/v.sock  (--uds)"), "{out}");
+    assert!(
+        out.contains("cache_max_entries = 10  (VERDICT_CACHE_MAX_ENTRIES)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("max_batch = 50  ({}: max_batch)", file.display())),
+        "{out}"
+    );
+    assert!(out.contains("max_arn_bytes = 2048  (default)"), "{out}");
+    // A bad value is reported, as serve would, with status 2.
+    let o = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["config"])
+        .env("VERDICT_MAX_BATCH", "x")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("VERDICT_MAX_BATCH"));
+    let help = stdout(&verdict(&["serve", "--help"]));
+    for name in verdict::config::SETTINGS {
+        let env = format!("VERDICT_{}", name.to_ascii_uppercase());
+        assert!(help.contains(&env), "{env} not in serve --help");
+    }
+}

@@ -5,6 +5,7 @@ mod check;
 mod eval;
 mod health;
 pub mod serve;
+mod settings;
 mod test;
 
 use std::path::PathBuf;
@@ -43,7 +44,11 @@ pub enum Command {
     /// Run the bundle's tests/ cases.
     Test(test::TestArgs),
     /// Serve the gRPC API (Authorize, BatchAuthorize, GetBundleStatus, health, reflection).
+    #[command(after_long_help = settings::help())]
     Serve(serve::ServeArgs),
+    /// Check the configuration `serve` would run with (same flags) and print
+    /// every setting, its value and where it came from.
+    Config(settings::ConfigArgs),
     /// Ask a running server's gRPC health service; exit 0 only when SERVING.
     Health(health::HealthArgs),
 }
@@ -55,6 +60,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Check(a) => check::run(a),
         Command::Test(a) => test::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Config(a) => settings::run(a),
         Command::Health(a) => health::run(a),
     }
 }

@@ -31,31 +31,36 @@ pub struct ServeArgs {
     metrics_listen: Option<String>,
 }
 
-/// Read the configuration, reporting every problem.
-pub fn load_config(args: &ServeArgs) -> Result<Config, Vec<config::ConfigError>> {
+/// The sources of the configuration `args` name (the file read whole).
+pub fn config_sources(args: &ServeArgs) -> Result<Sources<'static>, config::ConfigError> {
     let file = match &args.config {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => Some((path.clone(), text)),
             Err(e) => {
-                return Err(vec![config::ConfigError {
+                return Err(config::ConfigError {
                     origin: format!("--config {path}"),
                     message: e.to_string(),
-                }]);
+                });
             }
         },
         None => None,
     };
-    let env = |k: &str| std::env::var(k).ok();
-    config::from_sources(&Sources {
+    Ok(Sources {
         flags: FlagValues {
             bundle: args.bundle.clone(),
             listen: args.listen.clone(),
             uds: args.uds.clone(),
             metrics_listen: args.metrics_listen.clone(),
         },
-        env: &env,
+        env: &|k: &str| std::env::var(k).ok(),
         file,
     })
+}
+
+/// Read the configuration, reporting every problem.
+pub fn load_config(args: &ServeArgs) -> Result<Config, Vec<config::ConfigError>> {
+    let sources = config_sources(args).map_err(|e| vec![e])?;
+    config::from_sources(&sources)
 }
 
 fn init_logging(json: bool) {

@@ -473,3 +473,33 @@ fn config_prints_every_setting_with_its_origin_and_serve_help_lists_them() {
         assert!(help.contains(&env), "{env} not in serve --help");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_never_makes_a_command_panic() {
+    for args in [
+        vec!["test", KMS],
+        vec!["config"],
+        vec![
+            "eval",
+            "--bundle",
+            KMS,
+            "--principal",
+            "arn:aws:iam::111122223333:user/frank",
+            "--action",
+            "kms:Encrypt",
+            "--resource",
+            "*",
+        ],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_verdict"))
+            .current_dir(root())
+            .args(&args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+        assert_ne!(o.status.code(), Some(101), "{args:?}");
+    }
+}

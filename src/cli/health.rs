@@ -3,6 +3,7 @@
 //! container health check, or a Kubernetes exec probe on the Unix socket
 //! (a kubelet's own gRPC probe cannot reach a server bound to localhost).
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use clap::Args;
@@ -113,11 +114,11 @@ pub fn run(args: HealthArgs) -> Exit {
     };
     match runtime.block_on(check(&args)) {
         Ok(ServingStatus::Serving) => {
-            println!("SERVING");
+            let _ = writeln!(std::io::stdout(), "SERVING");
             Exit::Ok
         }
         Ok(status) => {
-            println!("{}", status.as_str_name());
+            let _ = writeln!(std::io::stdout(), "{}", status.as_str_name());
             Exit::Failed
         }
         Err(e) => {

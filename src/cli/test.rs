@@ -37,44 +37,60 @@ pub fn run(args: TestArgs) -> Exit {
     print_diagnostics(&errors);
     let snapshot = Snapshot::compile(bundle, &EvalOptions::default(), 0);
     let results = suite::run(&cases, &|req, now| logic::evaluate(&snapshot, req, now));
-    let mut failed = 0usize;
-    for r in &results {
-        if r.failures.is_empty() {
-            continue;
-        }
-        failed += 1;
-        let c = r.case;
-        println!(
-            "FAIL {}:{}:{}: {}",
-            c.file, c.position.line, c.position.column, c.label
-        );
-        for f in &r.failures {
-            println!("  {f}");
-        }
-        if let Some(d) = &r.decision {
-            println!(
-                "  got {} by {}",
-                d.outcome.as_str(),
-                suite::describe_matched(d)
-            );
-            if let Some(e) = &d.explanation
-                && !e.blocked_by.is_empty()
-            {
-                let gates: Vec<&str> = e.blocked_by.iter().map(|g| g.as_str()).collect();
-                println!("  blocked by {}", gates.join(", "));
-            }
-        }
-    }
-    println!(
-        "{} passed, {failed} failed, {} invalid ({} revision {})",
-        results.len() - failed,
+    let failed = results.iter().filter(|r| !r.failures.is_empty()).count();
+    // A reader that went away (`| head`) ends the report, not the process.
+    let _ = report(
+        &mut std::io::stdout().lock(),
+        &results,
+        failed,
         errors.len(),
-        bundle.source,
-        bundle.revision
+        bundle,
     );
     if failed == 0 && errors.is_empty() {
         Exit::Ok
     } else {
         Exit::Failed
     }
+}
+
+/// Each failure with the decision it got, then the summary.
+fn report(
+    out: &mut impl std::io::Write,
+    results: &[suite::CaseResult<'_>],
+    failed: usize,
+    invalid: usize,
+    bundle: &crate::bundle::Bundle,
+) -> std::io::Result<()> {
+    for r in results.iter().filter(|r| !r.failures.is_empty()) {
+        let c = r.case;
+        writeln!(
+            out,
+            "FAIL {}:{}:{}: {}",
+            c.file, c.position.line, c.position.column, c.label
+        )?;
+        for f in &r.failures {
+            writeln!(out, "  {f}")?;
+        }
+        if let Some(d) = &r.decision {
+            writeln!(
+                out,
+                "  got {} by {}",
+                d.outcome.as_str(),
+                suite::describe_matched(d)
+            )?;
+            if let Some(e) = &d.explanation
+                && !e.blocked_by.is_empty()
+            {
+                let gates: Vec<&str> = e.blocked_by.iter().map(|g| g.as_str()).collect();
+                writeln!(out, "  blocked by {}", gates.join(", "))?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{} passed, {failed} failed, {invalid} invalid ({} revision {})",
+        results.len() - failed,
+        bundle.source,
+        bundle.revision
+    )
 }

@@ -503,3 +503,30 @@ fn a_reader_that_goes_away_never_makes_a_command_panic() {
         assert_ne!(o.status.code(), Some(101), "{args:?}");
     }
 }
+
+#[test]
+fn every_command_takes_the_bundle_as_path_or_as_bundle() {
+    let frank = [
+        "--principal",
+        "arn:aws:iam::111122223333:user/frank",
+        "--action",
+        "kms:Encrypt",
+        "--resource",
+        KEY,
+    ];
+    for command in ["eval", "check", "test"] {
+        let extra: &[&str] = if command == "eval" { &frank } else { &[] };
+        let positional = verdict(&[&[command, KMS], extra].concat());
+        let flag = verdict(&[&[command, "--bundle", KMS], extra].concat());
+        assert_eq!(code(&positional), 0, "{command}: {}", stderr(&positional));
+        assert_eq!(stdout(&positional), stdout(&flag), "{command}");
+        assert_eq!(code(&positional), code(&flag), "{command}");
+    }
+    let o = verdict(&["config", KMS]);
+    assert!(
+        stdout(&o).contains(&format!("bundle = {KMS}  (--bundle)")),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(code(&verdict(&["check", KMS, "--bundle", KMS])), 2);
+}

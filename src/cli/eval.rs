@@ -14,9 +14,8 @@ use crate::eval::{EvalOptions, InvalidRequest, Request, RequestLimits, RequestPa
 /// Arguments of `verdict eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The bundle: a directory or a .tar.gz.
-    #[arg(long, value_name = "PATH")]
-    bundle: String,
+    #[command(flatten)]
+    bundle: super::BundleArg,
     /// The caller: a root, user, role, assumed-role, federated-user ARN or a service principal.
     #[arg(
         long,
@@ -60,7 +59,7 @@ pub struct EvalArgs {
 
 /// Run `verdict eval`.
 pub fn run(args: EvalArgs) -> Exit {
-    let path = match bundle_path(&args.bundle) {
+    let path = match bundle_path(args.bundle.get()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

@@ -65,6 +65,46 @@ pub fn run(cli: Cli) -> Exit {
     }
 }
 
+/// The bundle of a command: `PATH`, or `--bundle PATH` (the same).
+#[derive(Debug, clap::Args)]
+pub struct BundleArg {
+    /// The bundle: a directory (or Kubernetes ConfigMap volume) or a .tar.gz.
+    #[arg(value_name = "PATH", required_unless_present = "bundle")]
+    path: Option<String>,
+    /// The bundle, as a flag (the same as PATH).
+    #[arg(long, value_name = "PATH", conflicts_with = "path")]
+    bundle: Option<String>,
+}
+
+/// The bundle of `serve`, which may be left out (the embedded example).
+#[derive(Debug, clap::Args)]
+pub struct OptionalBundleArg {
+    /// The bundle: a directory (or Kubernetes ConfigMap volume) or a
+    /// .tar.gz. Default: the example bundle embedded in the binary.
+    #[arg(value_name = "PATH")]
+    path: Option<String>,
+    /// The bundle, as a flag (the same as PATH).
+    #[arg(long, value_name = "PATH", conflicts_with = "path")]
+    bundle: Option<String>,
+}
+
+impl BundleArg {
+    /// The path given, either way.
+    fn get(&self) -> &str {
+        self.path
+            .as_deref()
+            .or(self.bundle.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+impl OptionalBundleArg {
+    /// The path given, either way, if any.
+    fn get(&self) -> Option<&str> {
+        self.path.as_deref().or(self.bundle.as_deref())
+    }
+}
+
 /// A bundle path argument: a local directory or `.tar.gz`; URLs are not in v1.
 fn bundle_path(arg: &str) -> Result<PathBuf, String> {
     if arg.contains("://") {

@@ -13,10 +13,8 @@ use crate::telemetry::{LogSink, Telemetry, TelemetryOptions, TelemetrySettings};
 /// Arguments of `verdict serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The bundle: a directory (or Kubernetes ConfigMap volume) or a .tar.gz.
-    /// Default: the example bundle embedded in the binary.
-    #[arg(long, value_name = "PATH")]
-    bundle: Option<String>,
+    #[command(flatten)]
+    bundle: super::OptionalBundleArg,
     /// TCP address to listen on (default 127.0.0.1:50051 when neither this nor --uds is given).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
@@ -47,7 +45,7 @@ pub fn config_sources(args: &ServeArgs) -> Result<Sources<'static>, config::Conf
     };
     Ok(Sources {
         flags: FlagValues {
-            bundle: args.bundle.clone(),
+            bundle: args.bundle.get().map(str::to_owned),
             listen: args.listen.clone(),
             uds: args.uds.clone(),
             metrics_listen: args.metrics_listen.clone(),

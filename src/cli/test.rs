@@ -11,14 +11,13 @@ use crate::suite;
 /// Arguments of `verdict test`.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// The bundle: a directory or a .tar.gz.
-    #[arg(value_name = "PATH")]
-    path: String,
+    #[command(flatten)]
+    bundle: super::BundleArg,
 }
 
 /// Run `verdict test`.
 pub fn run(args: TestArgs) -> Exit {
-    let path = match bundle_path(&args.path) {
+    let path = match bundle_path(args.bundle.get()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

@@ -215,7 +215,9 @@ fn usage_errors_exit_2() {
 fn check_and_test_the_example_bundle() {
     let o = verdict(&["check", KMS]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stderr(&o).contains("0 error(s)"));
+    // check's findings and summary are its result: on stdout.
+    assert!(stdout(&o).contains("0 error(s)"), "{}", stdout(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     let o = verdict(&["test", KMS]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains(" passed, 0 failed"));
@@ -264,9 +266,9 @@ fn test_reports_failures_with_what_it_got() {
     let o = verdict(&["check", dir.path().to_str().unwrap()]);
     assert_eq!(code(&o), 1);
     assert!(
-        stderr(&o).contains("error: tests/wrong.json:1:"),
+        stdout(&o).contains("error: tests/wrong.json:1:"),
         "{}",
-        stderr(&o)
+        stdout(&o)
     );
     // No tests/: a warning, exit 0.
     fs::remove_dir_all(dir.path().join("tests")).unwrap();
@@ -321,7 +323,7 @@ fn configmap_volume_is_read_through_data() {
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     let o = verdict(&["check", dir.path().to_str().unwrap()]);
     assert_eq!(code(&o), 0);
-    assert!(!stderr(&o).contains("warning:"), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("warning:"), "{}", stdout(&o));
 }
 
 #[derive(serde::Deserialize)]
@@ -355,7 +357,7 @@ fn broken_bundles_give_located_errors() {
         let expect: Expect =
             serde_json::from_str(&fs::read_to_string(case.join("expect.json")).unwrap()).unwrap();
         let o = verdict(&["check", bundle]);
-        let err = stderr(&o);
+        let err = stdout(&o);
         if code(&o) != 1 {
             failures.push(format!("{name}: check exited {} (want 1)\n{err}", code(&o)));
         }

@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::{Exit, bundle_path, load_bundle, print_diagnostics};
+use super::{Exit, Findings, bundle_path, load_bundle, print_diagnostics};
 use crate::bundle::{LoadError, Severity};
 use crate::eval::RequestLimits;
 use crate::suite;
@@ -24,22 +24,22 @@ pub fn run(args: CheckArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    match load_bundle(&path, true, false) {
+    match load_bundle(&path, true, false, Findings::Result) {
         Ok(loaded) => {
             let (cases, errors) = suite::parse_tests(&loaded.bundle, &RequestLimits::default());
-            print_diagnostics(&errors);
+            print_diagnostics(&errors, Findings::Result);
             let warnings = loaded
                 .warnings
                 .iter()
                 .filter(|d| d.severity == Severity::Warning)
                 .count();
-            eprintln!(
+            Findings::Result.line(&format_args!(
                 "{}: revision {}, {} error(s), {warnings} warning(s), {} test case(s)",
                 loaded.bundle.source,
                 loaded.bundle.revision,
                 errors.len(),
                 cases.len()
-            );
+            ));
             if errors.is_empty() {
                 Exit::Ok
             } else {

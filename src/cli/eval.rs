@@ -66,7 +66,7 @@ pub fn run(args: EvalArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    let Ok(loaded) = load_bundle(&path, false, true) else {
+    let Ok(loaded) = load_bundle(&path, false, true, super::Findings::Diagnostic) else {
         return Exit::Usage;
     };
     let snapshot = Snapshot::compile(&loaded.bundle, &EvalOptions::default(), 0);

@@ -115,11 +115,31 @@ fn bundle_path(arg: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(arg))
 }
 
-/// Load a bundle, printing warnings and errors to stderr.
+/// Where a command prints what a bundle load finds: `check` reports
+/// findings as its result (stdout), the others as diagnostics (stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Findings {
+    Result,
+    Diagnostic,
+}
+
+impl Findings {
+    /// Print one line; a reader that went away is not an error here.
+    fn line(self, text: &dyn std::fmt::Display) {
+        use std::io::Write as _;
+        let _ = match self {
+            Self::Result => writeln!(std::io::stdout(), "{text}"),
+            Self::Diagnostic => writeln!(std::io::stderr(), "{text}"),
+        };
+    }
+}
+
+/// Load a bundle, printing its warnings and errors where `to` says.
 fn load_bundle(
     path: &std::path::Path,
     with_tests: bool,
     quiet_warnings: bool,
+    to: Findings,
 ) -> Result<Loaded, LoadError> {
     let opts = LoadOptions {
         with_tests,
@@ -128,7 +148,7 @@ fn load_bundle(
     match crate::bundle::load(path, &opts) {
         Ok(loaded) => {
             if !quiet_warnings {
-                print_diagnostics(&loaded.warnings);
+                print_diagnostics(&loaded.warnings, to);
             }
             Ok(loaded)
         }
@@ -136,8 +156,8 @@ fn load_bundle(
             match &e {
                 LoadError::NotABundle { .. } => eprintln!("error: {e}"),
                 LoadError::Invalid(d) => {
-                    print_diagnostics(d);
-                    eprintln!("{e}");
+                    print_diagnostics(d, to);
+                    to.line(&e);
                 }
             }
             Err(e)
@@ -145,8 +165,8 @@ fn load_bundle(
     }
 }
 
-fn print_diagnostics(d: &[Diagnostic]) {
+fn print_diagnostics(d: &[Diagnostic], to: Findings) {
     for d in d {
-        eprintln!("{d}");
+        to.line(d);
     }
 }

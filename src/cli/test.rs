@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::{Exit, bundle_path, load_bundle, print_diagnostics};
+use super::{Exit, Findings, bundle_path, load_bundle, print_diagnostics};
 use crate::compile::Snapshot;
 use crate::eval::{EvalOptions, RequestLimits, logic};
 use crate::suite;
@@ -24,7 +24,7 @@ pub fn run(args: TestArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    let Ok(loaded) = load_bundle(&path, true, true) else {
+    let Ok(loaded) = load_bundle(&path, true, true, Findings::Diagnostic) else {
         return Exit::Failed;
     };
     let bundle = &loaded.bundle;
@@ -33,7 +33,7 @@ pub fn run(args: TestArgs) -> Exit {
         return Exit::Ok;
     }
     let (cases, errors) = suite::parse_tests(bundle, &RequestLimits::default());
-    print_diagnostics(&errors);
+    print_diagnostics(&errors, Findings::Diagnostic);
     let snapshot = Snapshot::compile(bundle, &EvalOptions::default(), 0);
     let results = suite::run(&cases, &|req, now| logic::evaluate(&snapshot, req, now));
     let failed = results.iter().filter(|r| !r.failures.is_empty()).count();

@@ -532,3 +532,34 @@ fn every_command_takes_the_bundle_as_path_or_as_bundle() {
     );
     assert_eq!(code(&verdict(&["check", KMS, "--bundle", KMS])), 2);
 }
+
+#[test]
+fn check_reports_the_same_findings_as_json() {
+    let good = verdict(&["check", KMS, "--format", "json"]);
+    assert_eq!(code(&good), 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&good)).unwrap();
+    assert_eq!(report["errors"].as_array().unwrap().len(), 0);
+    assert_eq!(report["revision"], "2026-11-28.1");
+    assert!(report["test_cases"].as_u64().unwrap() > 0);
+    for broken in ["policy-too-large", "string-too-long"] {
+        let bundle = format!("tests/fixtures/broken/{broken}/bundle");
+        let text = verdict(&["check", &bundle]);
+        let json = verdict(&["check", &bundle, "--format", "json"]);
+        assert_eq!(code(&text), code(&json), "{broken}");
+        let report: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+        let errors = report["errors"].as_array().unwrap();
+        let text_errors = stdout(&text)
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .count();
+        assert_eq!(errors.len(), text_errors, "{broken}");
+        for e in errors {
+            let line = format!("error: {}", e["file"].as_str().unwrap());
+            assert!(stdout(&text).contains(&line), "{broken}: {line}");
+            assert!(
+                stdout(&text).contains(e["message"].as_str().unwrap()),
+                "{broken}"
+            );
+        }
+    }
+}

@@ -3,8 +3,8 @@
 
 use clap::Args;
 
-use super::{Exit, Findings, bundle_path, load_bundle, print_diagnostics};
-use crate::bundle::{LoadError, Severity};
+use super::{Exit, Findings, Format, bundle_path, diagnostic_json, load_bundle, print_diagnostics};
+use crate::bundle::{Diagnostic, LoadError, LoadOptions, Severity};
 use crate::eval::RequestLimits;
 use crate::suite;
 
@@ -13,6 +13,10 @@ use crate::suite;
 pub struct CheckArgs {
     #[command(flatten)]
     bundle: super::BundleArg,
+    /// `text`: one line per finding, then a summary; `json`: one object
+    /// (`source`, `revision`, `errors`, `warnings`, `test_cases`).
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 /// Run `verdict check`.
@@ -24,6 +28,9 @@ pub fn run(args: CheckArgs) -> Exit {
             return Exit::Usage;
         }
     };
+    if args.format == Format::Json {
+        return run_json(&path);
+    }
     match load_bundle(&path, true, false, Findings::Result) {
         Ok(loaded) => {
             let (cases, errors) = suite::parse_tests(&loaded.bundle, &RequestLimits::default());
@@ -49,4 +56,61 @@ pub fn run(args: CheckArgs) -> Exit {
         Err(LoadError::NotABundle { .. }) => Exit::Usage,
         Err(LoadError::Invalid(_)) => Exit::Failed,
     }
+}
+
+/// `check --format json`: the same findings and status as one JSON object.
+fn run_json(path: &std::path::Path) -> Exit {
+    let opts = LoadOptions {
+        with_tests: true,
+        ..Default::default()
+    };
+    let split = |all: &[&Diagnostic]| -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+        let pick = |s: Severity| {
+            all.iter()
+                .filter(|d| d.severity == s)
+                .map(|d| diagnostic_json(d))
+                .collect()
+        };
+        (pick(Severity::Error), pick(Severity::Warning))
+    };
+    let (report, exit) = match crate::bundle::load(path, &opts) {
+        Ok(loaded) => {
+            let (cases, test_errors) =
+                suite::parse_tests(&loaded.bundle, &RequestLimits::default());
+            let all: Vec<&Diagnostic> = loaded.warnings.iter().chain(&test_errors).collect();
+            let (errors, warnings) = split(&all);
+            let exit = if errors.is_empty() {
+                Exit::Ok
+            } else {
+                Exit::Failed
+            };
+            let report = serde_json::json!({
+                "source": loaded.bundle.source,
+                "revision": loaded.bundle.revision.to_string(),
+                "errors": errors,
+                "warnings": warnings,
+                "test_cases": cases.len(),
+            });
+            (report, exit)
+        }
+        Err(e @ LoadError::NotABundle { .. }) => {
+            eprintln!("error: {e}");
+            return Exit::Usage;
+        }
+        Err(LoadError::Invalid(found)) => {
+            let all: Vec<&Diagnostic> = found.iter().collect();
+            let (errors, warnings) = split(&all);
+            let report = serde_json::json!({
+                "source": path.display().to_string(),
+                "revision": null,
+                "errors": errors,
+                "warnings": warnings,
+                "test_cases": null,
+            });
+            (report, Exit::Failed)
+        }
+    };
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{report:#}");
+    exit
 }

@@ -65,6 +65,31 @@ pub fn run(cli: Cli) -> Exit {
     }
 }
 
+/// How a command prints its result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// A finding as JSON: severity, file, pointer, line, column, message.
+fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "severity": match d.severity {
+            crate::bundle::Severity::Error => "error",
+            crate::bundle::Severity::Warning => "warning",
+        },
+        "file": d.file,
+        "pointer": d.pointer,
+        "line": d.position.map(|p| p.line),
+        "column": d.position.map(|p| p.column),
+        "message": d.finding.to_string(),
+    })
+}
+
 /// The bundle of a command: `PATH`, or `--bundle PATH` (the same).
 #[derive(Debug, clap::Args)]
 pub struct BundleArg {

@@ -563,3 +563,28 @@ fn check_reports_the_same_findings_as_json() {
         }
     }
 }
+
+#[test]
+fn test_reports_failures_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join(KMS), dir.path());
+    fs::write(
+        dir.path().join("tests/fails.json"),
+        format!(
+            r#"{{"name": "frank", "cases": [{{"principal": "arn:aws:iam::111122223333:user/frank", "action": "kms:Encrypt", "resource": "{KEY}", "expect": "ExplicitDeny"}}]}}"#
+        ),
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let text = verdict(&["test", path]);
+    let json = verdict(&["test", path, "--format", "json"]);
+    assert_eq!(code(&text), 1);
+    assert_eq!(code(&json), 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(report["failed"], 1);
+    assert!(report["passed"].as_u64().unwrap() > 0);
+    let failure = &report["failures"][0];
+    assert_eq!(failure["file"], "tests/fails.json");
+    assert_eq!(failure["got"]["decision"], "Allow");
+    assert!(stdout(&text).contains("FAIL tests/fails.json:"));
+}

@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::{Exit, Findings, bundle_path, load_bundle, print_diagnostics};
+use super::{Exit, Findings, Format, bundle_path, diagnostic_json, load_bundle, print_diagnostics};
 use crate::compile::Snapshot;
 use crate::eval::{EvalOptions, RequestLimits, logic};
 use crate::suite;
@@ -13,6 +13,10 @@ use crate::suite;
 pub struct TestArgs {
     #[command(flatten)]
     bundle: super::BundleArg,
+    /// `text`: each failure, then a summary; `json`: one object (`source`,
+    /// `revision`, `passed`, `failed`, `invalid`, `failures`).
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 /// Run `verdict test`.
@@ -38,13 +42,22 @@ pub fn run(args: TestArgs) -> Exit {
     let results = suite::run(&cases, &|req, now| logic::evaluate(&snapshot, req, now));
     let failed = results.iter().filter(|r| !r.failures.is_empty()).count();
     // A reader that went away (`| head`) ends the report, not the process.
-    let _ = report(
-        &mut std::io::stdout().lock(),
-        &results,
-        failed,
-        errors.len(),
-        bundle,
-    );
+    let _ = match args.format {
+        Format::Text => report(
+            &mut std::io::stdout().lock(),
+            &results,
+            failed,
+            errors.len(),
+            bundle,
+        ),
+        Format::Json => report_json(
+            &mut std::io::stdout().lock(),
+            &results,
+            failed,
+            &errors,
+            bundle,
+        ),
+    };
     if failed == 0 && errors.is_empty() {
         Exit::Ok
     } else {
@@ -92,4 +105,39 @@ fn report(
         bundle.source,
         bundle.revision
     )
+}
+
+/// The report as one JSON object: counts, the invalid cases' findings and
+/// each failure with the decision it got.
+fn report_json(
+    out: &mut impl std::io::Write,
+    results: &[suite::CaseResult<'_>],
+    failed: usize,
+    invalid: &[crate::bundle::Diagnostic],
+    bundle: &crate::bundle::Bundle,
+) -> std::io::Result<()> {
+    let failures: Vec<serde_json::Value> = results
+        .iter()
+        .filter(|r| !r.failures.is_empty())
+        .map(|r| {
+            let c = r.case;
+            serde_json::json!({
+                "file": c.file,
+                "line": c.position.line,
+                "column": c.position.column,
+                "name": c.label,
+                "failures": r.failures,
+                "got": r.decision.as_ref().map(|d| crate::eval::json::DecisionJson::new(d)),
+            })
+        })
+        .collect();
+    let report = serde_json::json!({
+        "source": bundle.source,
+        "revision": bundle.revision.to_string(),
+        "passed": results.len() - failed,
+        "failed": failed,
+        "invalid": invalid.iter().map(diagnostic_json).collect::<Vec<_>>(),
+        "failures": failures,
+    });
+    writeln!(out, "{report:#}")
 }

@@ -127,7 +127,7 @@ fn report_json(
                 "column": c.position.column,
                 "name": c.label,
                 "failures": r.failures,
-                "got": r.decision.as_ref().map(|d| crate::eval::json::DecisionJson::new(d)),
+                "got": r.decision.as_ref().map(crate::eval::json::DecisionJson::new),
             })
         })
         .collect();

@@ -588,3 +588,39 @@ fn test_reports_failures_as_json() {
     assert_eq!(failure["got"]["decision"], "Allow");
     assert!(stdout(&text).contains("FAIL tests/fails.json:"));
 }
+
+#[test]
+fn eval_prints_text_lines_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests = dir.path().join("requests.jsonl");
+    fs::write(
+        &requests,
+        format!(
+            "{{\"principal\": \"arn:aws:iam::111122223333:user/frank\", \"action\": \"kms:Encrypt\", \"resource\": \"{KEY}\"}}\n{{\"principal\": \"x\", \"action\": \"kms:Encrypt\", \"resource\": \"*\"}}\n"
+        ),
+    )
+    .unwrap();
+    let o = verdict(&[
+        "eval",
+        KMS,
+        "--requests",
+        requests.to_str().unwrap(),
+        "--format",
+        "text",
+    ]);
+    assert_eq!(code(&o), 1);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("Allow by ["), "{out}");
+    assert!(
+        lines[0].contains("kms/encrypt-decrypt-specific-keys#0 (identity, Allow)"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("error: line 2: principal: "), "{out}");
+    // JSON stays the default.
+    let o = verdict(&["eval", KMS, "--requests", requests.to_str().unwrap()]);
+    let first: serde_json::Value =
+        serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(first["decision"], "Allow");
+}

@@ -55,6 +55,39 @@ pub struct EvalArgs {
     /// Read JSON-lines requests from FILE (`-` for stdin); print one JSON line each, in order.
     #[arg(long, value_name = "FILE")]
     requests: Option<String>,
+    /// `json`: each decision as JSON (docs/api.md); `text`: one line each,
+    /// the decision and the statements that decided it.
+    #[arg(long, value_enum, default_value_t = super::Format::Json)]
+    format: super::Format,
+}
+
+/// One decision as a line of text: the outcome and what decided it.
+fn decision_text(d: &crate::eval::Decision) -> String {
+    format!(
+        "{} by {}",
+        d.outcome.as_str(),
+        crate::suite::describe_matched(d)
+    )
+}
+
+/// Print one decision in `format`.
+fn print_decision(
+    out: &mut impl Write,
+    format: super::Format,
+    pretty: bool,
+    d: &crate::eval::Decision,
+) -> io::Result<()> {
+    match format {
+        super::Format::Text => writeln!(out, "{}", decision_text(d)),
+        super::Format::Json if pretty => {
+            serde_json::to_writer_pretty(&mut *out, &DecisionJson::new(d))?;
+            out.write_all(b"\n")
+        }
+        super::Format::Json => {
+            serde_json::to_writer(&mut *out, &DecisionJson::new(d))?;
+            out.write_all(b"\n")
+        }
+    }
 }
 
 /// Run `verdict eval`.
@@ -72,7 +105,7 @@ pub fn run(args: EvalArgs) -> Exit {
     let snapshot = Snapshot::compile(&loaded.bundle, &EvalOptions::default(), 0);
     let limits = RequestLimits::default();
     match &args.requests {
-        Some(file) => run_lines(&snapshot, file, &limits),
+        Some(file) => run_lines(&snapshot, file, &limits, args.format),
         None => run_one(&snapshot, &args, &limits),
     }
 }
@@ -114,7 +147,18 @@ fn single_parts(args: &EvalArgs) -> Result<RequestParts, InvalidRequest> {
     })
 }
 
-fn print_error(out: &mut impl Write, line: Option<usize>, e: &InvalidRequest) -> io::Result<()> {
+fn print_error(
+    out: &mut impl Write,
+    format: super::Format,
+    line: Option<usize>,
+    e: &InvalidRequest,
+) -> io::Result<()> {
+    if format == super::Format::Text {
+        return match line {
+            Some(n) => writeln!(out, "error: line {n}: {}: {}", e.field, e.message),
+            None => writeln!(out, "error: {}: {}", e.field, e.message),
+        };
+    }
     serde_json::to_writer(
         &mut *out,
         &ErrorJson {
@@ -135,12 +179,9 @@ fn run_one(snapshot: &Snapshot, args: &EvalArgs, limits: &RequestLimits) -> Exit
     let result = match request {
         Ok(req) => {
             let d = logic::evaluate(snapshot, &req, SystemTime::now());
-            serde_json::to_writer_pretty(&mut out, &DecisionJson::new(&d))
-                .map_err(io::Error::from)
-                .and_then(|()| out.write_all(b"\n"))
-                .map(|()| Exit::Ok)
+            print_decision(&mut out, args.format, true, &d).map(|()| Exit::Ok)
         }
-        Err(e) => print_error(&mut out, None, &e).map(|()| Exit::Failed),
+        Err(e) => print_error(&mut out, args.format, None, &e).map(|()| Exit::Failed),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: writing output: {e}");
@@ -148,7 +189,12 @@ fn run_one(snapshot: &Snapshot, args: &EvalArgs, limits: &RequestLimits) -> Exit
     })
 }
 
-fn run_lines(snapshot: &Snapshot, file: &str, limits: &RequestLimits) -> Exit {
+fn run_lines(
+    snapshot: &Snapshot,
+    file: &str,
+    limits: &RequestLimits,
+    format: super::Format,
+) -> Exit {
     let input: Box<dyn BufRead> = if file == "-" {
         Box::new(io::stdin().lock())
     } else {
@@ -170,12 +216,11 @@ fn run_lines(snapshot: &Snapshot, file: &str, limits: &RequestLimits) -> Exit {
             match parse_request_line(&line).and_then(|p| Request::new(p, limits)) {
                 Ok(req) => {
                     let d = logic::evaluate(snapshot, &req, now);
-                    serde_json::to_writer(&mut out, &DecisionJson::new(&d))?;
-                    out.write_all(b"\n")?;
+                    print_decision(&mut out, format, false, &d)?;
                 }
                 Err(e) => {
                     any_invalid = true;
-                    print_error(&mut out, Some(i + 1), &e)?;
+                    print_error(&mut out, format, Some(i + 1), &e)?;
                 }
             }
         }

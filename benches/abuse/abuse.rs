@@ -29,8 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use verdict::proto::authorizer_client::AuthorizerClient;
 use verdict::proto::{
     AuthorizeRequest, BatchAuthorizeRequest, BundleStatus, ContextValues, Decision,
@@ -47,53 +46,15 @@ struct Args {
     only: Option<String>,
 }
 
+#[path = "../support/harness.rs"]
+mod harness;
+
+use harness::{channel, copy_dir, root};
+
 const KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 const FRANK: &str = "arn:aws:iam::111122223333:user/frank";
 const SECRET: &str = "TOP-SECRET-OUTSIDE-CONTENT";
 const RSS_BOUND_MIB: f64 = 512.0;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-async fn channel(sock: &Path) -> Channel {
-    let sock = sock.to_path_buf();
-    Endpoint::try_from("http://localhost")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let sock = sock.clone();
-            // The socket's file appears when it is bound, a moment before
-            // it listens: a refused connection is tried again.
-            async move {
-                for _ in 0..400 {
-                    match tokio::net::UnixStream::connect(&sock).await {
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        other => return other.map(TokioIo::new),
-                    }
-                }
-                tokio::net::UnixStream::connect(&sock)
-                    .await
-                    .map(TokioIo::new)
-            }
-        }))
-        .await
-        .unwrap()
-}
 
 fn frank() -> AuthorizeRequest {
     AuthorizeRequest {

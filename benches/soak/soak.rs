@@ -20,14 +20,12 @@
     reason = "a benchmark tool: failing loudly is the point"
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
 use verdict::proto::authorizer_client::AuthorizerClient;
 use verdict::proto::{
     AuthorizeRequest, BatchAuthorizeRequest, ContextValues, Decision, GetBundleStatusRequest,
@@ -49,6 +47,11 @@ struct Args {
     clients: usize,
 }
 
+#[path = "../support/harness.rs"]
+mod harness;
+
+use harness::{channel, copy_dir, root, rss_mib};
+
 const KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
 #[derive(Default)]
@@ -57,59 +60,6 @@ struct Counts {
     failed: AtomicU64,
     invalid_refused: AtomicU64,
     invalid_accepted: AtomicU64,
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-async fn channel(sock: &Path) -> Channel {
-    let sock = sock.to_path_buf();
-    Endpoint::try_from("http://localhost")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let sock = sock.clone();
-            // The socket's file appears when it is bound, a moment before
-            // it listens: a refused connection is tried again.
-            async move {
-                for _ in 0..400 {
-                    match tokio::net::UnixStream::connect(&sock).await {
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        other => return other.map(TokioIo::new),
-                    }
-                }
-                tokio::net::UnixStream::connect(&sock)
-                    .await
-                    .map(TokioIo::new)
-            }
-        }))
-        .await
-        .unwrap()
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn request(principal: &str, action: &str, n: u64) -> AuthorizeRequest {

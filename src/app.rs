@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 #[cfg(unix)]
 use tokio::net::UnixStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
@@ -185,67 +185,98 @@ where
     tcp.and(uds)
 }
 
-/// Start serving; returns once the first bundle is active.
-pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
-    // Listeners first, so that a bad address fails before any work.
-    let tcp = match config.listen {
-        Some(addr) => {
-            Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| AppError::Listen {
-                        what: addr.to_string(),
-                        reason: e.to_string(),
-                    })?,
-            )
-        }
-        None => None,
-    };
+/// What `start` listens on.
+struct Listeners {
+    tcp: Option<TcpListener>,
     #[cfg(unix)]
-    let uds = match &config.uds {
-        Some(path) => Some(bind_uds(path, config.uds_mode)?),
-        None => None,
-    };
-    let telemetry = hooks
-        .telemetry
-        .unwrap_or_else(|| Arc::new(Telemetry::disabled()));
-    let metrics = match config.metrics_listen {
-        Some(addr) => {
-            let registry = telemetry.registry().cloned().ok_or(AppError::NoRegistry)?;
-            let listener =
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| AppError::Listen {
-                        what: addr.to_string(),
-                        reason: e.to_string(),
-                    })?;
-            Some((listener, registry))
-        }
-        None => None,
-    };
-    let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
-    let metrics_addr = metrics.as_ref().and_then(|(l, _)| l.local_addr().ok());
+    uds: Option<tokio::net::UnixListener>,
+    /// The `/metrics` listener and the registry it serves.
+    metrics: Option<(TcpListener, prometheus::Registry)>,
+}
 
-    let observer = telemetry.clone();
-    let reloader = Reloader::new(
-        &config.reload_settings(),
-        Some(Box::new(move |outcome, snap| {
-            observer.reloaded(outcome, snap);
-        })),
-    );
-    let cache = Arc::new(Cache::new(CacheLimits {
-        max_entries: config.cache_max_entries,
-        max_bytes: config.cache_max_bytes,
-        max_entry_bytes: config.cache_max_entry_bytes,
-        ttl: config.cache_ttl,
-    }));
-    let authorizer = AuthorizerService::new(
-        reloader.clone(),
-        cache.clone(),
-        config.request_limits.clone(),
-        config.max_batch,
-        telemetry.clone(),
-    );
+impl Listeners {
+    /// Bind every configured listener; the first that fails stops the start.
+    async fn bind(config: &Config, telemetry: &Telemetry) -> Result<Self, AppError> {
+        let bind_tcp = |addr: std::net::SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|e| AppError::Listen {
+                what: addr.to_string(),
+                reason: e.to_string(),
+            })
+        };
+        let tcp = match config.listen {
+            Some(addr) => Some(bind_tcp(addr).await?),
+            None => None,
+        };
+        #[cfg(unix)]
+        let uds = match &config.uds {
+            Some(path) => Some(bind_uds(path, config.uds_mode)?),
+            None => None,
+        };
+        let metrics = match config.metrics_listen {
+            Some(addr) => {
+                let registry = telemetry.registry().cloned().ok_or(AppError::NoRegistry)?;
+                Some((bind_tcp(addr).await?, registry))
+            }
+            None => None,
+        };
+        Ok(Self {
+            tcp,
+            #[cfg(unix)]
+            uds,
+            metrics,
+        })
+    }
+}
+
+/// Event loops of the runtime: one per core (or `worker_threads`) for
+/// `thread_per_core`, one otherwise.
+fn loop_count(config: &Config) -> usize {
+    match (config.runtime, config.worker_threads) {
+        (RuntimeFlavor::ThreadPerCore, 0) => {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+        (RuntimeFlavor::ThreadPerCore, n) => n,
+        _ => 1,
+    }
+}
+
+/// The edge's limits. Each event loop queues its own batches, so that a
+/// batch finishing on one loop never wakes a batch waiting on another.
+fn edge_limits(config: &Config, loops: usize) -> EdgeLimits {
+    EdgeLimits {
+        max_request_bytes: config.max_request_bytes,
+        max_batch_bytes: config.max_batch_bytes,
+        body_timeout: config.connections.request_body_timeout,
+        batch_concurrency: config.batch_concurrency_limit.div_ceil(loops),
+        max_batch_decoded_bytes: config.max_batch_decoded_bytes,
+    }
+}
+
+/// The gate every connection passes, with `max_connections` lowered (and a
+/// warning) when the open-file limit cannot hold it beside bundle reads.
+fn connection_gate(config: &Config) -> Gate {
+    let (settings, fd_limit) = ConnSettings {
+        handshake_timeout: config.connections.handshake_timeout,
+        idle_timeout: config.connections.idle_timeout,
+        max_connections: config.connections.max_connections,
+    }
+    .within_fd_limit();
+    if let Some(fd_limit) = fd_limit {
+        tracing::warn!(
+            fd_limit,
+            max_connections = settings.max_connections,
+            "max_connections lowered to leave file descriptors for bundle reads"
+        );
+    }
+    Gate::new(settings)
+}
+
+/// Health (NOT_SERVING until the first bundle is active), reflection and
+/// the authorizer, as one set of routes.
+async fn routes(
+    config: &Config,
+    authorizer: AuthorizerService,
+) -> Result<(HealthReporter, Routes), AppError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("", ServingStatus::NotServing)
@@ -272,28 +303,54 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
                 .max_encoding_message_size(usize::MAX),
         );
 
+    Ok((health, routes))
+}
+
+/// Start serving; returns once the first bundle is active.
+pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
+    let telemetry = hooks
+        .telemetry
+        .unwrap_or_else(|| Arc::new(Telemetry::disabled()));
+    // Listeners first, so that a bad address fails before any work.
+    let Listeners {
+        tcp,
+        #[cfg(unix)]
+        uds,
+        metrics,
+    } = Listeners::bind(config, &telemetry).await?;
+    let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    let metrics_addr = metrics.as_ref().and_then(|(l, _)| l.local_addr().ok());
+
+    let observer = telemetry.clone();
+    let reloader = Reloader::new(
+        &config.reload_settings(),
+        Some(Box::new(move |outcome, snap| {
+            observer.reloaded(outcome, snap);
+        })),
+    );
+    let cache = Arc::new(Cache::new(CacheLimits {
+        max_entries: config.cache_max_entries,
+        max_bytes: config.cache_max_bytes,
+        max_entry_bytes: config.cache_max_entry_bytes,
+        ttl: config.cache_ttl,
+    }));
+    let authorizer = AuthorizerService::new(
+        reloader.clone(),
+        cache.clone(),
+        config.request_limits.clone(),
+        config.max_batch,
+        telemetry.clone(),
+    );
+    let (health, routes) = routes(config, authorizer).await?;
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let signal = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     // Calls past their body, over every listener and loop together.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(config.concurrency_limit));
-    let loops = match (config.runtime, config.worker_threads) {
-        (RuntimeFlavor::ThreadPerCore, 0) => {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        }
-        (RuntimeFlavor::ThreadPerCore, n) => n,
-        _ => 1,
-    };
-    // Each event loop queues its own batches, so that a batch finishing on
-    // one loop never wakes a batch waiting on another.
-    let edge = EdgeLimits {
-        max_request_bytes: config.max_request_bytes,
-        max_batch_bytes: config.max_batch_bytes,
-        body_timeout: config.connections.request_body_timeout,
-        batch_concurrency: config.batch_concurrency_limit.div_ceil(loops),
-        max_batch_decoded_bytes: config.max_batch_decoded_bytes,
-    };
+    let loops = loop_count(config);
+    let edge = edge_limits(config, loops);
     let timeout = config.request_timeout;
     let conn = config.connections.clone();
     let server = move || {
@@ -314,20 +371,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
             .layer(EdgeLayer::new(edge.clone(), in_flight.clone()))
             .add_routes(routes.clone())
     };
-    let (settings, fd_limit) = ConnSettings {
-        handshake_timeout: config.connections.handshake_timeout,
-        idle_timeout: config.connections.idle_timeout,
-        max_connections: config.connections.max_connections,
-    }
-    .within_fd_limit();
-    if let Some(fd_limit) = fd_limit {
-        tracing::warn!(
-            fd_limit,
-            max_connections = settings.max_connections,
-            "max_connections lowered to leave file descriptors for bundle reads"
-        );
-    }
-    let gate = Gate::new(settings);
+    let gate = connection_gate(config);
     let mut servers = Vec::new();
     let mut loop_counts = None;
     if config.runtime == RuntimeFlavor::ThreadPerCore {
@@ -436,7 +480,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         }));
     }
 
-    let mut running = Running {
+    let running = Running {
         tcp: tcp_addr,
         uds: config.uds.clone(),
         reloader: reloader.clone(),
@@ -450,30 +494,37 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         health,
         grace: config.shutdown_grace,
     };
-    // The reload tasks (SIGHUP among them) start before the first load, so
-    // that a signal during it never kills the process; a load they start
-    // runs beside the first one, and the newer outcome wins.
-    running
-        .tasks
-        .extend(reloader.spawn_tasks(&config.reload_settings(), shutdown_rx));
-    tracing::info!("loading the first bundle");
-    if let Err(failure) = reloader.reload().await {
-        running.shutdown().await;
-        return Err(AppError::FirstBundle(failure));
-    }
-    running
-        .health
-        .set_service_status("", ServingStatus::Serving)
-        .await;
-    running
-        .health
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
-    tracing::info!(tcp = ?running.tcp, uds = ?running.uds, metrics = ?running.metrics, "verdict is serving");
-    Ok(running)
+    running.first_load(&reloader, config, shutdown_rx).await
 }
 
 impl Running {
+    /// Start the reload tasks, load the first bundle and report SERVING; a
+    /// first bundle that does not load stops everything. The reload tasks
+    /// (SIGHUP among them) start before the first load, so that a signal
+    /// during it never kills the process; a load they start runs beside
+    /// the first one, and the newer outcome wins.
+    async fn first_load(
+        mut self,
+        reloader: &Arc<Reloader>,
+        config: &Config,
+        shutdown_rx: watch::Receiver<bool>,
+    ) -> Result<Self, AppError> {
+        self.tasks
+            .extend(reloader.spawn_tasks(&config.reload_settings(), shutdown_rx));
+        tracing::info!("loading the first bundle");
+        if let Err(failure) = reloader.reload().await {
+            self.shutdown().await;
+            return Err(AppError::FirstBundle(failure));
+        }
+        for service in ["", SERVICE_NAME] {
+            self.health
+                .set_service_status(service, ServingStatus::Serving)
+                .await;
+        }
+        tracing::info!(tcp = ?self.tcp, uds = ?self.uds, metrics = ?self.metrics, "verdict is serving");
+        Ok(self)
+    }
+
     /// With `thread_per_core`: the connections each event loop serves now.
     pub fn loop_connections(&self) -> Option<Vec<usize>> {
         self.loops.as_ref().map(loops::Counts::snapshot)

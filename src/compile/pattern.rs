@@ -332,9 +332,10 @@ pub fn equals_segments(segs: &[Seg<'_>], text: &str, fold: bool) -> bool {
 }
 
 /// String equality, eight bytes at a time. `==` on strings calls the C
-/// library's `memcmp`, whose AVX-512 variant measured about 30 ns per call
-/// on short strings on the development machine, more than a whole cache
-/// lookup or a statement match; see BENCHMARKS.md.
+/// library's `memcmp`, whose AVX-512 variant costs more per call on short
+/// strings than a whole cache lookup or a statement match on the
+/// development machine; BENCHMARKS.md ("memcmp on short strings") has the
+/// figures.
 #[inline]
 pub fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

@@ -281,8 +281,8 @@ enum Pending {
 }
 
 /// The timing of a decision between its preparation and its evaluation
-/// (each clock read costs about 25 ns, so reads are not repeated when the
-/// evaluation follows at once).
+/// (a clock read is not free, so it is not repeated when the evaluation
+/// follows at once).
 #[derive(Clone, Copy)]
 enum Clock {
     /// Decisions are not timed.

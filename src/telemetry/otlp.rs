@@ -5,9 +5,9 @@
 //! retry), converts every span into opentelemetry-proto's message structs
 //! (a string allocation for each attribute key and value), and prost then
 //! walks those structs twice (lengths, then bytes). At full sampling that
-//! was about 1.95 µs of CPU per span on the export threads, more than the
-//! rest of the tracing cost together; with this exporter it is about
-//! 0.85 µs (BENCHMARKS.md). This exporter encodes a batch once,
+//! cost more CPU per span on the export threads than the rest of the
+//! tracing together; BENCHMARKS.md has the figures with and without this
+//! exporter. This exporter encodes a batch once,
 //! into one buffer, straight from `SpanData`, and sends the same bytes again
 //! on a retry. It speaks the same service
 //! (`opentelemetry.proto.collector.trace.v1.TraceService/Export`) and honours

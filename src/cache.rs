@@ -73,11 +73,6 @@ impl<S: Stored> Entry<S> {
 }
 
 impl<S> Entry<S> {
-    /// The decision.
-    pub fn decision(&self) -> &Decision {
-        &self.decision
-    }
-
     /// The encoded response every hit on this entry sends, encoded by
     /// `encode` on the first hit (so that a miss pays nothing for it).
     pub fn hit_response(&self, encode: impl FnOnce(&Decision) -> Bytes) -> Bytes {

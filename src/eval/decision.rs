@@ -67,6 +67,21 @@ impl MatchedStatement {
     }
 }
 
+impl MatchedStatement {
+    /// The entry a grant that allowed puts in `matched`.
+    pub fn grant(id: &Arc<str>) -> Self {
+        Self {
+            policy_id: id.clone(),
+            kind: PolicyKind::Grant,
+            index: None,
+            sid: None,
+            effect: Effect::Allow,
+            level: None,
+            position: None,
+        }
+    }
+}
+
 /// The statements of a decision, inline for the common sizes.
 pub type MatchedList = SmallVec<[MatchedStatement; 6]>;
 
@@ -128,6 +143,54 @@ impl Gate {
     }
 }
 
+/// The gates of evaluation.md §5–§7 as one decision found them: each
+/// field says whether that gate lets the request through. Both evaluators
+/// compute it their own way; it only names the results.
+#[derive(Clone, Copy, Debug)]
+pub struct Gates {
+    /// Every SCP level has an applicable `Allow`, or no SCP applies.
+    pub scp: bool,
+    /// Every RCP level has an applicable `Allow`, or no RCP applies.
+    pub rcp: bool,
+    /// The permissions boundary allows, or there is none.
+    pub boundary: bool,
+    /// The session policy allows, or none applies (§5 step 6).
+    pub session: bool,
+    /// The identity path allows: an identity `Allow` (or the caller is the
+    /// root), within the boundary and the session policy.
+    pub identity: bool,
+    /// The KMS operation may be used across accounts, or the call is not
+    /// cross-account (§7.2).
+    pub cross_account_op: bool,
+    /// The KMS key has a key policy, or the resource is no KMS key (§7.1).
+    pub key_policy: bool,
+}
+
+impl Gates {
+    /// Whether the gates that close every path (the cross-account operation
+    /// list, RCPs, SCPs, a key without a policy) let the request on.
+    pub fn open(&self) -> bool {
+        self.cross_account_op && self.rcp && self.scp && self.key_policy
+    }
+
+    /// explain's `blocked_by` for an `ImplicitDeny`, in evaluation order;
+    /// `key_state` says whether the key state refused an allowed request.
+    pub fn blocked_by(&self, key_state: bool) -> Vec<Gate> {
+        [
+            (self.cross_account_op, Gate::CrossAccountOp),
+            (self.rcp, Gate::Rcp),
+            (self.scp, Gate::Scp),
+            (self.key_policy, Gate::NoKeyPolicy),
+            (self.boundary, Gate::Boundary),
+            (self.session, Gate::Session),
+            (!key_state, Gate::KeyState),
+        ]
+        .into_iter()
+        .filter_map(|(passed, gate)| (!passed).then_some(gate))
+        .collect()
+    }
+}
+
 /// A per-kind decision (explain's `decision_details`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KindDecision {
@@ -142,6 +205,18 @@ pub enum KindDecision {
 }
 
 impl KindDecision {
+    /// The decision of policies of one kind that take part: a `Deny` wins,
+    /// then an `Allow`.
+    pub fn of(allow: bool, deny: bool) -> Self {
+        if deny {
+            Self::ExplicitDeny
+        } else if allow {
+            Self::Allow
+        } else {
+            Self::ImplicitDeny
+        }
+    }
+
     /// The spelling used in output.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -177,6 +252,31 @@ pub struct Explanation {
     /// Context keys the caller sent that verdict derives itself and ignored.
     pub ignored_context_keys: Vec<String>,
 }
+
+impl Explanation {
+    /// Split per-kind decisions into explain's two sides: everything on the
+    /// caller's side when the call stays in one account (sorted by kind),
+    /// the resource's kinds apart when it crosses accounts.
+    pub fn sides(
+        cross: bool,
+        caller: Vec<(PolicyKind, KindDecision)>,
+        resource: Vec<(PolicyKind, KindDecision)>,
+    ) -> SidedKinds {
+        let (mut caller_side, resource_side) = if cross {
+            (caller, resource)
+        } else {
+            (caller.into_iter().chain(resource).collect(), Vec::new())
+        };
+        caller_side.sort_by_key(|(k, _)| *k);
+        (caller_side, resource_side)
+    }
+}
+
+/// explain's caller side and resource side.
+pub type SidedKinds = (
+    Vec<(PolicyKind, KindDecision)>,
+    Vec<(PolicyKind, KindDecision)>,
+);
 
 /// A decision.
 #[derive(Clone, Debug, PartialEq, Eq)]

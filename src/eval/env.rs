@@ -12,7 +12,7 @@ use super::request::{Caller, ContextEntry, Request};
 use crate::compile::condition::{CKey, KeySource};
 use crate::compile::{CAccount, CIdentity, CResourceEntry, CompiledBundle, DefaultEntry};
 use crate::policy::PolicyKind;
-use crate::policy::principal::{PrincipalArn, split_arn};
+use crate::policy::principal::PrincipalArn;
 use crate::policy::value;
 
 /// A short string built during evaluation, on the stack when it fits.
@@ -144,36 +144,10 @@ where
 }
 
 /// The caller, resolved in a compiled bundle.
-#[derive(Clone, Copy, Debug)]
-pub struct CallerView<'a> {
-    /// Form.
-    pub form: Form,
-    /// Account.
-    pub account: Option<&'a str>,
-    /// The listed user or role.
-    pub identity: Option<&'a CIdentity>,
-    /// Own canonical ARN.
-    pub self_arn: Option<&'a str>,
-    /// Role ARN (sessions and role-ARN callers).
-    pub role_arn: Option<&'a str>,
-    /// Service principal name.
-    pub service: Option<&'a str>,
-}
+pub type CallerView<'a> = super::facts::CallerOf<'a, CIdentity>;
 
 /// The resource, resolved in a compiled bundle.
-#[derive(Clone, Copy, Debug)]
-pub struct ResourceView<'a> {
-    /// The entry whose key equals the resource.
-    pub entry: Option<&'a CResourceEntry>,
-    /// A KMS key ARN.
-    pub is_kms_key: bool,
-    /// RA.
-    pub account: Option<&'a str>,
-    /// RA known from the ARN or the entry.
-    pub account_known: bool,
-    /// The six pieces of the resource ARN (none for `*`).
-    pub pieces: Option<[&'a str; 6]>,
-}
+pub type ResourceView<'a> = super::facts::ResourceOf<'a, CResourceEntry>;
 
 /// Everything a decision reads, borrowed.
 pub struct Env<'a> {
@@ -202,14 +176,7 @@ impl<'a> Env<'a> {
     pub fn new(bundle: &'a CompiledBundle, req: &'a Request, now: SystemTime) -> Self {
         let self_arn = req.caller_arn();
         let caller = match &req.caller {
-            Caller::Service(name) => CallerView {
-                form: Form::Service,
-                account: None,
-                identity: None,
-                self_arn: None,
-                role_arn: None,
-                service: Some(name),
-            },
+            Caller::Service(name) => CallerView::service(name),
             Caller::Arn(arn) => {
                 let (form, identity) = match arn {
                     PrincipalArn::Root { .. } => (Form::Root, None),
@@ -240,19 +207,11 @@ impl<'a> Env<'a> {
                 }
             }
         };
-        let entry = bundle.resources.get(req.resource.as_str());
-        let pieces = split_arn(&req.resource);
-        let arn_account = pieces.map(|p| p[4]).filter(|a| !a.is_empty());
-        let (account, account_known) =
-            match arn_account.or(entry.and_then(|e| e.account.as_deref())) {
-                Some(a) => (Some(a), true),
-                None => (caller.account, false),
-            };
-        let is_kms_key = pieces.is_some_and(|[a, _, svc, _, _, rest]| {
-            a.eq_ignore_ascii_case("arn")
-                && svc.eq_ignore_ascii_case("kms")
-                && rest.starts_with("key/")
-        });
+        let entry = bundle
+            .resources
+            .get(req.resource.as_str())
+            .map(|e| (e, e.account.as_deref()));
+        let res = ResourceView::new(&req.resource, entry, caller.account);
         let trusted_tags = bundle.options.trust_session_tags
             && matches!(caller.form, Form::AssumedRole | Form::FederatedUser);
         Self {
@@ -260,13 +219,7 @@ impl<'a> Env<'a> {
             req,
             caller_account: caller.account.and_then(|a| bundle.accounts.get(a)),
             caller,
-            res: ResourceView {
-                entry,
-                is_kms_key,
-                account,
-                account_known,
-                pieces,
-            },
+            res,
             create_key: is_create_key(req),
             trusted_tags,
             now,
@@ -403,76 +356,9 @@ impl<'a> Env<'a> {
                 };
                 v.as_deref().and_then(one)
             }
-            KeySource::CurrentTime => {
-                if let Some(v) = self.caller_get("aws:currenttime") {
-                    return Some(Values::List(v));
-                }
-                self.derived_time
-                    .get_or_init(|| {
-                        let secs = match self.caller_get("aws:epochtime") {
-                            Some([v]) => v.parse::<i64>().ok()?,
-                            Some(_) => return None,
-                            None => self.now_secs(),
-                        };
-                        let t = chrono::DateTime::from_timestamp(secs, 0)?;
-                        use chrono::{Datelike, Timelike};
-                        Some(Scratch::build(|w| {
-                            write!(
-                                w,
-                                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                                t.year(),
-                                t.month(),
-                                t.day(),
-                                t.hour(),
-                                t.minute(),
-                                t.second()
-                            )
-                        }))
-                    })
-                    .as_ref()
-                    .map(|s| Values::One(s.as_str()))
-            }
-            KeySource::EpochTime => {
-                if let Some(v) = self.caller_get("aws:epochtime") {
-                    return Some(Values::List(v));
-                }
-                self.derived_epoch
-                    .get_or_init(|| match self.caller_get("aws:currenttime") {
-                        Some([v]) => {
-                            let d = value::parse_date(v)?;
-                            Some(Scratch::build(|w| write!(w, "{d}")))
-                        }
-                        Some(_) => None,
-                        None => {
-                            let secs = self.now_secs();
-                            Some(Scratch::build(|w| write!(w, "{secs}")))
-                        }
-                    })
-                    .as_ref()
-                    .map(|s| Values::One(s.as_str()))
-            }
-            KeySource::EncryptionContextKeys => {
-                if let Some(v) = self.caller_get("kms:encryptioncontextkeys") {
-                    return Some(Values::List(v));
-                }
-                let entries = self.req.context.entries();
-                let start = entries.partition_point(|e| *e.lower < *ENCRYPTION_CONTEXT_PREFIX);
-                let end = entries.partition_point(|e| {
-                    *e.lower < *ENCRYPTION_CONTEXT_PREFIX
-                        || e.lower.starts_with(ENCRYPTION_CONTEXT_PREFIX)
-                });
-                let defaults = &self.bundle.options.default_context;
-                let ds = defaults.partition_point(|d| *d.lower < *ENCRYPTION_CONTEXT_PREFIX);
-                let de = defaults.partition_point(|d| {
-                    *d.lower < *ENCRYPTION_CONTEXT_PREFIX
-                        || d.lower.starts_with(ENCRYPTION_CONTEXT_PREFIX)
-                });
-                let v = Values::EcKeys(
-                    entries.get(start..end).unwrap_or(&[]),
-                    defaults.get(ds..de).unwrap_or(&[]),
-                );
-                (!v.is_empty()).then_some(v)
-            }
+            KeySource::CurrentTime => self.current_time(),
+            KeySource::EpochTime => self.epoch_time(),
+            KeySource::EncryptionContextKeys => self.encryption_context_keys(),
             KeySource::RequestedRegion => {
                 if let Some(v) = self.caller_get("aws:requestedregion") {
                     return Some(Values::List(v));
@@ -484,6 +370,83 @@ impl<'a> Env<'a> {
                     .and_then(one)
             }
         }
+    }
+
+    /// `aws:CurrentTime`: as sent, else from `aws:EpochTime`, else the
+    /// server clock.
+    fn current_time(&self) -> Option<Values<'_>> {
+        if let Some(v) = self.caller_get("aws:currenttime") {
+            return Some(Values::List(v));
+        }
+        self.derived_time
+            .get_or_init(|| {
+                let secs = match self.caller_get("aws:epochtime") {
+                    Some([v]) => v.parse::<i64>().ok()?,
+                    Some(_) => return None,
+                    None => self.now_secs(),
+                };
+                let t = chrono::DateTime::from_timestamp(secs, 0)?;
+                use chrono::{Datelike, Timelike};
+                Some(Scratch::build(|w| {
+                    write!(
+                        w,
+                        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                        t.year(),
+                        t.month(),
+                        t.day(),
+                        t.hour(),
+                        t.minute(),
+                        t.second()
+                    )
+                }))
+            })
+            .as_ref()
+            .map(|s| Values::One(s.as_str()))
+    }
+
+    /// `aws:EpochTime`: as sent, else from `aws:CurrentTime`, else the
+    /// server clock.
+    fn epoch_time(&self) -> Option<Values<'_>> {
+        if let Some(v) = self.caller_get("aws:epochtime") {
+            return Some(Values::List(v));
+        }
+        self.derived_epoch
+            .get_or_init(|| match self.caller_get("aws:currenttime") {
+                Some([v]) => {
+                    let d = value::parse_date(v)?;
+                    Some(Scratch::build(|w| write!(w, "{d}")))
+                }
+                Some(_) => None,
+                None => {
+                    let secs = self.now_secs();
+                    Some(Scratch::build(|w| write!(w, "{secs}")))
+                }
+            })
+            .as_ref()
+            .map(|s| Values::One(s.as_str()))
+    }
+
+    /// `kms:EncryptionContextKeys`: as sent, else the keys of the request's
+    /// (and the default context's) `kms:EncryptionContext:` entries.
+    fn encryption_context_keys(&self) -> Option<Values<'_>> {
+        if let Some(v) = self.caller_get("kms:encryptioncontextkeys") {
+            return Some(Values::List(v));
+        }
+        let entries = self.req.context.entries();
+        let start = entries.partition_point(|e| *e.lower < *ENCRYPTION_CONTEXT_PREFIX);
+        let end = entries.partition_point(|e| {
+            *e.lower < *ENCRYPTION_CONTEXT_PREFIX || e.lower.starts_with(ENCRYPTION_CONTEXT_PREFIX)
+        });
+        let defaults = &self.bundle.options.default_context;
+        let ds = defaults.partition_point(|d| *d.lower < *ENCRYPTION_CONTEXT_PREFIX);
+        let de = defaults.partition_point(|d| {
+            *d.lower < *ENCRYPTION_CONTEXT_PREFIX || d.lower.starts_with(ENCRYPTION_CONTEXT_PREFIX)
+        });
+        let v = Values::EcKeys(
+            entries.get(start..end).unwrap_or(&[]),
+            defaults.get(ds..de).unwrap_or(&[]),
+        );
+        (!v.is_empty()).then_some(v)
     }
 
     fn userid(&self) -> Option<&str> {

@@ -2,7 +2,7 @@
 //! caller is in the bundle, which account owns the resource, and which
 //! context keys verdict derives itself (so that a caller cannot spoof them).
 
-use crate::bundle::{Bundle, Identity, Resource, load::is_kms_key_arn};
+use crate::bundle::{Bundle, Identity, Resource};
 use crate::policy::principal::{PrincipalArn, split_arn};
 
 use super::request::{Caller, Request};
@@ -24,15 +24,17 @@ pub enum Form {
     Service,
 }
 
-/// The caller, resolved against the bundle.
-#[derive(Clone, Copy, Debug)]
-pub struct CallerFacts<'a> {
+/// The caller, resolved against a bundle whose users and roles are `I`
+/// (the policy model for the reference interpreter, the compiled model for
+/// the fast path).
+#[derive(Debug)]
+pub struct CallerOf<'a, I> {
     /// Form.
     pub form: Form,
     /// Account (PA); none for service principals.
     pub account: Option<&'a str>,
     /// The listed user or role.
-    pub identity: Option<&'a Identity>,
+    pub identity: Option<&'a I>,
     /// The caller's own canonical ARN (none for services).
     pub self_arn: Option<&'a str>,
     /// For sessions and role-ARN callers: the role ARN, with the bundle's path when listed.
@@ -41,48 +43,69 @@ pub struct CallerFacts<'a> {
     pub service: Option<&'a str>,
 }
 
+impl<I> Clone for CallerOf<'_, I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<I> Copy for CallerOf<'_, I> {}
+
+impl<'a, I> CallerOf<'a, I> {
+    /// A service principal as the caller.
+    pub fn service(name: &'a str) -> Self {
+        Self {
+            form: Form::Service,
+            account: None,
+            identity: None,
+            self_arn: None,
+            role_arn: None,
+            service: Some(name),
+        }
+    }
+}
+
+/// The caller, resolved against the bundle as loaded.
+pub type CallerFacts<'a> = CallerOf<'a, Identity>;
+
 impl<'a> CallerFacts<'a> {
     /// Resolve the request's caller in the bundle.
     pub fn resolve(bundle: &'a Bundle, req: &'a Request) -> Self {
+        let arn = match &req.caller {
+            Caller::Arn(arn) => arn,
+            Caller::Service(name) => return Self::service(name),
+        };
         let self_arn = req.caller_arn();
-        match &req.caller {
-            Caller::Service(name) => Self {
-                form: Form::Service,
-                account: None,
-                identity: None,
-                self_arn: None,
-                role_arn: None,
-                service: Some(name),
-            },
-            Caller::Arn(arn) => {
-                let (form, identity) = match arn {
-                    PrincipalArn::Root { .. } => (Form::Root, None),
-                    PrincipalArn::User { .. } => {
-                        (Form::User, self_arn.and_then(|a| bundle.user(a)))
-                    }
-                    PrincipalArn::Role { account, name, .. } => {
-                        (Form::RoleArn, bundle.role(account, name))
-                    }
-                    PrincipalArn::AssumedRole { account, role, .. } => {
-                        (Form::AssumedRole, bundle.role(account, role))
-                    }
-                    PrincipalArn::FederatedUser { .. } => (Form::FederatedUser, None),
-                };
-                let role_arn = match form {
-                    Form::RoleArn | Form::AssumedRole => {
-                        identity.map(|i| &*i.arn_text).or(req.role_arn.as_deref())
-                    }
-                    _ => None,
-                };
-                Self {
-                    form,
-                    account: Some(arn.account()),
-                    identity: identity.map(|a| &**a),
-                    self_arn,
-                    role_arn,
-                    service: None,
-                }
-            }
+        // The identity the bundle holds for the caller: the user, or the
+        // role behind a role ARN or a role session.
+        let identity = match arn {
+            PrincipalArn::User { .. } => self_arn.and_then(|a| bundle.user(a)),
+            PrincipalArn::Role { account, name, .. }
+            | PrincipalArn::AssumedRole {
+                account,
+                role: name,
+                ..
+            } => bundle.role(account, name),
+            PrincipalArn::Root { .. } | PrincipalArn::FederatedUser { .. } => None,
+        };
+        let form = match arn {
+            PrincipalArn::Root { .. } => Form::Root,
+            PrincipalArn::User { .. } => Form::User,
+            PrincipalArn::Role { .. } => Form::RoleArn,
+            PrincipalArn::AssumedRole { .. } => Form::AssumedRole,
+            PrincipalArn::FederatedUser { .. } => Form::FederatedUser,
+        };
+        // A role's ARN as the bundle spells it, else as the request gave it.
+        let role_arn = matches!(form, Form::RoleArn | Form::AssumedRole)
+            .then(|| identity.map(|i| &*i.arn_text).or(req.role_arn.as_deref()))
+            .flatten();
+        Self {
+            form,
+            account: Some(arn.account()),
+            identity: identity.map(|a| &**a),
+            self_arn,
+            role_arn,
+            service: None,
         }
     }
 
@@ -105,40 +128,75 @@ impl<'a> CallerFacts<'a> {
     }
 }
 
-/// The resource, resolved against the bundle.
-#[derive(Clone, Copy, Debug)]
-pub struct ResourceFacts<'a> {
+/// The resource, resolved against a bundle whose `resources.json` entries
+/// are `E` (see [`CallerOf`]).
+#[derive(Debug)]
+pub struct ResourceOf<'a, E> {
     /// The `resources.json` entry whose key equals the resource.
-    pub entry: Option<&'a Resource>,
+    pub entry: Option<&'a E>,
     /// Whether the resource is a KMS key (`arn:*:kms:*:*:key/*`).
     pub is_kms_key: bool,
     /// The resource account (RA).
     pub account: Option<&'a str>,
     /// Whether RA is known from the ARN or the entry (`aws:ResourceAccount` present).
     pub account_known: bool,
-    /// The ARN's region piece, if not empty.
-    pub region: Option<&'a str>,
+    /// The six pieces of the resource ARN (none for `*` or a malformed one).
+    pub pieces: Option<[&'a str; 6]>,
 }
+
+impl<E> Clone for ResourceOf<'_, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for ResourceOf<'_, E> {}
+
+impl<'a, E> ResourceOf<'a, E> {
+    /// Resolve `resource`, whose bundle entry (if any) is `entry` with the
+    /// account it names: RA is the ARN's account, else the entry's, else
+    /// the caller's (then it is not known).
+    pub fn new(
+        resource: &'a str,
+        entry: Option<(&'a E, Option<&'a str>)>,
+        caller_account: Option<&'a str>,
+    ) -> Self {
+        let pieces = split_arn(resource);
+        let arn_account = pieces.map(|p| p[4]).filter(|a| !a.is_empty());
+        let (account, account_known) = match arn_account.or(entry.and_then(|e| e.1)) {
+            Some(a) => (Some(a), true),
+            None => (caller_account, false),
+        };
+        Self {
+            entry: entry.map(|e| e.0),
+            is_kms_key: pieces.is_some_and(|[a, _, service, _, _, rest]| {
+                a.eq_ignore_ascii_case("arn")
+                    && service.eq_ignore_ascii_case("kms")
+                    && rest.starts_with("key/")
+            }),
+            account,
+            account_known,
+            pieces,
+        }
+    }
+
+    /// The ARN's region piece, if not empty.
+    pub fn region(&self) -> Option<&'a str> {
+        self.pieces.map(|p| p[3]).filter(|r| !r.is_empty())
+    }
+}
+
+/// The resource, resolved against the bundle as loaded.
+pub type ResourceFacts<'a> = ResourceOf<'a, Resource>;
 
 impl<'a> ResourceFacts<'a> {
     /// Resolve the request's resource in the bundle.
     pub fn resolve(bundle: &'a Bundle, req: &'a Request, caller: &CallerFacts<'a>) -> Self {
-        let entry = bundle.resources.get(req.resource.as_str()).map(|r| &**r);
-        let pieces = split_arn(&req.resource);
-        let arn_account = pieces.map(|p| p[4]).filter(|a| !a.is_empty());
-        let region = pieces.map(|p| p[3]).filter(|r| !r.is_empty());
-        let (account, account_known) =
-            match arn_account.or(entry.and_then(|e| e.account.as_deref())) {
-                Some(a) => (Some(a), true),
-                None => (caller.account, false),
-            };
-        Self {
-            entry,
-            is_kms_key: is_kms_key_arn(&req.resource),
-            account,
-            account_known,
-            region,
-        }
+        let entry = bundle
+            .resources
+            .get(req.resource.as_str())
+            .map(|r| (&**r, r.account.as_deref()));
+        Self::new(&req.resource, entry, caller.account)
     }
 }
 

@@ -7,7 +7,6 @@
 //! The reference interpreter (`eval::reference`) states the same rules
 //! plainly; the two are compared on random bundles and requests.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use smallvec::SmallVec;
@@ -17,7 +16,7 @@ use super::env::Env;
 use super::facts::Form;
 use super::kms;
 use super::request::Request;
-use crate::bundle::{GrantConstraint, GrantOperation, KeyState};
+use crate::bundle::{GrantConstraint, GrantOperation, KeyInfo, KeyState};
 use crate::compile::condition::{CCondition, CKey, CText, CValue};
 use crate::compile::pattern::equals_segments;
 use crate::compile::statement::{
@@ -25,7 +24,7 @@ use crate::compile::statement::{
 };
 use crate::compile::{CGrant, IdEntry, PolicyIdx, Snapshot, op_bit};
 use crate::policy::value::{self, Decimal};
-use crate::policy::{BaseOperator, Effect, PolicyKind, SetQualifier};
+use crate::policy::{BaseOperator, Effect, PolicyKind, SetQualifier, ValueType};
 
 /// How strongly a principal value names the caller (§2.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,11 +58,20 @@ impl Hit<'_> {
     }
 }
 
-/// What one evaluated policy contributed.
+/// What one evaluated policy (or the policies of one kind) contributed.
 #[derive(Clone, Copy, Default)]
 struct Summary {
     allow: bool,
     deny: bool,
+}
+
+impl Summary {
+    fn add(&mut self, effect: Effect) {
+        match effect {
+            Effect::Allow => self.allow = true,
+            Effect::Deny => self.deny = true,
+        }
+    }
 }
 
 type Hits<'s> = SmallVec<[Hit<'s>; 16]>;
@@ -126,10 +134,7 @@ impl<'s> Eval<'s> {
                 continue;
             };
             if let Some(strength) = self.statement(st, kind) {
-                match st.effect {
-                    Effect::Allow => sum.allow = true,
-                    Effect::Deny => sum.deny = true,
-                }
+                sum.add(st.effect);
                 self.hits.push(Hit {
                     policy,
                     st,
@@ -334,22 +339,12 @@ impl<'s> Eval<'s> {
                 t.matches(rv, false, true, &lookup) == Some(true)
             }
             (O::StringLike, CValue::Str(t)) => t.matches(rv, true, false, &lookup) == Some(true),
-            (
-                O::NumericEquals
-                | O::NumericLessThan
-                | O::NumericLessThanEquals
-                | O::NumericGreaterThan
-                | O::NumericGreaterThanEquals,
-                CValue::Number(p),
-            ) => Decimal::parse(rv).is_some_and(|r| ordered(op, r.cmp(&p.as_decimal()))),
-            (
-                O::DateEquals
-                | O::DateLessThan
-                | O::DateLessThanEquals
-                | O::DateGreaterThan
-                | O::DateGreaterThanEquals,
-                CValue::Date(p),
-            ) => value::parse_date(rv).is_some_and(|r| ordered(op, r.cmp(&p.as_decimal()))),
+            (_, CValue::Number(p)) if op.value_type() == ValueType::Numeric => {
+                Decimal::parse(rv).is_some_and(|r| op.admits(r.cmp(&p.as_decimal())))
+            }
+            (_, CValue::Date(p)) if op.value_type() == ValueType::Date => {
+                value::parse_date(rv).is_some_and(|r| op.admits(r.cmp(&p.as_decimal())))
+            }
             (O::Bool, CValue::Bool(b)) => value::parse_bool(rv) == Some(*b),
             (O::Bool, CValue::BoolVar(t)) => {
                 let CText::Template(parts) = t else {
@@ -440,16 +435,144 @@ impl<'s> Eval<'s> {
         }
     }
 
-    // === The decision (§5–§7) ===
+    // === The decision (§5–§7), phase by phase ===
+    //
+    // context (`Env::new`) → participants → statements → gates → allow path
+    // → key state → result. The reference interpreter has the same phases.
+
+    /// The policies that take part (§5 step 1, §6, §7.1).
+    fn participants(&self, snap: &'s Snapshot) -> Participants<'s> {
+        let bundle = &snap.bundle;
+        let (req, caller, res) = (self.env.req, self.env.caller, self.env.res);
+        let kms = res.is_kms_key;
+        let retire = kms && req.service() == "kms" && req.name() == "retiregrant";
+        let key = res.entry.and_then(|e| e.key.as_ref());
+        let bound_by_scps =
+            caller.form != Form::Service && !caller.identity.is_some_and(|i| i.service_linked);
+        let scp = bound_by_scps
+            .then(|| self.env.caller_account.and_then(|a| a.scps.as_deref()))
+            .flatten();
+        let rcp_exempt = retire || key.is_some_and(|k| k.aws_managed);
+        let rcp = (!rcp_exempt)
+            .then(|| res.account.and_then(|a| bundle.accounts.get(a)))
+            .flatten()
+            .and_then(|a| a.rcps.as_deref());
+        let rbp = (!retire)
+            .then(|| res.entry.and_then(|e| e.policy))
+            .flatten()
+            .and_then(|p| bundle.policy(p));
+        Participants {
+            kms,
+            retire,
+            cross: matches!((caller.account, res.account), (Some(pa), Some(ra)) if pa != ra),
+            scp,
+            rcp,
+            rbp,
+            rbp_kind: if kms {
+                PolicyKind::KeyPolicy
+            } else {
+                PolicyKind::Resource
+            },
+            grants: if kms {
+                res.entry.map_or(&[], |e| &e.grants)
+            } else {
+                &[]
+            },
+            key,
+        }
+    }
+
+    /// Every statement of every participating policy that can match (§5
+    /// steps 2–3): the applicable ones become hits; what each kind said.
+    fn statements(&mut self, snap: &'s Snapshot, p: &Participants<'s>) -> Said {
+        let identity = self.env.caller.identity;
+        let scp = self.levels(snap, p.scp, PolicyKind::Scp);
+        let rcp = self.levels(snap, p.rcp, PolicyKind::Rcp);
+        let rbp = p.rbp.map(|policy| self.policy(policy, p.rbp_kind, None));
+        let (identities, groups) = self.identity_statements(snap);
+        let boundary = identity
+            .and_then(|i| i.boundary)
+            .and_then(|b| snap.bundle.policy(b))
+            .map(|b| self.policy(b, PolicyKind::Boundary, None));
+        let session = self
+            .env
+            .req
+            .session_policy
+            .as_ref()
+            .map(|sp| self.policy(&sp.compiled, PolicyKind::Session, None));
+        Said {
+            scp,
+            rcp,
+            rbp,
+            identities,
+            groups,
+            boundary,
+            session,
+        }
+    }
+
+    /// The caller's identity and group policies, through the identity's
+    /// action index: what its own policies and its groups' policies said
+    /// (`None` when it has none of that kind).
+    fn identity_statements(&mut self, snap: &'s Snapshot) -> (Option<Summary>, Option<Summary>) {
+        let Some(identity) = self.env.caller.identity else {
+            return (None, None);
+        };
+        let bundle = &snap.bundle;
+        let mut own = identity.has_kind.0.then(Summary::default);
+        let mut groups = identity.has_kind.1.then(Summary::default);
+        let mut entries: SmallVec<[IdEntry; 16]> = SmallVec::new();
+        let statement = |e: IdEntry| {
+            bundle
+                .policy(e.policy)
+                .and_then(|p| p.statements.get(e.stmt as usize))
+        };
+        identity
+            .index
+            .candidates(&self.action, statement, &mut entries);
+        let rest = self.env.res.pieces.map(|p| p[5]);
+        for e in entries {
+            if !e.filter.admits(rest) {
+                // Ruled out by its resource; the clock note still holds.
+                if e.filter.clock && self.env.server_clock() {
+                    self.env.clock_read.set(true);
+                }
+                continue;
+            }
+            let (Some(policy), Some(st)) = (bundle.policy(e.policy), statement(e)) else {
+                continue;
+            };
+            let Some(strength) = self.statement(st, e.kind) else {
+                continue;
+            };
+            let slot = if e.kind == PolicyKind::Group {
+                &mut groups
+            } else {
+                &mut own
+            };
+            slot.get_or_insert_with(Summary::default).add(st.effect);
+            self.hits.push(Hit {
+                policy,
+                st,
+                kind: e.kind,
+                level: None,
+                strength,
+            });
+        }
+        (own, groups)
+    }
 
     fn levels(
         &mut self,
         snap: &'s Snapshot,
         levels: Option<&'s [Box<[PolicyIdx]>]>,
         kind: PolicyKind,
-    ) -> Option<(bool, bool)> {
+    ) -> Option<Levels> {
         let levels = levels?;
-        let (mut all_allow, mut any_deny) = (true, false);
+        let mut said = Levels {
+            all_allow: true,
+            any_deny: false,
+        };
         for (l, level) in levels.iter().enumerate() {
             let l = u32::try_from(l).unwrap_or(u32::MAX);
             let mut allow = false;
@@ -457,472 +580,410 @@ impl<'s> Eval<'s> {
                 if let Some(policy) = snap.bundle.policy(p) {
                     let s = self.policy(policy, kind, Some(l));
                     allow |= s.allow;
-                    any_deny |= s.deny;
+                    said.any_deny |= s.deny;
                 }
             }
-            all_allow &= allow;
+            said.all_allow &= allow;
         }
-        Some((all_allow, any_deny))
+        Some(said)
     }
 
-    fn decide(&mut self, snap: &'s Snapshot) -> Decision {
-        let bundle = &snap.bundle;
-        let req = self.env.req;
+    /// The gates (§5 steps 4–6, §6, §7.1–§7.2).
+    fn gates(&self, p: &Participants<'s>, said: &Said) -> Gates {
         let caller = self.env.caller;
-        let res = self.env.res;
-        let kms = res.is_kms_key;
-        let retire = kms && req.service() == "kms" && req.name() == "retiregrant";
-        let cross = matches!((caller.account, res.account), (Some(pa), Some(ra)) if pa != ra);
-        let identity = caller.identity;
-        let key_info = res.entry.and_then(|e| e.key.as_ref());
-
-        // The policies that take part.
-        let bound_by_scps =
-            caller.form != Form::Service && !identity.is_some_and(|i| i.service_linked);
-        let scp_levels = if bound_by_scps {
-            self.env.caller_account.and_then(|a| a.scps.as_deref())
-        } else {
-            None
-        };
-        let rcp_levels = if retire || key_info.is_some_and(|k| k.aws_managed) {
-            None
-        } else {
-            res.account
-                .and_then(|a| bundle.accounts.get(a))
-                .and_then(|a| a.rcps.as_deref())
-        };
-        let rbp = if retire {
-            None
-        } else {
-            res.entry
-                .and_then(|e| e.policy)
-                .and_then(|p| bundle.policy(p))
-        };
-        let rbp_kind = if kms {
-            PolicyKind::KeyPolicy
-        } else {
-            PolicyKind::Resource
-        };
-
-        let scp = self.levels(snap, scp_levels, PolicyKind::Scp);
-        let rcp = self.levels(snap, rcp_levels, PolicyKind::Rcp);
-        let rbp_sum = rbp.map(|p| self.policy(p, rbp_kind, None));
-        let mut id_sum = Summary::default();
-        let (mut identity_kind, mut group_kind) = (None::<Summary>, None::<Summary>);
-        if let Some(i) = identity {
-            if i.has_kind.0 {
-                identity_kind = Some(Summary::default());
-            }
-            if i.has_kind.1 {
-                group_kind = Some(Summary::default());
-            }
-            let mut entries: SmallVec<[IdEntry; 16]> = SmallVec::new();
-            let statement = |e: IdEntry| {
-                bundle
-                    .policy(e.policy)
-                    .and_then(|p| p.statements.get(e.stmt as usize))
-            };
-            i.index.candidates(&self.action, statement, &mut entries);
-            let rest = self.env.res.pieces.map(|p| p[5]);
-            for e in entries {
-                if !e.filter.admits(rest) {
-                    // Ruled out by its resource; the clock note still holds.
-                    if e.filter.clock && self.env.server_clock() {
-                        self.env.clock_read.set(true);
-                    }
-                    continue;
-                }
-                let (Some(policy), Some(st)) = (bundle.policy(e.policy), statement(e)) else {
-                    continue;
-                };
-                let Some(strength) = self.statement(st, e.kind) else {
-                    continue;
-                };
-                let slot = if e.kind == PolicyKind::Group {
-                    &mut group_kind
-                } else {
-                    &mut identity_kind
-                };
-                let acc = slot.get_or_insert_with(Summary::default);
-                match st.effect {
-                    Effect::Allow => {
-                        acc.allow = true;
-                        id_sum.allow = true;
-                    }
-                    Effect::Deny => {
-                        acc.deny = true;
-                        id_sum.deny = true;
-                    }
-                }
-                self.hits.push(Hit {
-                    policy,
-                    st,
-                    kind: e.kind,
-                    level: None,
-                    strength,
-                });
-            }
-        }
-        let pb_sum = identity
-            .and_then(|i| i.boundary)
-            .and_then(|p| bundle.policy(p))
-            .map(|p| self.policy(p, PolicyKind::Boundary, None));
-        let sp_sum = req
-            .session_policy
-            .as_ref()
-            .map(|sp| self.policy(&sp.compiled, PolicyKind::Session, None));
-
-        // Gates.
-        let scp_ok = scp.is_none_or(|(allow, _)| allow);
-        let rcp_ok = rcp.is_none_or(|(allow, _)| allow);
-        let pb_ok = pb_sum.is_none_or(|s| s.allow);
-        let sp_ok = match caller.form {
-            Form::AssumedRole | Form::RoleArn => sp_sum.is_none_or(|s| s.allow),
-            Form::FederatedUser => sp_sum.is_some_and(|s| s.allow),
+        let boundary = said.boundary.is_none_or(|s| s.allow);
+        let session = match caller.form {
+            Form::AssumedRole | Form::RoleArn => said.session.is_none_or(|s| s.allow),
+            Form::FederatedUser => said.session.is_some_and(|s| s.allow),
             _ => true,
         };
-        let identity_ok = (caller.form == Form::Root || id_sum.allow) && pb_ok && sp_ok;
-        let cross_op_blocked =
-            kms && cross && !kms::cross_account_allowed(req.service(), req.name());
-        let no_key_policy = kms && res.entry.is_none();
-        let any_deny = self.hits.iter().any(|h| h.st.effect == Effect::Deny);
+        let identity_allows = [said.identities, said.groups]
+            .iter()
+            .flatten()
+            .any(|s| s.allow);
+        let (req, res) = (self.env.req, self.env.res);
+        Gates {
+            scp: said.scp.is_none_or(|l| l.all_allow),
+            rcp: said.rcp.is_none_or(|l| l.all_allow),
+            boundary,
+            session,
+            identity: (caller.form == Form::Root || identity_allows) && boundary && session,
+            cross_account_op: !(p.kms
+                && p.cross
+                && !kms::cross_account_allowed(req.service(), req.name())),
+            key_policy: !(p.kms && res.entry.is_none()),
+        }
+    }
 
-        let rbp_has = |hits: &Hits<'s>, s: Strength| {
-            hits.iter()
-                .any(|h| h.kind == rbp_kind && h.st.effect == Effect::Allow && h.strength == s)
-        };
-        let grants: &[u32] = if kms {
-            res.entry.map_or(&[], |e| &e.grants)
+    /// Whether a principal of `strength` reaches the caller along its own
+    /// path: a role's needs the boundary and session policy, an account's
+    /// the whole identity path (§5, §7.3).
+    fn reaches(gates: &Gates, strength: Strength) -> bool {
+        match strength {
+            Strength::Direct => true,
+            Strength::Role => gates.boundary && gates.session,
+            Strength::Account => gates.identity,
+        }
+    }
+
+    /// Whether the resource or key policy has an applicable `Allow` whose
+    /// principal names the caller with `strength` (any strength for `None`).
+    fn rbp_allows(&self, p: &Participants<'s>, strength: Option<Strength>) -> bool {
+        self.hits.iter().any(|h| {
+            h.kind == p.rbp_kind
+                && h.st.effect == Effect::Allow
+                && strength.is_none_or(|s| h.strength == s)
+        })
+    }
+
+    /// The path that allows, if any (§5 steps 4–7, §7.3–§7.4).
+    fn allow_path(&self, snap: &'s Snapshot, p: &Participants<'s>, g: &Gates) -> Option<Path<'s>> {
+        if !g.open() {
+            None
+        } else if !p.kms {
+            self.resource_path(p, g)
+        } else if p.retire {
+            self.retire_path(snap, p, g)
         } else {
-            &[]
-        };
+            self.key_path(p, g).or_else(|| self.grant_path(snap, p, g))
+        }
+    }
 
-        let mut grant_used: Option<(&'s CGrant, Strength)> = None;
-        let mut key_state_blocked: Option<KeyState> = None;
-        // Which allows the deciding path lists: a bit set over the paths below.
-        let mut path: Option<Path> = None;
-        let outcome = if any_deny {
-            Outcome::ExplicitDeny
+    /// Any resource but a KMS key: the resource policy, then the identity
+    /// path; across accounts both must allow (§5 step 7).
+    fn resource_path(&self, p: &Participants<'s>, g: &Gates) -> Option<Path<'s>> {
+        if p.cross {
+            return (g.identity && self.rbp_allows(p, None)).then_some(Path::Rbp(None, true));
+        }
+        if self.rbp_allows(p, Some(Strength::Direct)) {
+            Some(Path::Rbp(Some(Strength::Direct), false))
+        } else if self.rbp_allows(p, Some(Strength::Role)) && g.boundary && g.session {
+            Some(Path::Rbp(Some(Strength::Role), false))
         } else {
-            let path_ok = |s: Strength| match s {
-                Strength::Direct => true,
-                Strength::Role => pb_ok && sp_ok,
-                Strength::Account => identity_ok,
-            };
-            if !kms {
-                if cross_op_blocked || !rcp_ok || !scp_ok {
-                } else if !cross {
-                    if rbp_has(&self.hits, Strength::Direct) {
-                        path = Some(Path::Rbp(Some(Strength::Direct), false));
-                    } else if rbp_has(&self.hits, Strength::Role) && pb_ok && sp_ok {
-                        path = Some(Path::Rbp(Some(Strength::Role), false));
-                    } else if identity_ok {
-                        path = Some(Path::Identity);
-                    }
-                } else {
-                    let rbp_any = self
-                        .hits
-                        .iter()
-                        .any(|h| h.kind == rbp_kind && h.st.effect == Effect::Allow);
-                    if identity_ok && rbp_any {
-                        path = Some(Path::Rbp(None, true));
-                    }
-                }
-            } else if cross_op_blocked || !rcp_ok || !scp_ok || no_key_policy {
-            } else if retire {
-                let wanted = self.env.grant_id();
-                for &gi in grants {
-                    let Some(g) = bundle.grants.get(gi as usize) else {
-                        continue;
-                    };
-                    if let Some(w) = wanted
-                        && w != Some(&*g.id)
-                    {
-                        continue;
-                    }
-                    let mut best: Option<Strength> = None;
-                    for s in [
-                        g.retiring.as_ref().and_then(|r| self.entry_strength(r)),
-                        if g.operations & op_bit(GrantOperation::RetireGrant) != 0 {
-                            self.entry_strength(&g.grantee)
-                        } else {
-                            None
-                        },
-                    ]
-                    .into_iter()
-                    .flatten()
-                    {
-                        if path_ok(s) && best.is_none_or(|b| s > b) {
-                            best = Some(s);
-                        }
-                    }
-                    if let Some(s) = best {
-                        grant_used = Some((g, s));
-                        path = Some(Path::Grant);
-                        break;
-                    }
-                }
-            } else if rbp_has(&self.hits, Strength::Direct) && (!cross || identity_ok) {
-                path = Some(Path::Rbp(Some(Strength::Direct), cross));
-            } else if rbp_has(&self.hits, Strength::Role)
-                && pb_ok
-                && sp_ok
-                && (!cross || identity_ok)
-            {
-                path = Some(Path::Rbp(Some(Strength::Role), cross));
-            } else if rbp_has(&self.hits, Strength::Account) && identity_ok {
-                path = Some(Path::Rbp(Some(Strength::Account), true));
-            } else {
-                for &gi in grants {
-                    let Some(g) = bundle.grants.get(gi as usize) else {
-                        continue;
-                    };
-                    if !self.grant_applies(g) {
-                        continue;
-                    }
-                    if let Some(s) = self.entry_strength(&g.grantee).filter(|s| path_ok(*s)) {
-                        grant_used = Some((g, s));
-                        path = Some(Path::Grant);
-                        break;
-                    }
-                }
-            }
-            match path {
-                Some(_) => {
-                    if let Some(k) = key_info.filter(|k| {
-                        kms && kms::key_state_refuses(req.service(), req.name(), k.state)
-                    }) {
-                        key_state_blocked = Some(k.state);
-                        path = None;
-                        grant_used = None;
-                        Outcome::ImplicitDeny
-                    } else {
-                        Outcome::Allow
-                    }
-                }
-                None => Outcome::ImplicitDeny,
-            }
-        };
+            g.identity.then_some(Path::Identity)
+        }
+    }
 
-        let mut matched = MatchedList::new();
-        match outcome {
-            Outcome::ExplicitDeny => {
-                matched.extend(
-                    self.hits
-                        .iter()
-                        .filter(|h| h.st.effect == Effect::Deny)
-                        .map(Hit::matched),
-                );
-            }
-            Outcome::Allow => {
-                let allows = |h: &&Hit<'s>| h.st.effect == Effect::Allow;
-                // SCP and RCP allows other than `Action: "*"`.
-                matched.extend(
-                    self.hits
-                        .iter()
-                        .filter(allows)
-                        .filter(|h| {
-                            matches!(h.kind, PolicyKind::Scp | PolicyKind::Rcp) && !h.st.full_access
-                        })
-                        .map(Hit::matched),
-                );
-                let (rbp_strength, ids, pb_sp) = match path {
-                    Some(Path::Rbp(s, with_ids)) => {
-                        matched.extend(
-                            self.hits
-                                .iter()
-                                .filter(allows)
-                                .filter(|h| h.kind == rbp_kind && s.is_none_or(|s| h.strength == s))
-                                .map(Hit::matched),
-                        );
-                        let pb_sp = with_ids || s == Some(Strength::Role);
-                        (s, with_ids, pb_sp)
-                    }
-                    Some(Path::Identity) => (None, true, true),
-                    Some(Path::Grant) => {
-                        if let Some((g, _)) = grant_used {
-                            matched.push(grant_matched(&g.id));
-                        }
-                        let s = grant_used.map(|(_, s)| s);
-                        (
-                            None,
-                            s == Some(Strength::Account),
-                            s != Some(Strength::Direct),
-                        )
-                    }
-                    None => (None, false, false),
+    /// A KMS key's key policy (§7.3 steps 5–6).
+    fn key_path(&self, p: &Participants<'s>, g: &Gates) -> Option<Path<'s>> {
+        let same_or_identity = !p.cross || g.identity;
+        [Strength::Direct, Strength::Role, Strength::Account]
+            .into_iter()
+            .find(|&s| {
+                let reach = match s {
+                    Strength::Account => g.identity,
+                    _ => Self::reaches(g, s) && same_or_identity,
                 };
-                let _ = rbp_strength;
-                if ids {
-                    matched.extend(
-                        self.hits
-                            .iter()
-                            .filter(allows)
-                            .filter(|h| matches!(h.kind, PolicyKind::Identity | PolicyKind::Group))
-                            .map(Hit::matched),
-                    );
-                }
-                if pb_sp {
-                    matched.extend(
-                        self.hits
-                            .iter()
-                            .filter(allows)
-                            .filter(|h| {
-                                matches!(h.kind, PolicyKind::Boundary | PolicyKind::Session)
-                            })
-                            .map(Hit::matched),
-                    );
+                reach && self.rbp_allows(p, Some(s))
+            })
+            .map(|s| Path::Rbp(Some(s), p.cross || s == Strength::Account))
+    }
+
+    /// A grant on the key whose operation, constraint and grantee fit
+    /// (§7.3 step 7, §7.4).
+    fn grant_path(&self, snap: &'s Snapshot, p: &Participants<'s>, g: &Gates) -> Option<Path<'s>> {
+        p.grants
+            .iter()
+            .filter_map(|&gi| snap.bundle.grants.get(gi as usize))
+            .filter(|grant| self.grant_applies(grant))
+            .find_map(|grant| {
+                let s = self.entry_strength(&grant.grantee)?;
+                Self::reaches(g, s).then_some(Path::Grant(grant, s))
+            })
+    }
+
+    /// `RetireGrant`: grants alone, through the retiring principal or a
+    /// grantee allowed to retire (§7.4).
+    fn retire_path(&self, snap: &'s Snapshot, p: &Participants<'s>, g: &Gates) -> Option<Path<'s>> {
+        let wanted = self.env.grant_id();
+        for &gi in p.grants {
+            let Some(grant) = snap.bundle.grants.get(gi as usize) else {
+                continue;
+            };
+            if wanted.is_some_and(|w| w != Some(&*grant.id)) {
+                continue;
+            }
+            let best = self.retirers(grant).filter(|&s| Self::reaches(g, s)).max();
+            if let Some(s) = best {
+                return Some(Path::Grant(grant, s));
+            }
+        }
+        None
+    }
+
+    /// How strongly each principal that may retire `grant` names the caller.
+    fn retirers(&self, grant: &CGrant) -> impl Iterator<Item = Strength> {
+        let retiring = grant.retiring.as_ref().and_then(|r| self.entry_strength(r));
+        let grantee = (grant.operations & op_bit(GrantOperation::RetireGrant) != 0)
+            .then(|| self.entry_strength(&grant.grantee))
+            .flatten();
+        retiring.into_iter().chain(grantee)
+    }
+
+    /// The key state gate on an allowed KMS request (§7.5).
+    fn key_state(&self, p: &Participants<'s>) -> Option<KeyState> {
+        let (req, key) = (self.env.req, p.key?);
+        (p.kms && kms::key_state_refuses(req.service(), req.name(), key.state)).then_some(key.state)
+    }
+
+    /// The statements that decided (§8).
+    fn matched(
+        &self,
+        outcome: Outcome,
+        path: Option<Path<'s>>,
+        rbp_kind: PolicyKind,
+    ) -> MatchedList {
+        let mut matched = MatchedList::new();
+        let of = |effect: Effect, keep: &dyn Fn(&Hit<'s>) -> bool| {
+            self.hits
+                .iter()
+                .filter(move |h| h.st.effect == effect && keep(h))
+                .map(Hit::matched)
+                .collect::<MatchedList>()
+        };
+        match (outcome, path) {
+            (Outcome::ExplicitDeny, _) => matched = of(Effect::Deny, &|_| true),
+            (Outcome::Allow, Some(path)) => {
+                let listed = Listed::of(path);
+                let keep = |h: &Hit<'s>| match h.kind {
+                    PolicyKind::Scp | PolicyKind::Rcp => !h.st.full_access,
+                    PolicyKind::Identity | PolicyKind::Group => listed.identities,
+                    PolicyKind::Boundary | PolicyKind::Session => listed.boundary_session,
+                    k if k == rbp_kind => listed
+                        .rbp
+                        .is_some_and(|s| s.is_none_or(|s| h.strength == s)),
+                    _ => false,
+                };
+                matched = of(Effect::Allow, &keep);
+                if let Path::Grant(grant, _) = path {
+                    matched.push(MatchedStatement::grant(&grant.id));
                 }
             }
-            Outcome::ImplicitDeny => {}
+            _ => {}
         }
         normalize_matched(&mut matched);
+        matched
+    }
+
+    /// explain's fields (§8).
+    fn explain(&self, snap: &'s Snapshot, d: &Decided<'s>) -> Box<Explanation> {
+        let (p, said, gates) = (&d.participants, &d.said, &d.gates);
+        let levels = |l: Option<Levels>| {
+            l.map_or(KindDecision::NotApplicable, |l| {
+                KindDecision::of(l.all_allow, l.any_deny)
+            })
+        };
+        let one = |s: Option<Summary>| {
+            s.map_or(KindDecision::NotApplicable, |s| {
+                KindDecision::of(s.allow, s.deny)
+            })
+        };
+        let caller = vec![
+            (PolicyKind::Scp, levels(said.scp)),
+            (PolicyKind::Identity, one(said.identities)),
+            (PolicyKind::Group, one(said.groups)),
+            (PolicyKind::Boundary, one(said.boundary)),
+            (PolicyKind::Session, one(said.session)),
+        ];
+        let mut resource = vec![
+            (PolicyKind::Rcp, levels(said.rcp)),
+            (p.rbp_kind, one(said.rbp)),
+        ];
+        if p.kms {
+            resource.push((PolicyKind::Grant, self.grants_decision(snap, p)));
+        }
+        let (caller_side, resource_side) = Explanation::sides(p.cross, caller, resource);
+        let denied = d.outcome == Outcome::ImplicitDeny;
+        Box::new(Explanation {
+            allowed_by_organizations: gates.scp,
+            allowed_by_boundary: gates.boundary,
+            allowed_by_session: gates.session,
+            allowed_by_rcp: gates.rcp,
+            grant_id: match d.path {
+                Some(Path::Grant(grant, _)) => Some(grant.id.clone()),
+                _ => None,
+            },
+            blocked_by: if denied {
+                gates.blocked_by(d.key_state.is_some())
+            } else {
+                Vec::new()
+            },
+            key_state: d.key_state,
+            caller_side,
+            resource_side,
+            ignored_context_keys: self.ignored_keys(),
+        })
+    }
+
+    /// explain's grant decision: whether some grant on the key would serve
+    /// this operation for this caller, ignoring the other gates.
+    fn grants_decision(&self, snap: &'s Snapshot, p: &Participants<'s>) -> KindDecision {
+        if p.grants.is_empty() {
+            return KindDecision::NotApplicable;
+        }
+        let serves = |grant: &&'s CGrant| {
+            if p.retire {
+                self.retirers(grant).next().is_some()
+            } else {
+                self.grant_applies(grant) && self.entry_strength(&grant.grantee).is_some()
+            }
+        };
+        let any = p
+            .grants
+            .iter()
+            .filter_map(|&gi| snap.bundle.grants.get(gi as usize))
+            .any(|grant| serves(&grant));
+        KindDecision::of(any, false)
+    }
+
+    /// Context keys the caller sent that verdict derives and so ignored.
+    fn ignored_keys(&self) -> Vec<String> {
+        self.env
+            .req
+            .context
+            .entries()
+            .iter()
+            .filter(|e| {
+                self.env
+                    .ignored(&crate::compile::condition::KeySource::classify(&e.lower))
+            })
+            .map(|e| e.key.to_string())
+            .collect()
+    }
+
+    /// The phases in order.
+    fn decide(&mut self, snap: &'s Snapshot) -> Decision {
+        let participants = self.participants(snap);
+        let said = self.statements(snap, &participants);
+        let gates = self.gates(&participants, &said);
+        let (outcome, path, key_state) = if self.hits.iter().any(|h| h.st.effect == Effect::Deny) {
+            (Outcome::ExplicitDeny, None, None)
+        } else {
+            match self.allow_path(snap, &participants, &gates) {
+                None => (Outcome::ImplicitDeny, None, None),
+                Some(path) => match self.key_state(&participants) {
+                    Some(state) => (Outcome::ImplicitDeny, None, Some(state)),
+                    None => (Outcome::Allow, Some(path), None),
+                },
+            }
+        };
+        let matched = self.matched(outcome, path, participants.rbp_kind);
         let mut missing = std::mem::take(&mut self.missing);
         missing.sort_unstable();
-
-        let explanation = req.explain.then(|| {
-            let mut blocked_by = Vec::new();
-            if outcome == Outcome::ImplicitDeny {
-                for (failed, gate) in [
-                    (cross_op_blocked, Gate::CrossAccountOp),
-                    (!rcp_ok, Gate::Rcp),
-                    (!scp_ok, Gate::Scp),
-                    (no_key_policy, Gate::NoKeyPolicy),
-                    (!pb_ok, Gate::Boundary),
-                    (!sp_ok, Gate::Session),
-                    (key_state_blocked.is_some(), Gate::KeyState),
-                ] {
-                    if failed {
-                        blocked_by.push(gate);
-                    }
-                }
-            }
-            let levels_decision = |l: Option<(bool, bool)>| match l {
-                None => KindDecision::NotApplicable,
-                Some((_, true)) => KindDecision::ExplicitDeny,
-                Some((true, false)) => KindDecision::Allow,
-                Some((false, false)) => KindDecision::ImplicitDeny,
-            };
-            let one = |s: Option<Summary>| match s {
-                None => KindDecision::NotApplicable,
-                Some(s) if s.deny => KindDecision::ExplicitDeny,
-                Some(s) if s.allow => KindDecision::Allow,
-                Some(_) => KindDecision::ImplicitDeny,
-            };
-            let caller_kinds = [
-                (PolicyKind::Scp, levels_decision(scp)),
-                (PolicyKind::Identity, one(identity_kind)),
-                (PolicyKind::Group, one(group_kind)),
-                (PolicyKind::Boundary, one(pb_sum)),
-                (PolicyKind::Session, one(sp_sum)),
-            ];
-            let mut resource_kinds = vec![
-                (PolicyKind::Rcp, levels_decision(rcp)),
-                (rbp_kind, one(rbp_sum)),
-            ];
-            if kms {
-                let decision = if grants.is_empty() {
-                    KindDecision::NotApplicable
-                } else if grants
-                    .iter()
-                    .filter_map(|gi| bundle.grants.get(*gi as usize))
-                    .any(|g| {
-                        if retire {
-                            g.retiring
-                                .as_ref()
-                                .and_then(|r| self.entry_strength(r))
-                                .is_some()
-                                || (g.operations & op_bit(GrantOperation::RetireGrant) != 0
-                                    && self.entry_strength(&g.grantee).is_some())
-                        } else {
-                            self.grant_applies(g) && self.entry_strength(&g.grantee).is_some()
-                        }
-                    })
-                {
-                    KindDecision::Allow
-                } else {
-                    KindDecision::ImplicitDeny
-                };
-                resource_kinds.push((PolicyKind::Grant, decision));
-            }
-            let (mut caller_side, resource_side): (Vec<_>, Vec<_>) = if cross {
-                (caller_kinds.to_vec(), resource_kinds)
-            } else {
-                (
-                    caller_kinds.into_iter().chain(resource_kinds).collect(),
-                    Vec::new(),
-                )
-            };
-            caller_side.sort_by_key(|(k, _)| *k);
-            Box::new(Explanation {
-                allowed_by_organizations: scp_ok,
-                allowed_by_boundary: pb_ok,
-                allowed_by_session: sp_ok,
-                allowed_by_rcp: rcp_ok,
-                grant_id: grant_used.map(|(g, _)| g.id.clone()),
-                blocked_by,
-                key_state: key_state_blocked,
-                caller_side,
-                resource_side,
-                ignored_context_keys: req
-                    .context
-                    .entries()
-                    .iter()
-                    .filter(|e| {
-                        self.env
-                            .ignored(&crate::compile::condition::KeySource::classify(&e.lower))
-                    })
-                    .map(|e| e.key.to_string())
-                    .collect(),
-            })
-        });
-
+        let decided = Decided {
+            participants,
+            said,
+            gates,
+            outcome,
+            path,
+            key_state,
+        };
         Decision {
             outcome,
             matched,
             missing_context_keys: missing,
             bundle_revision: snap.revision.clone(),
-            explanation,
+            explanation: self.env.req.explain.then(|| self.explain(snap, &decided)),
             reads_server_clock: self.env.clock_read.get(),
         }
     }
 }
 
+/// The policies that take part in a decision.
+struct Participants<'s> {
+    /// The resource is a KMS key (§7).
+    kms: bool,
+    /// The request is `kms:RetireGrant` on a key: grants alone decide.
+    retire: bool,
+    /// Caller and resource are in different known accounts.
+    cross: bool,
+    /// The caller's SCP levels, when SCPs bind it.
+    scp: Option<&'s [Box<[PolicyIdx]>]>,
+    /// The resource's RCP levels, when RCPs bind it.
+    rcp: Option<&'s [Box<[PolicyIdx]>]>,
+    /// The resource or key policy.
+    rbp: Option<&'s CPolicy>,
+    /// `KeyPolicy` on a KMS key, `Resource` otherwise.
+    rbp_kind: PolicyKind,
+    /// The grants on the key (empty for other resources).
+    grants: &'s [u32],
+    /// The key's facts.
+    key: Option<&'s KeyInfo>,
+}
+
+/// What each kind of participating policy said.
+struct Said {
+    scp: Option<Levels>,
+    rcp: Option<Levels>,
+    rbp: Option<Summary>,
+    identities: Option<Summary>,
+    groups: Option<Summary>,
+    boundary: Option<Summary>,
+    session: Option<Summary>,
+}
+
+/// What SCP or RCP levels said.
+#[derive(Clone, Copy)]
+struct Levels {
+    /// Every level has an applicable `Allow`.
+    all_allow: bool,
+    /// Some level has an applicable `Deny`.
+    any_deny: bool,
+}
+
+/// Everything a decision found, for its explanation.
+struct Decided<'s> {
+    participants: Participants<'s>,
+    said: Said,
+    gates: Gates,
+    outcome: Outcome,
+    path: Option<Path<'s>>,
+    key_state: Option<KeyState>,
+}
+
 /// The path that allowed (§5 step 4–7, §7.3 steps 5–7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Path {
+#[derive(Clone, Copy)]
+enum Path<'s> {
     /// A resource or key policy: the statements of this strength (all
     /// strengths for `None`), with the identity path's statements when the
     /// flag is set.
     Rbp(Option<Strength>, bool),
     /// Identity policies (with boundary and session policy).
     Identity,
-    /// A grant.
-    Grant,
+    /// A grant, whose grantee or retiring principal names the caller with
+    /// this strength.
+    Grant(&'s CGrant, Strength),
 }
 
-fn grant_matched(id: &Arc<str>) -> MatchedStatement {
-    MatchedStatement {
-        policy_id: id.clone(),
-        kind: PolicyKind::Grant,
-        index: None,
-        sid: None,
-        effect: Effect::Allow,
-        level: None,
-        position: None,
-    }
+/// Which `Allow` statements a path lists in `matched` (§8).
+struct Listed {
+    /// The resource or key policy's, of this strength (`Some(None)`: all).
+    rbp: Option<Option<Strength>>,
+    /// Identity and group policies'.
+    identities: bool,
+    /// The boundary's and the session policy's.
+    boundary_session: bool,
 }
 
-fn ordered(op: BaseOperator, ord: std::cmp::Ordering) -> bool {
-    use BaseOperator as O;
-    use std::cmp::Ordering::*;
-    match op {
-        O::NumericEquals | O::DateEquals => ord == Equal,
-        O::NumericLessThan | O::DateLessThan => ord == Less,
-        O::NumericLessThanEquals | O::DateLessThanEquals => ord != Greater,
-        O::NumericGreaterThan | O::DateGreaterThan => ord == Greater,
-        O::NumericGreaterThanEquals | O::DateGreaterThanEquals => ord != Less,
-        _ => false,
+impl Listed {
+    fn of(path: Path<'_>) -> Self {
+        match path {
+            Path::Rbp(s, with_identities) => Self {
+                rbp: Some(s),
+                identities: with_identities,
+                boundary_session: with_identities || s == Some(Strength::Role),
+            },
+            Path::Identity => Self {
+                rbp: None,
+                identities: true,
+                boundary_session: true,
+            },
+            Path::Grant(_, s) => Self {
+                rbp: None,
+                identities: s == Strength::Account,
+                boundary_session: s != Strength::Direct,
+            },
+        }
     }
 }
 

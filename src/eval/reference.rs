@@ -80,6 +80,8 @@ fn format_time(secs: i64) -> Option<String> {
     chrono::DateTime::from_timestamp(secs, 0).map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
+/// §1: the context a decision sees: what the caller sent (less the keys
+/// verdict derives), the bundle's default context, then the derived keys.
 fn derive_context(
     bundle: &Bundle,
     req: &Request,
@@ -88,6 +90,37 @@ fn derive_context(
     opts: &EvalOptions,
     now: SystemTime,
 ) -> Ctx {
+    let (mut map, ignored) = sent_context(req, caller, opts);
+    caller_keys(&mut map, bundle, req, caller, opts);
+    resource_keys(&mut map, req, resource);
+    let server_clock = clock_keys(&mut map, now);
+    request_keys(&mut map, resource);
+    Ctx {
+        map,
+        server_clock,
+        ignored,
+    }
+}
+
+type Map = BTreeMap<String, Entry>;
+
+fn put(map: &mut Map, key: &str, values: Vec<String>) {
+    map.insert(
+        key.to_lowercase(),
+        Entry {
+            key: key.to_owned(),
+            values,
+        },
+    );
+}
+
+fn one(s: &str) -> Vec<String> {
+    vec![s.to_owned()]
+}
+
+/// The caller's context and the default context, without the keys verdict
+/// derives (those are returned as ignored).
+fn sent_context(req: &Request, caller: &CallerFacts<'_>, opts: &EvalOptions) -> (Map, Vec<String>) {
     let mut map = BTreeMap::new();
     let mut ignored = Vec::new();
     for e in req.context.entries() {
@@ -113,25 +146,24 @@ fn derive_context(
             values: v.clone(),
         });
     }
-    let put = |map: &mut BTreeMap<String, Entry>, key: &str, values: Vec<String>| {
-        map.insert(
-            key.to_lowercase(),
-            Entry {
-                key: key.to_owned(),
-                values,
-            },
-        );
-    };
-    let one = |s: &str| vec![s.to_owned()];
+    (map, ignored)
+}
 
-    // Who is calling.
+/// Who is calling: principal keys, tags, organization.
+fn caller_keys(
+    map: &mut Map,
+    bundle: &Bundle,
+    req: &Request,
+    caller: &CallerFacts<'_>,
+    opts: &EvalOptions,
+) {
     let principal_arn = match caller.form {
         Form::Root | Form::User | Form::FederatedUser => caller.self_arn,
         Form::RoleArn | Form::AssumedRole => caller.role_arn,
         Form::Service => None,
     };
     if let Some(a) = principal_arn {
-        put(&mut map, "aws:PrincipalArn", one(a));
+        put(map, "aws:PrincipalArn", one(a));
     }
     let principal_type = match caller.form {
         Form::Root => Some("Account"),
@@ -141,7 +173,7 @@ fn derive_context(
         Form::Service => None,
     };
     if let Some(t) = principal_type {
-        put(&mut map, "aws:PrincipalType", one(t));
+        put(map, "aws:PrincipalType", one(t));
     }
     let userid = match (&req.caller, caller.form) {
         (_, Form::Root) => caller.account.map(str::to_owned),
@@ -162,17 +194,17 @@ fn derive_context(
         _ => None,
     };
     if let Some(u) = userid {
-        put(&mut map, "aws:userid", vec![u]);
+        put(map, "aws:userid", vec![u]);
     }
     if let super::request::Caller::Arn(PrincipalArn::User { name, .. }) = &req.caller {
-        put(&mut map, "aws:username", one(name));
+        put(map, "aws:username", one(name));
     }
     if let Some(pa) = caller.account {
-        put(&mut map, "aws:PrincipalAccount", one(pa));
-        put(&mut map, "kms:CallerAccount", one(pa));
+        put(map, "aws:PrincipalAccount", one(pa));
+        put(map, "kms:CallerAccount", one(pa));
     }
     put(
-        &mut map,
+        map,
         "aws:PrincipalIsAWSService",
         one(if caller.form == Form::Service {
             "true"
@@ -187,35 +219,33 @@ fn derive_context(
             if trusted_tags && map.contains_key(&key.to_lowercase()) {
                 continue;
             }
-            put(&mut map, &key, one(&t.value));
+            put(map, &key, one(&t.value));
         }
     }
     if let Some(acct) = caller.account.and_then(|a| bundle.accounts.get(a)) {
         if let Some(org) = &acct.org_id {
-            put(&mut map, "aws:PrincipalOrgID", one(org));
+            put(map, "aws:PrincipalOrgID", one(org));
         }
         if let Some(paths) = &acct.org_paths {
             put(
-                &mut map,
+                map,
                 "aws:PrincipalOrgPaths",
                 paths.iter().map(|p| p.to_string()).collect(),
             );
         }
     }
+}
 
-    // What is being accessed.
+/// What is being accessed: resource tags, the key's facts, the account.
+fn resource_keys(map: &mut Map, req: &Request, resource: &ResourceFacts<'_>) {
     if let Some(entry) = resource.entry {
         for t in &entry.tags {
-            put(
-                &mut map,
-                &format!("aws:ResourceTag/{}", t.key),
-                one(&t.value),
-            );
+            put(map, &format!("aws:ResourceTag/{}", t.key), one(&t.value));
         }
         if let Some(key) = &entry.key {
             if !key.aliases.is_empty() {
                 put(
-                    &mut map,
+                    map,
                     "kms:ResourceAliases",
                     key.aliases.iter().map(|a| a.to_string()).collect(),
                 );
@@ -227,7 +257,7 @@ fn derive_context(
                     ("kms:KeyOrigin", &key.key_origin),
                 ] {
                     if let Some(v) = v {
-                        put(&mut map, name, one(v));
+                        put(map, name, one(v));
                     }
                 }
             }
@@ -236,10 +266,13 @@ fn derive_context(
     if resource.account_known
         && let Some(ra) = resource.account
     {
-        put(&mut map, "aws:ResourceAccount", one(ra));
+        put(map, "aws:ResourceAccount", one(ra));
     }
+}
 
-    // The clock.
+/// `aws:CurrentTime` and `aws:EpochTime`, each from the other or from the
+/// server clock; true when the server clock filled them.
+fn clock_keys(map: &mut Map, now: SystemTime) -> bool {
     let mut server_clock = false;
     let current = map.get("aws:currenttime").map(|e| e.values.clone());
     let epoch = map.get("aws:epochtime").map(|e| e.values.clone());
@@ -249,14 +282,14 @@ fn derive_context(
             if let [v] = ct.as_slice()
                 && let Some(d) = value::parse_date(v)
             {
-                put(&mut map, "aws:EpochTime", vec![d.to_string()]);
+                put(map, "aws:EpochTime", vec![d.to_string()]);
             }
         }
         (None, Some(et)) => {
             if let [v] = et.as_slice()
                 && let Some(t) = v.parse::<i64>().ok().and_then(format_time)
             {
-                put(&mut map, "aws:CurrentTime", vec![t]);
+                put(map, "aws:CurrentTime", vec![t]);
             }
         }
         (None, None) => {
@@ -265,14 +298,18 @@ fn derive_context(
                 Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
                 Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
             };
-            put(&mut map, "aws:EpochTime", vec![secs.to_string()]);
+            put(map, "aws:EpochTime", vec![secs.to_string()]);
             if let Some(t) = format_time(secs) {
-                put(&mut map, "aws:CurrentTime", vec![t]);
+                put(map, "aws:CurrentTime", vec![t]);
             }
         }
     }
+    server_clock
+}
 
-    // Encryption context keys, in their original spelling.
+/// Keys derived from the request itself: the encryption context's keys (in
+/// their original spelling) and the region.
+fn request_keys(map: &mut Map, resource: &ResourceFacts<'_>) {
     if !map.contains_key("kms:encryptioncontextkeys") {
         let keys: Vec<String> = map
             .iter()
@@ -285,18 +322,13 @@ fn derive_context(
             })
             .collect();
         if !keys.is_empty() {
-            put(&mut map, "kms:EncryptionContextKeys", keys);
+            put(map, "kms:EncryptionContextKeys", keys);
         }
     }
     if !map.contains_key("aws:requestedregion")
-        && let Some(region) = resource.region
+        && let Some(region) = resource.region()
     {
-        put(&mut map, "aws:RequestedRegion", one(region));
-    }
-    Ctx {
-        map,
-        server_clock,
-        ignored,
+        put(map, "aws:RequestedRegion", one(region));
     }
 }
 
@@ -352,15 +384,11 @@ impl PolicyEval<'_> {
         self.with_effect(Effect::Deny).next().is_some()
     }
 
-    fn allow_list(&self) -> Vec<MatchedStatement> {
+    /// The `Allow`s whose principal names the caller with `strength`
+    /// (every `Allow` for `None`).
+    fn allows_with(&self, strength: Option<Strength>) -> Vec<MatchedStatement> {
         self.with_effect(Effect::Allow)
-            .map(|h| self.matched(h))
-            .collect()
-    }
-
-    fn allows_with(&self, strength: Strength) -> Vec<MatchedStatement> {
-        self.with_effect(Effect::Allow)
-            .filter(|h| h.strength == strength)
+            .filter(|h| strength.is_none_or(|s| h.strength == s))
             .map(|h| self.matched(h))
             .collect()
     }
@@ -384,6 +412,128 @@ impl PolicyEval<'_> {
     }
 }
 
+/// One identity of the caller's chain, as `NotPrincipal` tests it.
+enum Link<'a> {
+    Account(Option<&'a str>),
+    Arn(Option<&'a str>),
+    Service(Option<&'a str>),
+}
+
+impl Link<'_> {
+    /// Whether a `NotPrincipal` entry lists this identity.
+    fn named_by(&self, entry: &PrincipalEntry) -> bool {
+        match (entry, self) {
+            (PrincipalEntry::Everyone, _) => true,
+            (PrincipalEntry::Account(a), Link::Account(Some(x))) => **a == **x,
+            (PrincipalEntry::Arn(a), Link::Arn(Some(x))) => a.to_string() == *x,
+            (PrincipalEntry::Service(s), Link::Service(Some(x))) => **s == **x,
+            _ => false,
+        }
+    }
+}
+
+/// The policies that take part in a decision.
+struct Participants<'b> {
+    /// The resource is a KMS key (§7).
+    kms: bool,
+    /// `kms:RetireGrant` on a key: grants alone decide.
+    retire: bool,
+    /// Caller and resource are in different known accounts.
+    cross: bool,
+    scp: Option<&'b Vec<Vec<Arc<crate::bundle::Policy>>>>,
+    rcp: Option<&'b Vec<Vec<Arc<crate::bundle::Policy>>>>,
+    /// The resource or key policy.
+    rbp: Option<&'b crate::bundle::Policy>,
+    /// `KeyPolicy` on a KMS key, `Resource` otherwise.
+    rbp_kind: PolicyKind,
+    /// The grants on the key, in bundle order.
+    grants: Vec<&'b Arc<Grant>>,
+    key: Option<&'b crate::bundle::KeyInfo>,
+    /// A KMS key without a `resources.json` entry, so without a key policy.
+    no_key_policy: bool,
+}
+
+/// Every participating policy, evaluated.
+struct Evals<'p> {
+    scp: Option<Vec<Vec<PolicyEval<'p>>>>,
+    rcp: Option<Vec<Vec<PolicyEval<'p>>>>,
+    rbp: Option<PolicyEval<'p>>,
+    /// Identity policies, then the groups' policies.
+    identities: Vec<PolicyEval<'p>>,
+    boundary: Option<PolicyEval<'p>>,
+    session: Option<PolicyEval<'p>>,
+}
+
+impl Evals<'_> {
+    fn organizations(&self) -> impl Iterator<Item = &PolicyEval<'_>> {
+        let scp = self.scp.iter().flatten().flatten();
+        scp.chain(self.rcp.iter().flatten().flatten())
+    }
+
+    /// Every applicable `Deny`, of any policy.
+    fn denies(&self) -> Vec<MatchedStatement> {
+        self.organizations()
+            .chain(&self.rbp)
+            .chain(&self.identities)
+            .chain(&self.boundary)
+            .chain(&self.session)
+            .flat_map(|e| e.with_effect(Effect::Deny).map(|h| e.matched(h)))
+            .collect()
+    }
+
+    /// The SCP and RCP `Allow`s an allowed decision lists.
+    fn org_allows(&self) -> Vec<MatchedStatement> {
+        self.organizations()
+            .flat_map(PolicyEval::org_allow_list)
+            .collect()
+    }
+
+    /// The caller-side `Allow`s listed for a path through a principal of
+    /// `strength`: none for the caller itself, the boundary's and session
+    /// policy's for its role, and the identity policies' too for its account.
+    fn path_allows(&self, strength: Strength) -> Vec<MatchedStatement> {
+        let all = |e: &PolicyEval<'_>| e.allows_with(None);
+        let boundary_session = self.boundary.iter().chain(&self.session).flat_map(all);
+        match strength {
+            Strength::Direct => Vec::new(),
+            Strength::Role => boundary_session.collect(),
+            Strength::Account => self
+                .identities
+                .iter()
+                .flat_map(all)
+                .chain(boundary_session)
+                .collect(),
+        }
+    }
+}
+
+/// A path that allows, and the statements it lists (without the
+/// organizations' `Allow`s).
+struct Allowed {
+    list: Vec<MatchedStatement>,
+    /// The grant that allowed.
+    grant: Option<Arc<str>>,
+}
+
+impl Allowed {
+    fn by_grant(id: &Arc<str>, path: Vec<MatchedStatement>) -> Self {
+        let mut list = vec![MatchedStatement::grant(id)];
+        list.extend(path);
+        Self {
+            list,
+            grant: Some(id.clone()),
+        }
+    }
+}
+
+/// Where a decision ended, for its explanation.
+struct Reached {
+    gates: Gates,
+    outcome: Outcome,
+    grant: Option<Arc<str>>,
+    key_state: Option<KeyState>,
+}
+
 struct Interp<'a> {
     req: &'a Request,
     caller: CallerFacts<'a>,
@@ -393,7 +543,7 @@ struct Interp<'a> {
     trust_session_tags: bool,
 }
 
-impl Interp<'_> {
+impl<'a> Interp<'a> {
     fn eval_policy<'p>(
         &mut self,
         id: Arc<str>,
@@ -578,42 +728,36 @@ impl Interp<'_> {
         has_boundary: bool,
     ) -> Option<Strength> {
         if !block.negated {
-            return block
-                .items
-                .iter()
-                .filter_map(|e| self.entry_strength(e))
-                .max();
+            // Principal: the strongest entry that names the caller.
+            let mut best = None;
+            for entry in &block.items {
+                best = best.max(self.entry_strength(entry));
+            }
+            return best;
         }
         // NotPrincipal: exempt only when every identity of the caller's chain
         // is listed, and never a caller with a permissions boundary (U9).
         if has_boundary {
             return Some(Strength::Direct);
         }
-        let c = &self.caller;
-        let listed_account = block.items.iter().any(|e| match e {
-            PrincipalEntry::Everyone => true,
-            PrincipalEntry::Account(a) => c.account == Some(&**a),
-            _ => false,
-        });
-        let listed = |arn: Option<&str>| {
-            block.items.iter().any(|e| match e {
-                PrincipalEntry::Everyone => true,
-                PrincipalEntry::Arn(a) => arn.is_some_and(|x| a.to_string() == x),
-                _ => false,
-            })
-        };
-        let exempt = match c.form {
-            Form::Root => listed_account,
-            Form::User | Form::FederatedUser => listed_account && listed(c.self_arn),
-            Form::AssumedRole => listed_account && listed(c.role_arn) && listed(c.self_arn),
-            Form::RoleArn => listed_account && listed(c.role_arn),
-            Form::Service => block.items.iter().any(|e| match e {
-                PrincipalEntry::Everyone => true,
-                PrincipalEntry::Service(s) => c.service == Some(&**s),
-                _ => false,
-            }),
-        };
+        let names = |link: &Link<'_>| block.items.iter().any(|e| link.named_by(e));
+        let chain = self.chain();
+        let exempt = chain.iter().all(names);
         (!exempt).then_some(Strength::Direct)
+    }
+
+    /// The identities a request comes from, outermost first: the account,
+    /// then the role, then the session or user itself; a service alone.
+    fn chain(&self) -> Vec<Link<'_>> {
+        let c = &self.caller;
+        let account = Link::Account(c.account);
+        match c.form {
+            Form::Service => vec![Link::Service(c.service)],
+            Form::Root => vec![account],
+            Form::RoleArn => vec![account, Link::Arn(c.role_arn)],
+            Form::AssumedRole => vec![account, Link::Arn(c.role_arn), Link::Arn(c.self_arn)],
+            Form::User | Form::FederatedUser => vec![account, Link::Arn(c.self_arn)],
+        }
     }
 
     /// §3 pseudocode.
@@ -652,81 +796,86 @@ impl Interp<'_> {
         }
     }
 
-    fn decide(&mut self, bundle: &Bundle, resource: &ResourceFacts<'_>) -> Decision {
-        let req = self.req;
-        let caller = self.caller;
+    // === The decision (§5–§7), phase by phase ===
+    //
+    // context (`derive_context`) → participants → statements → gates →
+    // allow path → key state → result, as the compiled evaluator names them.
+
+    /// The policies that take part (§5 step 1, §6, §7.1).
+    fn participants(&self, bundle: &'a Bundle, resource: &ResourceFacts<'a>) -> Participants<'a> {
         let kms = resource.is_kms_key;
-        let retire = kms && is_retire_grant(req);
-        let cross = is_cross_account(&caller, resource);
-        let identity = caller.identity;
-        let has_boundary = identity.is_some_and(|i| i.boundary.is_some());
-        let key_info = resource.entry.and_then(|e| e.key.as_ref());
-
-        // The policies that take part.
-        let scp_levels = if caller.bound_by_scps() {
-            caller
-                .account
-                .and_then(|a| bundle.accounts.get(a))
-                .and_then(|a| a.scps.as_ref())
-        } else {
-            None
+        let retire = kms && is_retire_grant(self.req);
+        let key = resource.entry.and_then(|e| e.key.as_ref());
+        let account_of = |a: Option<&str>| a.and_then(|a| bundle.accounts.get(a));
+        // SCPs bind every caller but AWS services and service-linked roles.
+        let scp = match self.caller.bound_by_scps() {
+            true => account_of(self.caller.account).and_then(|a| a.scps.as_ref()),
+            false => None,
         };
-        let rcp_levels = if retire || key_info.is_some_and(|k| k.aws_managed) {
-            None
-        } else {
-            resource
-                .account
-                .and_then(|a| bundle.accounts.get(a))
-                .and_then(|a| a.rcps.as_ref())
+        // RCPs never bind RetireGrant or an AWS managed key.
+        let rcp = match retire || key.is_some_and(|k| k.aws_managed) {
+            true => None,
+            false => account_of(resource.account).and_then(|a| a.rcps.as_ref()),
         };
-        let rbp = if retire {
-            None
-        } else {
-            resource.entry.and_then(|e| e.policy.as_deref())
+        let grants = match kms {
+            true => bundle
+                .grants_by_key
+                .get(self.req.resource.as_str())
+                .map(|g| g.iter().collect())
+                .unwrap_or_default(),
+            false => Vec::new(),
         };
-        let rbp_kind = if kms {
-            PolicyKind::KeyPolicy
-        } else {
-            PolicyKind::Resource
-        };
-
-        let scp = self.level_evals(scp_levels, PolicyKind::Scp, has_boundary);
-        let rcp = self.level_evals(rcp_levels, PolicyKind::Rcp, has_boundary);
-        let rbp_eval =
-            rbp.map(|p| self.eval_policy(p.id.clone(), &p.document, rbp_kind, None, has_boundary));
-        let mut id_evals = Vec::new();
-        if let Some(i) = identity {
-            for p in &i.policies {
-                id_evals.push(self.eval_policy(
-                    p.id.clone(),
-                    &p.document,
-                    PolicyKind::Identity,
-                    None,
-                    has_boundary,
-                ));
-            }
-            for g in &i.groups {
-                for p in &g.policies {
-                    id_evals.push(self.eval_policy(
-                        p.id.clone(),
-                        &p.document,
-                        PolicyKind::Group,
-                        None,
-                        has_boundary,
-                    ));
-                }
-            }
+        Participants {
+            kms,
+            retire,
+            cross: is_cross_account(&self.caller, resource),
+            scp,
+            rcp,
+            rbp: match retire {
+                true => None,
+                false => resource.entry.and_then(|e| e.policy.as_deref()),
+            },
+            rbp_kind: match kms {
+                true => PolicyKind::KeyPolicy,
+                false => PolicyKind::Resource,
+            },
+            grants,
+            key,
+            no_key_policy: kms && resource.entry.is_none(),
         }
-        let pb_eval = identity.and_then(|i| i.boundary.as_ref()).map(|p| {
-            self.eval_policy(
-                p.id.clone(),
-                &p.document,
-                PolicyKind::Boundary,
+    }
+
+    /// Every statement of every participating policy (§5 steps 2–3).
+    fn statements(&mut self, p: &Participants<'a>) -> Evals<'a> {
+        let identity = self.caller.identity;
+        let has_boundary = identity.is_some_and(|i| i.boundary.is_some());
+        let one = |it: &mut Self, policy: &'a crate::bundle::Policy, kind| {
+            it.eval_policy(
+                policy.id.clone(),
+                &policy.document,
+                kind,
                 None,
                 has_boundary,
             )
-        });
-        let sp_eval = req.session_policy.as_ref().map(|sp| {
+        };
+        let scp = self.level_evals(p.scp, PolicyKind::Scp, has_boundary);
+        let rcp = self.level_evals(p.rcp, PolicyKind::Rcp, has_boundary);
+        let rbp = p.rbp.map(|policy| one(self, policy, p.rbp_kind));
+        let mut identities = Vec::new();
+        if let Some(i) = identity {
+            let own = i.policies.iter().map(|x| (x, PolicyKind::Identity));
+            let groups = i
+                .groups
+                .iter()
+                .flat_map(|g| g.policies.iter().map(|x| (x, PolicyKind::Group)));
+            for (policy, kind) in own.chain(groups) {
+                identities.push(one(self, policy, kind));
+            }
+        }
+        let boundary = identity
+            .and_then(|i| i.boundary.as_ref())
+            .map(|b| one(self, b, PolicyKind::Boundary));
+        let session = self.req.session_policy.as_ref().map(|sp| {
             self.eval_policy(
                 Arc::from("session_policy"),
                 &sp.document,
@@ -735,347 +884,297 @@ impl Interp<'_> {
                 has_boundary,
             )
         });
+        Evals {
+            scp,
+            rcp,
+            rbp,
+            identities,
+            boundary,
+            session,
+        }
+    }
 
-        let all: Vec<&PolicyEval<'_>> = scp
-            .iter()
-            .flatten()
-            .flatten()
-            .chain(rcp.iter().flatten().flatten())
-            .chain(rbp_eval.iter())
-            .chain(id_evals.iter())
-            .chain(pb_eval.iter())
-            .chain(sp_eval.iter())
-            .collect();
-
-        // Gates.
-        let levels_ok = |levels: &Option<Vec<Vec<PolicyEval<'_>>>>| {
-            levels
-                .as_ref()
-                .is_none_or(|ls| ls.iter().all(|l| l.iter().any(PolicyEval::allows)))
+    /// The gates (§5 steps 4–6, §6, §7.1–§7.2).
+    fn gates(&self, p: &Participants<'_>, e: &Evals<'_>) -> Gates {
+        // Each level of an organization's policies needs an Allow.
+        let every_level_allows = |levels: &Option<Vec<Vec<PolicyEval<'_>>>>| match levels {
+            None => true,
+            Some(ls) => ls.iter().all(|l| l.iter().any(PolicyEval::allows)),
         };
-        let scp_ok = levels_ok(&scp);
-        let rcp_ok = levels_ok(&rcp);
-        let pb_ok = pb_eval.as_ref().is_none_or(PolicyEval::allows);
-        let sp_ok = match caller.form {
-            Form::AssumedRole | Form::RoleArn => sp_eval.as_ref().is_none_or(PolicyEval::allows),
-            Form::FederatedUser => sp_eval.as_ref().is_some_and(PolicyEval::allows),
+        let boundary = match &e.boundary {
+            None => true,
+            Some(b) => b.allows(),
+        };
+        // §5 step 6: a role session's session policy must allow if there is
+        // one; a federated user always has one, and it must allow.
+        let session = match (self.caller.form, &e.session) {
+            (Form::AssumedRole | Form::RoleArn, None) => true,
+            (Form::AssumedRole | Form::RoleArn | Form::FederatedUser, Some(s)) => s.allows(),
+            (Form::FederatedUser, None) => false,
             _ => true,
         };
-        let id_ok = id_evals.iter().any(PolicyEval::allows);
-        let identity_ok = (caller.form == Form::Root || id_ok) && pb_ok && sp_ok;
-        let cross_op_blocked =
-            kms && cross && !kms::cross_account_allowed(req.service(), req.name());
-        let no_key_policy = kms && resource.entry.is_none();
+        let root = self.caller.form == Form::Root;
+        let any_identity_allow = e.identities.iter().any(PolicyEval::allows);
+        let op = (self.req.service(), self.req.name());
+        Gates {
+            scp: every_level_allows(&e.scp),
+            rcp: every_level_allows(&e.rcp),
+            boundary,
+            session,
+            identity: (root || any_identity_allow) && boundary && session,
+            cross_account_op: !p.kms || !p.cross || kms::cross_account_allowed(op.0, op.1),
+            key_policy: !p.no_key_policy,
+        }
+    }
 
-        let id_allows = || {
-            id_evals
-                .iter()
-                .flat_map(PolicyEval::allow_list)
-                .collect::<Vec<_>>()
-        };
-        let pb_allows = || {
-            pb_eval
-                .iter()
-                .flat_map(PolicyEval::allow_list)
-                .collect::<Vec<_>>()
-        };
-        let sp_allows = || {
-            sp_eval
-                .iter()
-                .flat_map(PolicyEval::allow_list)
-                .collect::<Vec<_>>()
-        };
-        let org_extra: Vec<MatchedStatement> = scp
-            .iter()
-            .flatten()
-            .flatten()
-            .chain(rcp.iter().flatten().flatten())
-            .flat_map(PolicyEval::org_allow_list)
-            .collect();
+    /// The path that allows, with the statements it lists (§5 steps 4–7,
+    /// §7.3–§7.4).
+    fn allow(&self, p: &Participants<'_>, e: &Evals<'_>, g: &Gates) -> Option<Allowed> {
+        if !(g.cross_account_op && g.rcp && g.scp && g.key_policy) {
+            return None;
+        }
+        let mut allowed = if !p.kms {
+            self.resource_allow(p, e, g)
+        } else if p.retire {
+            self.retire_allow(p, e, g)
+        } else {
+            self.key_allow(p, e, g)
+                .or_else(|| self.grant_allow(p, e, g))
+        }?;
+        let mut list = e.org_allows();
+        list.append(&mut allowed.list);
+        allowed.list = list;
+        Some(allowed)
+    }
 
-        // Grants on a key.
-        let grants: Vec<&Arc<Grant>> = if kms {
-            bundle
-                .grants_by_key
-                .get(req.resource.as_str())
-                .map(|g| g.iter().collect())
+    /// Any resource but a KMS key (§5 step 7).
+    fn resource_allow(&self, p: &Participants<'_>, e: &Evals<'_>, g: &Gates) -> Option<Allowed> {
+        let rbp =
+            |s: Option<Strength>| e.rbp.as_ref().map(|r| r.allows_with(s)).unwrap_or_default();
+        let plain = |list| Some(Allowed { list, grant: None });
+        if p.cross {
+            // Across accounts both sides must allow.
+            let on_resource = rbp(None);
+            if on_resource.is_empty() || !g.identity {
+                return None;
+            }
+            return plain([on_resource, e.path_allows(Strength::Account)].concat());
+        }
+        let direct = rbp(Some(Strength::Direct));
+        let role = rbp(Some(Strength::Role));
+        if !direct.is_empty() {
+            plain(direct)
+        } else if !role.is_empty() && g.boundary && g.session {
+            plain([role, e.path_allows(Strength::Role)].concat())
+        } else if g.identity {
+            plain(e.path_allows(Strength::Account))
+        } else {
+            None
+        }
+    }
+
+    /// The key policy (§7.3 steps 5–6): a statement naming the caller or
+    /// its role decides for its own account; across accounts, and for a
+    /// statement naming the account, the identity path must allow too.
+    fn key_allow(&self, p: &Participants<'_>, e: &Evals<'_>, g: &Gates) -> Option<Allowed> {
+        let kp = |s: Strength| {
+            e.rbp
+                .as_ref()
+                .map(|r| r.allows_with(Some(s)))
                 .unwrap_or_default()
+        };
+        let with = |list: Vec<MatchedStatement>, rest: Vec<MatchedStatement>| {
+            Some(Allowed {
+                list: [list, rest].concat(),
+                grant: None,
+            })
+        };
+        let direct = kp(Strength::Direct);
+        if !direct.is_empty() {
+            return match (p.cross, g.identity) {
+                (false, _) => with(direct, Vec::new()),
+                (true, true) => with(direct, e.path_allows(Strength::Account)),
+                (true, false) => None,
+            };
+        }
+        let role = kp(Strength::Role);
+        if !role.is_empty() && g.boundary && g.session {
+            return match (p.cross, g.identity) {
+                (false, _) => with(role, e.path_allows(Strength::Role)),
+                (true, true) => with(role, e.path_allows(Strength::Account)),
+                (true, false) => None,
+            };
+        }
+        let account = kp(Strength::Account);
+        if !account.is_empty() && g.identity {
+            return with(account, e.path_allows(Strength::Account));
+        }
+        None
+    }
+
+    /// Whether a principal of `strength` reaches the caller: a role's
+    /// through the boundary and session policy, an account's through the
+    /// whole identity path.
+    fn reached(g: &Gates, s: Strength) -> bool {
+        match s {
+            Strength::Direct => true,
+            Strength::Role => g.boundary && g.session,
+            Strength::Account => g.identity,
+        }
+    }
+
+    /// A grant on the key (§7.3 step 7, §7.4).
+    fn grant_allow(&self, p: &Participants<'_>, e: &Evals<'_>, g: &Gates) -> Option<Allowed> {
+        let (grant, s) = p.grants.iter().find_map(|grant| {
+            if !self.grant_applies(grant) {
+                return None;
+            }
+            let s = self.entry_strength(&grant.grantee)?;
+            Self::reached(g, s).then_some((grant, s))
+        })?;
+        Some(Allowed::by_grant(&grant.grant_id, e.path_allows(s)))
+    }
+
+    /// §7.4: RetireGrant is authorized by grants alone, through the
+    /// retiring principal or a grantee the grant lets retire it.
+    fn retire_allow(&self, p: &Participants<'_>, e: &Evals<'_>, g: &Gates) -> Option<Allowed> {
+        let wanted = self.ctx.map.get("verdict:grantid").map(|e| &e.values);
+        for grant in &p.grants {
+            if wanted.is_some_and(|w| *w != [grant.grant_id.to_string()]) {
+                continue;
+            }
+            let mut strengths = self.retiring_strengths(grant);
+            strengths.sort_by(|a, b| b.cmp(a));
+            if let Some(s) = strengths.into_iter().find(|s| Self::reached(g, *s)) {
+                return Some(Allowed::by_grant(&grant.grant_id, e.path_allows(s)));
+            }
+        }
+        None
+    }
+
+    /// How strongly the principals that may retire `grant` name the caller.
+    fn retiring_strengths(&self, grant: &Grant) -> Vec<Strength> {
+        let mut strengths = Vec::new();
+        if let Some(r) = &grant.retiring_principal {
+            strengths.extend(self.entry_strength(r));
+        }
+        if grant.operations.contains(&GrantOperation::RetireGrant) {
+            strengths.extend(self.entry_strength(&grant.grantee));
+        }
+        strengths
+    }
+
+    /// The key state gate (§7.5), on a KMS request that was allowed.
+    fn refusing_key_state(&self, p: &Participants<'_>) -> Option<KeyState> {
+        let key = p.key?;
+        let refuses = kms::key_state_refuses(self.req.service(), self.req.name(), key.state);
+        refuses.then_some(key.state)
+    }
+
+    /// explain's fields (§8).
+    fn explain(&self, p: &Participants<'_>, e: &Evals<'_>, r: &Reached) -> Box<Explanation> {
+        let levels = |levels: &Option<Vec<Vec<PolicyEval<'_>>>>| match levels {
+            None => KindDecision::NotApplicable,
+            Some(ls) => KindDecision::of(
+                ls.iter().all(|l| l.iter().any(PolicyEval::allows)),
+                ls.iter().flatten().any(PolicyEval::denies),
+            ),
+        };
+        let of_kind = |k: PolicyKind| {
+            let evals: Vec<_> = e.identities.iter().filter(|x| x.kind == k).collect();
+            match evals.is_empty() {
+                true => KindDecision::NotApplicable,
+                false => KindDecision::of(
+                    evals.iter().any(|x| x.allows()),
+                    evals.iter().any(|x| x.denies()),
+                ),
+            }
+        };
+        let single = |x: &Option<PolicyEval<'_>>| {
+            x.as_ref()
+                .map_or(KindDecision::NotApplicable, PolicyEval::kind_decision)
+        };
+        let caller = vec![
+            (PolicyKind::Scp, levels(&e.scp)),
+            (PolicyKind::Identity, of_kind(PolicyKind::Identity)),
+            (PolicyKind::Group, of_kind(PolicyKind::Group)),
+            (PolicyKind::Boundary, single(&e.boundary)),
+            (PolicyKind::Session, single(&e.session)),
+        ];
+        let mut resource = vec![
+            (PolicyKind::Rcp, levels(&e.rcp)),
+            (p.rbp_kind, single(&e.rbp)),
+        ];
+        if p.kms {
+            resource.push((PolicyKind::Grant, self.grant_kind_decision(p)));
+        }
+        let (caller_side, resource_side) = Explanation::sides(p.cross, caller, resource);
+        let g = &r.gates;
+        Box::new(Explanation {
+            allowed_by_organizations: g.scp,
+            allowed_by_boundary: g.boundary,
+            allowed_by_session: g.session,
+            allowed_by_rcp: g.rcp,
+            grant_id: r.grant.clone(),
+            blocked_by: match r.outcome {
+                Outcome::ImplicitDeny => g.blocked_by(r.key_state.is_some()),
+                _ => Vec::new(),
+            },
+            key_state: r.key_state,
+            caller_side,
+            resource_side,
+            ignored_context_keys: self.ctx.ignored.clone(),
+        })
+    }
+
+    /// explain's grant decision: some grant on the key would serve this
+    /// operation for this caller, whatever the other gates say.
+    fn grant_kind_decision(&self, p: &Participants<'_>) -> KindDecision {
+        if p.grants.is_empty() {
+            return KindDecision::NotApplicable;
+        }
+        let serves = |grant: &Grant| match p.retire {
+            true => !self.retiring_strengths(grant).is_empty(),
+            false => self.grant_applies(grant) && self.entry_strength(&grant.grantee).is_some(),
+        };
+        KindDecision::of(p.grants.iter().any(|g| serves(g)), false)
+    }
+
+    /// The phases in order.
+    fn decide(&mut self, bundle: &'a Bundle, resource: &ResourceFacts<'a>) -> Decision {
+        let p = self.participants(bundle, resource);
+        let e = self.statements(&p);
+        let gates = self.gates(&p, &e);
+        let denies = e.denies();
+        let mut reached = Reached {
+            gates,
+            outcome: Outcome::ImplicitDeny,
+            grant: None,
+            key_state: None,
+        };
+        let matched = if !denies.is_empty() {
+            reached.outcome = Outcome::ExplicitDeny;
+            denies
+        } else if let Some(allowed) = self.allow(&p, &e, &gates) {
+            match self.refusing_key_state(&p) {
+                Some(state) => {
+                    reached.key_state = Some(state);
+                    Vec::new()
+                }
+                None => {
+                    reached.outcome = Outcome::Allow;
+                    reached.grant = allowed.grant;
+                    allowed.list
+                }
+            }
         } else {
             Vec::new()
         };
-
-        let denies: Vec<MatchedStatement> = all
-            .iter()
-            .flat_map(|e| e.with_effect(Effect::Deny).map(|h| e.matched(h)))
-            .collect();
-
-        let mut grant_used: Option<Arc<str>> = None;
-        let mut key_state_blocked: Option<KeyState> = None;
-        let (outcome, matched) = if !denies.is_empty() {
-            (Outcome::ExplicitDeny, denies)
-        } else {
-            let path_ok = |s: Strength| match s {
-                Strength::Direct => true,
-                Strength::Role => pb_ok && sp_ok,
-                Strength::Account => identity_ok,
-            };
-            let path_list = |s: Strength| -> Vec<MatchedStatement> {
-                match s {
-                    Strength::Direct => Vec::new(),
-                    Strength::Role => [pb_allows(), sp_allows()].concat(),
-                    Strength::Account => [id_allows(), pb_allows(), sp_allows()].concat(),
-                }
-            };
-            let allow: Option<Vec<MatchedStatement>> = if !kms {
-                if cross_op_blocked || !rcp_ok || !scp_ok {
-                    None
-                } else if !cross {
-                    let rbp_with = |s| {
-                        rbp_eval
-                            .as_ref()
-                            .map(|e| e.allows_with(s))
-                            .unwrap_or_default()
-                    };
-                    let direct = rbp_with(Strength::Direct);
-                    let role = rbp_with(Strength::Role);
-                    if !direct.is_empty() {
-                        Some([org_extra.clone(), direct].concat())
-                    } else if !role.is_empty() && pb_ok && sp_ok {
-                        Some([org_extra.clone(), role, pb_allows(), sp_allows()].concat())
-                    } else if identity_ok {
-                        Some([org_extra.clone(), id_allows(), pb_allows(), sp_allows()].concat())
-                    } else {
-                        None
-                    }
-                } else {
-                    let rbp_all = rbp_eval
-                        .as_ref()
-                        .map(PolicyEval::allow_list)
-                        .unwrap_or_default();
-                    (identity_ok && !rbp_all.is_empty()).then(|| {
-                        [
-                            org_extra.clone(),
-                            rbp_all,
-                            id_allows(),
-                            pb_allows(),
-                            sp_allows(),
-                        ]
-                        .concat()
-                    })
-                }
-            } else if cross_op_blocked || !rcp_ok || !scp_ok || no_key_policy {
-                None
-            } else if retire {
-                // §7.4: RetireGrant is authorized by grants alone.
-                let wanted = self
-                    .ctx
-                    .map
-                    .get("verdict:grantid")
-                    .map(|e| e.values.clone());
-                let mut found = None;
-                for g in &grants {
-                    if let Some(w) = &wanted
-                        && w.as_slice() != [g.grant_id.to_string()]
-                    {
-                        continue;
-                    }
-                    let mut strengths = Vec::new();
-                    if let Some(r) = &g.retiring_principal {
-                        strengths.extend(self.entry_strength(r));
-                    }
-                    if g.operations.contains(&GrantOperation::RetireGrant) {
-                        strengths.extend(self.entry_strength(&g.grantee));
-                    }
-                    strengths.sort();
-                    strengths.reverse();
-                    if let Some(s) = strengths.into_iter().find(|s| path_ok(*s)) {
-                        found = Some((g.grant_id.clone(), s));
-                        break;
-                    }
-                }
-                found.map(|(id, s)| {
-                    let entry = grant_matched(&id);
-                    grant_used = Some(id);
-                    [org_extra.clone(), vec![entry], path_list(s)].concat()
-                })
-            } else {
-                let kp = |s| {
-                    rbp_eval
-                        .as_ref()
-                        .map(|e| e.allows_with(s))
-                        .unwrap_or_default()
-                };
-                let direct = kp(Strength::Direct);
-                let role = kp(Strength::Role);
-                let account = kp(Strength::Account);
-                if !direct.is_empty() && (!cross || identity_ok) {
-                    let ids = if cross {
-                        [id_allows(), pb_allows(), sp_allows()].concat()
-                    } else {
-                        Vec::new()
-                    };
-                    Some([org_extra.clone(), direct, ids].concat())
-                } else if !role.is_empty() && pb_ok && sp_ok && (!cross || identity_ok) {
-                    let ids = if cross { id_allows() } else { Vec::new() };
-                    Some([org_extra.clone(), role, ids, pb_allows(), sp_allows()].concat())
-                } else if !account.is_empty() && identity_ok {
-                    Some(
-                        [
-                            org_extra.clone(),
-                            account,
-                            id_allows(),
-                            pb_allows(),
-                            sp_allows(),
-                        ]
-                        .concat(),
-                    )
-                } else {
-                    let mut found = None;
-                    for g in &grants {
-                        if !self.grant_applies(g) {
-                            continue;
-                        }
-                        if let Some(s) = self.entry_strength(&g.grantee).filter(|s| path_ok(*s)) {
-                            found = Some((g.grant_id.clone(), s));
-                            break;
-                        }
-                    }
-                    found.map(|(id, s)| {
-                        let entry = grant_matched(&id);
-                        grant_used = Some(id);
-                        [org_extra.clone(), vec![entry], path_list(s)].concat()
-                    })
-                }
-            };
-            match allow {
-                Some(list) => {
-                    if let Some(k) = key_info
-                        .filter(|k| kms::key_state_refuses(req.service(), req.name(), k.state))
-                    {
-                        key_state_blocked = Some(k.state);
-                        grant_used = None;
-                        (Outcome::ImplicitDeny, Vec::new())
-                    } else {
-                        (Outcome::Allow, list)
-                    }
-                }
-                None => (Outcome::ImplicitDeny, Vec::new()),
-            }
-        };
         let mut matched: MatchedList = matched.into();
         normalize_matched(&mut matched);
-
-        let explanation = req.explain.then(|| {
-            let mut blocked_by = Vec::new();
-            if outcome == Outcome::ImplicitDeny {
-                if cross_op_blocked {
-                    blocked_by.push(Gate::CrossAccountOp);
-                }
-                if !rcp_ok {
-                    blocked_by.push(Gate::Rcp);
-                }
-                if !scp_ok {
-                    blocked_by.push(Gate::Scp);
-                }
-                if no_key_policy {
-                    blocked_by.push(Gate::NoKeyPolicy);
-                }
-                if !pb_ok {
-                    blocked_by.push(Gate::Boundary);
-                }
-                if !sp_ok {
-                    blocked_by.push(Gate::Session);
-                }
-                if key_state_blocked.is_some() {
-                    blocked_by.push(Gate::KeyState);
-                }
-            }
-            let levels_decision = |levels: &Option<Vec<Vec<PolicyEval<'_>>>>| match levels {
-                None => KindDecision::NotApplicable,
-                Some(ls) => {
-                    if ls.iter().flatten().any(PolicyEval::denies) {
-                        KindDecision::ExplicitDeny
-                    } else if ls.iter().all(|l| l.iter().any(PolicyEval::allows)) {
-                        KindDecision::Allow
-                    } else {
-                        KindDecision::ImplicitDeny
-                    }
-                }
-            };
-            let many = |evals: &[&PolicyEval<'_>]| {
-                if evals.is_empty() {
-                    KindDecision::NotApplicable
-                } else if evals.iter().any(|e| e.denies()) {
-                    KindDecision::ExplicitDeny
-                } else if evals.iter().any(|e| e.allows()) {
-                    KindDecision::Allow
-                } else {
-                    KindDecision::ImplicitDeny
-                }
-            };
-            let of_kind =
-                |k: PolicyKind| many(&id_evals.iter().filter(|e| e.kind == k).collect::<Vec<_>>());
-            let opt = |e: &Option<PolicyEval<'_>>| {
-                e.as_ref()
-                    .map_or(KindDecision::NotApplicable, PolicyEval::kind_decision)
-            };
-            let caller_kinds = vec![
-                (PolicyKind::Scp, levels_decision(&scp)),
-                (PolicyKind::Identity, of_kind(PolicyKind::Identity)),
-                (PolicyKind::Group, of_kind(PolicyKind::Group)),
-                (PolicyKind::Boundary, opt(&pb_eval)),
-                (PolicyKind::Session, opt(&sp_eval)),
-            ];
-            let mut resource_kinds = vec![
-                (PolicyKind::Rcp, levels_decision(&rcp)),
-                (rbp_kind, opt(&rbp_eval)),
-            ];
-            if kms {
-                let grant_decision = if grants.is_empty() {
-                    KindDecision::NotApplicable
-                } else if grants.iter().any(|g| {
-                    if retire {
-                        g.retiring_principal
-                            .as_ref()
-                            .and_then(|r| self.entry_strength(r))
-                            .is_some()
-                            || (g.operations.contains(&GrantOperation::RetireGrant)
-                                && self.entry_strength(&g.grantee).is_some())
-                    } else {
-                        self.grant_applies(g) && self.entry_strength(&g.grantee).is_some()
-                    }
-                }) {
-                    KindDecision::Allow
-                } else {
-                    KindDecision::ImplicitDeny
-                };
-                resource_kinds.push((PolicyKind::Grant, grant_decision));
-            }
-            let (mut caller_side, resource_side) = if cross {
-                (caller_kinds, resource_kinds)
-            } else {
-                (
-                    caller_kinds.into_iter().chain(resource_kinds).collect(),
-                    Vec::new(),
-                )
-            };
-            caller_side.sort_by_key(|(k, _)| *k);
-            Box::new(Explanation {
-                allowed_by_organizations: scp_ok,
-                allowed_by_boundary: pb_ok,
-                allowed_by_session: sp_ok,
-                allowed_by_rcp: rcp_ok,
-                grant_id: grant_used.clone(),
-                blocked_by,
-                key_state: key_state_blocked,
-                caller_side,
-                resource_side,
-                ignored_context_keys: self.ctx.ignored.clone(),
-            })
-        });
-
+        let explanation = self.req.explain.then(|| self.explain(&p, &e, &reached));
         Decision {
-            outcome,
+            outcome: reached.outcome,
             matched,
             missing_context_keys: std::mem::take(&mut self.missing)
                 .into_iter()
@@ -1087,94 +1186,71 @@ impl Interp<'_> {
         }
     }
 
-    /// §7.4: operation, constraint (or, for CreateGrant, U34's checks).
+    /// §7.4: whether grant `g` serves this request: its operations hold the
+    /// request's, and its constraint holds (for `CreateGrant`, U34: the
+    /// grant asked for stays within it).
     fn grant_applies(&self, g: &Grant) -> bool {
-        if self.req.service() != "kms" {
-            return false;
-        }
-        let Some(op) = GrantOperation::parse_ignore_case(self.req.name()) else {
-            return false;
+        let op = match (
+            self.req.service(),
+            GrantOperation::parse_ignore_case(self.req.name()),
+        ) {
+            ("kms", Some(op)) if g.operations.contains(&op) => op,
+            _ => return false,
         };
-        if !g.operations.contains(&op) {
-            return false;
-        }
         match op {
             GrantOperation::DescribeKey | GrantOperation::RetireGrant => true,
-            GrantOperation::CreateGrant => {
-                let Some(ops) = self.ctx.map.get("kms:grantoperations") else {
-                    return false;
-                };
-                if !ops
-                    .values
-                    .iter()
-                    .all(|v| GrantOperation::parse(v).is_some_and(|o| g.operations.contains(&o)))
-                {
-                    return false;
-                }
-                match &g.constraint {
-                    None => true,
-                    Some(c) => {
-                        let ty = self
-                            .ctx
-                            .map
-                            .get("kms:grantconstrainttype")
-                            .map(|e| e.values.as_slice());
-                        match (c, ty) {
-                            (GrantConstraint::Equals(_), Some([t])) => {
-                                t == "EncryptionContextEquals"
-                            }
-                            (GrantConstraint::Subset(_), Some([t])) => {
-                                t == "EncryptionContextEquals" || t == "EncryptionContextSubset"
-                            }
-                            _ => false,
-                        }
-                    }
-                }
-            }
-            _ => match &g.constraint {
-                None => true,
-                Some(c) => {
-                    let pairs: Vec<(String, &[String])> = self
-                        .ctx
-                        .map
-                        .iter()
-                        .filter(|(k, _)| k.starts_with(ENCRYPTION_CONTEXT_PREFIX))
-                        .map(|(_, e)| {
-                            (
-                                e.key
-                                    .chars()
-                                    .skip(ENCRYPTION_CONTEXT_PREFIX.chars().count())
-                                    .collect(),
-                                e.values.as_slice(),
-                            )
-                        })
-                        .collect();
-                    let has = |k: &str, v: &str| {
-                        pairs
-                            .iter()
-                            .any(|(pk, pv)| pk == k && *pv == [v.to_owned()])
-                    };
-                    match c {
-                        GrantConstraint::Subset(want) => want.iter().all(|(k, v)| has(k, v)),
-                        GrantConstraint::Equals(want) => {
-                            pairs.len() == want.len() && want.iter().all(|(k, v)| has(k, v))
-                        }
-                    }
-                }
-            },
+            GrantOperation::CreateGrant => self.create_grant_within(g),
+            _ => g
+                .constraint
+                .as_ref()
+                .is_none_or(|c| self.context_satisfies(c)),
         }
     }
-}
 
-fn grant_matched(id: &Arc<str>) -> MatchedStatement {
-    MatchedStatement {
-        policy_id: id.clone(),
-        kind: PolicyKind::Grant,
-        index: None,
-        sid: None,
-        effect: Effect::Allow,
-        level: None,
-        position: None,
+    /// U34: the operations and the constraint type a `CreateGrant` asks for
+    /// lie within grant `g`.
+    fn create_grant_within(&self, g: &Grant) -> bool {
+        let values = |k: &str| self.ctx.map.get(k).map(|e| e.values.as_slice());
+        let Some(asked) = values("kms:grantoperations") else {
+            return false;
+        };
+        let operations_within = asked
+            .iter()
+            .map(|v| GrantOperation::parse(v))
+            .all(|o| o.is_some_and(|o| g.operations.contains(&o)));
+        let constraint_within = match (&g.constraint, values("kms:grantconstrainttype")) {
+            (None, _) => true,
+            (Some(GrantConstraint::Equals(_)), Some([t])) => t == "EncryptionContextEquals",
+            (Some(GrantConstraint::Subset(_)), Some([t])) => {
+                ["EncryptionContextEquals", "EncryptionContextSubset"].contains(&t.as_str())
+            }
+            _ => false,
+        };
+        operations_within && constraint_within
+    }
+
+    /// Whether the request's encryption context (its single-valued
+    /// `kms:EncryptionContext:` keys, as spelt) satisfies a constraint.
+    fn context_satisfies(&self, c: &GrantConstraint) -> bool {
+        let skip = ENCRYPTION_CONTEXT_PREFIX.chars().count();
+        let context: Vec<(String, &[String])> = self
+            .ctx
+            .map
+            .iter()
+            .filter(|(lower, _)| lower.starts_with(ENCRYPTION_CONTEXT_PREFIX))
+            .map(|(_, e)| (e.key.chars().skip(skip).collect(), e.values.as_slice()))
+            .collect();
+        let present = |(k, v): &(Box<str>, Box<str>)| {
+            context
+                .iter()
+                .any(|(ck, cv)| **ck == **k && *cv == [v.to_string()])
+        };
+        match c {
+            GrantConstraint::Subset(want) => want.iter().all(present),
+            GrantConstraint::Equals(want) => {
+                context.len() == want.len() && want.iter().all(present)
+            }
+        }
     }
 }
 
@@ -1220,26 +1296,14 @@ fn resolve_value<'a>(
     Some(match v {
         ConditionValue::String(t) => {
             let toks = glob::resolve(t, true, lookup)?;
-            let text: String = glob::resolve(t, false, lookup)?
-                .into_iter()
-                .filter_map(|t| match t {
-                    Tok::Ch(c) => Some(c),
-                    _ => None,
-                })
-                .collect();
+            let text = literal(glob::resolve(t, false, lookup)?);
             Resolved::Both(text, toks)
         }
         ConditionValue::Number(d) => Resolved::Number(d.clone()),
         ConditionValue::Date(d) => Resolved::Date(d.clone()),
         ConditionValue::Bool(BoolValue::Literal(b)) => Resolved::Bool(*b),
         ConditionValue::Bool(BoolValue::Template(t)) => {
-            let text: String = glob::resolve(t, false, lookup)?
-                .into_iter()
-                .filter_map(|t| match t {
-                    Tok::Ch(c) => Some(c),
-                    _ => None,
-                })
-                .collect();
+            let text = literal(glob::resolve(t, false, lookup)?);
             Resolved::Bool(value::parse_bool(&text)?)
         }
         ConditionValue::Binary(b) => Resolved::Binary(b.clone()),
@@ -1259,6 +1323,16 @@ fn resolve_value<'a>(
     })
 }
 
+/// The text of a resolved template read without wildcards.
+fn literal(toks: Vec<Tok>) -> String {
+    toks.into_iter()
+        .filter_map(|t| match t {
+            Tok::Ch(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The positive comparison of a request value with a resolved policy value.
 fn compare(op: BaseOperator, rv: &str, pv: &Resolved) -> bool {
     use BaseOperator as O;
@@ -1266,22 +1340,13 @@ fn compare(op: BaseOperator, rv: &str, pv: &Resolved) -> bool {
         (O::StringEquals, Resolved::Both(text, _)) => rv == text,
         (O::StringEqualsIgnoreCase, Resolved::Both(text, _)) => fold(rv) == fold(text),
         (O::StringLike, Resolved::Both(_, toks)) => glob::matches(toks, rv, false),
-        (
-            O::NumericEquals
-            | O::NumericLessThan
-            | O::NumericLessThanEquals
-            | O::NumericGreaterThan
-            | O::NumericGreaterThanEquals,
-            Resolved::Number(p),
-        ) => Decimal::parse(rv).is_some_and(|r| ordered(op, r.cmp(&p.as_decimal()))),
-        (
-            O::DateEquals
-            | O::DateLessThan
-            | O::DateLessThanEquals
-            | O::DateGreaterThan
-            | O::DateGreaterThanEquals,
-            Resolved::Date(p),
-        ) => value::parse_date(rv).is_some_and(|r| ordered(op, r.cmp(&p.as_decimal()))),
+        (_, Resolved::Number(p) | Resolved::Date(p)) => {
+            let (want, parsed) = match pv {
+                Resolved::Number(_) => (ValueType::Numeric, Decimal::parse(rv)),
+                _ => (ValueType::Date, value::parse_date(rv)),
+            };
+            op.value_type() == want && parsed.is_some_and(|r| op.admits(r.cmp(&p.as_decimal())))
+        }
         (O::Bool, Resolved::Bool(b)) => value::parse_bool(rv) == Some(*b),
         (O::BinaryEquals, Resolved::Binary(b)) => {
             value::parse_base64(rv).is_some_and(|r| *r == **b)
@@ -1298,19 +1363,6 @@ fn compare(op: BaseOperator, rv: &str, pv: &Resolved) -> bool {
                 .zip(parts.iter())
                 .all(|(p, r)| glob::matches(p, r, false))
         }
-        _ => false,
-    }
-}
-
-fn ordered(op: BaseOperator, ord: std::cmp::Ordering) -> bool {
-    use BaseOperator as O;
-    use std::cmp::Ordering::*;
-    match op {
-        O::NumericEquals | O::DateEquals => ord == Equal,
-        O::NumericLessThan | O::DateLessThan => ord == Less,
-        O::NumericLessThanEquals | O::DateLessThanEquals => ord != Greater,
-        O::NumericGreaterThan | O::DateGreaterThan => ord == Greater,
-        O::NumericGreaterThanEquals | O::DateGreaterThanEquals => ord != Less,
         _ => false,
     }
 }

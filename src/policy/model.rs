@@ -301,6 +301,23 @@ macro_rules! base_operators {
             pub fn positive(self) -> Self {
                 match self { $(Self::$variant => Self::$positive),* }
             }
+
+            /// For the numeric and date operators: whether a request value
+            /// that compares `ord` to the policy value satisfies the
+            /// operator (`NotEquals` included). False for every other
+            /// operator.
+            pub fn admits(self, ord: std::cmp::Ordering) -> bool {
+                use std::cmp::Ordering::{Equal, Greater, Less};
+                match self {
+                    Self::NumericEquals | Self::DateEquals => ord == Equal,
+                    Self::NumericNotEquals | Self::DateNotEquals => ord != Equal,
+                    Self::NumericLessThan | Self::DateLessThan => ord == Less,
+                    Self::NumericLessThanEquals | Self::DateLessThanEquals => ord != Greater,
+                    Self::NumericGreaterThan | Self::DateGreaterThan => ord == Greater,
+                    Self::NumericGreaterThanEquals | Self::DateGreaterThanEquals => ord != Less,
+                    _ => false,
+                }
+            }
         }
     };
 }

@@ -77,8 +77,6 @@ pub struct Running {
     pub uds: Option<PathBuf>,
     /// The reloader (tests and status).
     pub reloader: Arc<Reloader>,
-    /// The decision cache.
-    pub cache: Arc<Cache>,
     /// The `/metrics` address, if any.
     pub metrics: Option<SocketAddr>,
     /// Telemetry.
@@ -484,7 +482,6 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         tcp: tcp_addr,
         uds: config.uds.clone(),
         reloader: reloader.clone(),
-        cache,
         metrics: metrics_addr,
         telemetry,
         shutdown: shutdown_tx,
@@ -560,7 +557,7 @@ impl Running {
     }
 
     /// Run until `signal` completes, then shut down gracefully.
-    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+    pub(crate) async fn run_until(self, signal: impl Future<Output = ()>) {
         signal.await;
         tracing::info!("shutting down");
         self.shutdown().await;

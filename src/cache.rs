@@ -40,7 +40,7 @@ pub trait Stored: Send + Sync + 'static {
 }
 
 /// A cached decision and the request it answers.
-pub struct Entry<S> {
+pub(crate) struct Entry<S> {
     generation: u64,
     request: S,
     decision: Decision,
@@ -75,7 +75,7 @@ impl<S: Stored> Entry<S> {
 impl<S> Entry<S> {
     /// The encoded response every hit on this entry sends, encoded by
     /// `encode` on the first hit (so that a miss pays nothing for it).
-    pub fn hit_response(&self, encode: impl FnOnce(&Decision) -> Bytes) -> Bytes {
+    pub(crate) fn hit_response(&self, encode: impl FnOnce(&Decision) -> Bytes) -> Bytes {
         self.hit_response
             .get_or_init(|| encode(&self.decision))
             .clone()
@@ -88,7 +88,7 @@ impl<S> Entry<S> {
     clippy::large_enum_variant,
     reason = "a fresh decision is moved a few times on its way out; boxing it would allocate on every uncached decision"
 )]
-pub enum Answer<S> {
+pub(crate) enum Answer<S> {
     /// Evaluated for this request (and not stored).
     Fresh(Decision),
     /// Held by the cache.
@@ -108,7 +108,7 @@ impl<S> std::ops::Deref for Answer<S> {
 
 /// A request's cache key (a keyed hash; equality is checked on every hit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Key(u64);
+pub(crate) struct Key(u64);
 
 /// How much the cache may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,12 +159,12 @@ impl<S: Stored> DecisionCache<S> {
     }
 
     /// Whether the cache is on.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.cache.is_some()
     }
 
     /// The key of a request under a snapshot generation.
-    pub fn key(&self, generation: u64, sent: &S::Sent) -> Key {
+    pub(crate) fn key(&self, generation: u64, sent: &S::Sent) -> Key {
         let mut h = self.hasher.build_hasher();
         generation.hash(&mut h);
         S::hash(sent, &self.hasher, &mut h);
@@ -172,7 +172,7 @@ impl<S: Stored> DecisionCache<S> {
     }
 
     /// The cached decision for this request under this snapshot generation.
-    pub fn get(&self, key: Key, generation: u64, sent: &S::Sent) -> Option<Answer<S>> {
+    pub(crate) fn get(&self, key: Key, generation: u64, sent: &S::Sent) -> Option<Answer<S>> {
         let cache = self.cache.as_ref()?;
         let entry = cache.get(&key.0)?;
         entry
@@ -182,7 +182,7 @@ impl<S: Stored> DecisionCache<S> {
 
     /// The size of a request when the cache is on and the request is small
     /// enough to be stored.
-    pub fn storable(&self, sent: &S::Sent) -> Option<u64> {
+    pub(crate) fn storable(&self, sent: &S::Sent) -> Option<u64> {
         self.cache.as_ref()?;
         let bytes = S::size(sent);
         (bytes <= self.max_entry_bytes).then_some(bytes)
@@ -191,7 +191,7 @@ impl<S: Stored> DecisionCache<S> {
     /// Remember a decision for the request `kept` (under `key`), unless it
     /// read a server-filled clock key or nothing was kept; returns it as an
     /// answer either way.
-    pub fn insert(
+    pub(crate) fn insert(
         &self,
         key: Key,
         generation: u64,
@@ -215,15 +215,11 @@ impl<S: Stored> DecisionCache<S> {
     }
 
     /// Entries held now (approximate).
-    pub fn len(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> u64 {
         self.cache
             .as_ref()
             .map_or(0, moka::sync::Cache::entry_count)
-    }
-
-    /// Whether the cache holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

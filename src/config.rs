@@ -13,11 +13,11 @@ use std::time::Duration;
 use crate::bundle::Limits;
 use crate::eval::{EvalOptions, RequestLimits};
 
-pub use crate::bundle::BundleSource;
+pub(crate) use crate::bundle::BundleSource;
 
 /// The tokio runtime to run the server on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RuntimeFlavor {
+pub(crate) enum RuntimeFlavor {
     /// One thread runs everything.
     CurrentThread,
     /// A pool of worker threads that steal tasks from each other.
@@ -40,7 +40,7 @@ pub struct Config {
     /// Unix socket path, if any.
     pub uds: Option<PathBuf>,
     /// Unix socket file mode.
-    pub uds_mode: u32,
+    pub(crate) uds_mode: u32,
     /// Prometheus `/metrics` address, if any.
     pub metrics_listen: Option<SocketAddr>,
     /// Request limits.
@@ -48,30 +48,30 @@ pub struct Config {
     /// Maximum requests per `BatchAuthorize` (0: unbounded).
     pub max_batch: usize,
     /// Bundle limits.
-    pub bundle_limits: Limits,
+    pub(crate) bundle_limits: Limits,
     /// Evaluation settings.
-    pub eval: EvalOptions,
+    pub(crate) eval: EvalOptions,
     /// Decision cache entries (0 disables the cache).
-    pub cache_max_entries: u64,
+    pub(crate) cache_max_entries: u64,
     /// Decision cache time to live.
     pub cache_ttl: Duration,
     /// Watch the bundle path for changes.
-    pub watch: bool,
+    pub(crate) watch: bool,
     /// Re-check the bundle path this often (0: never).
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
     /// Wait this long after a change event before reloading.
-    pub reload_debounce: Duration,
+    pub(crate) reload_debounce: Duration,
     /// Requests served at once before shedding load.
-    pub concurrency_limit: usize,
+    pub(crate) concurrency_limit: usize,
     /// Longest a call may take (a shorter `grpc-timeout` wins).
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// How long in-flight calls may take to finish on shutdown.
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
     /// Runtime flavour.
-    pub runtime: RuntimeFlavor,
+    pub(crate) runtime: RuntimeFlavor,
     /// Worker threads for `multi_thread`, event loops for `thread_per_core`
     /// (0: one per core).
-    pub worker_threads: usize,
+    pub(crate) worker_threads: usize,
     /// Decision log destination: `-` for stdout, a file path, or none.
     pub decision_log: Option<String>,
     /// Decision log queue length.
@@ -79,55 +79,55 @@ pub struct Config {
     /// Which decisions the log records.
     pub decision_log_filter: LogFilter,
     /// Log format for the server's own log: `text` or `json`.
-    pub log_json: bool,
+    pub(crate) log_json: bool,
     /// Longest a bundle load may take before it is recorded as failed.
-    pub reload_timeout: Duration,
+    pub(crate) reload_timeout: Duration,
     /// Bytes the decision cache may hold, its entries weighed by size.
     pub cache_max_bytes: u64,
     /// Requests larger than this (as received) are decided but not cached.
     pub cache_max_entry_bytes: u64,
     /// Largest `Authorize` request message, in bytes.
-    pub max_request_bytes: usize,
+    pub(crate) max_request_bytes: usize,
     /// Largest `BatchAuthorize` request message, in bytes.
-    pub max_batch_bytes: usize,
+    pub(crate) max_batch_bytes: usize,
     /// Largest `BatchAuthorize` request once decoded, measured before decoding.
-    pub max_batch_decoded_bytes: u64,
+    pub(crate) max_batch_decoded_bytes: u64,
     /// `BatchAuthorize` calls in flight at once (their bodies included).
-    pub batch_concurrency_limit: usize,
+    pub(crate) batch_concurrency_limit: usize,
     /// Bytes the decision log queue may hold.
     pub decision_log_queue_bytes: usize,
     /// Connection-level protections: HTTP/2 and timeouts.
-    pub connections: ConnectionLimits,
+    pub(crate) connections: ConnectionLimits,
 }
 
 /// What bounds a client connection: its streams, how long it may take to
 /// start and to send a request, how long it may stay idle or live, and how
 /// many connections there may be.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     /// HTTP/2 streams a connection may have open at once.
-    pub max_concurrent_streams: u32,
+    pub(crate) max_concurrent_streams: u32,
     /// A request body not fully received this long after its headers is reset.
-    pub request_body_timeout: Duration,
+    pub(crate) request_body_timeout: Duration,
     /// A connection that has not sent the HTTP/2 preface and SETTINGS this long after it was accepted is closed.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// HTTP/2 PING every this often (0: never).
-    pub keepalive_interval: Duration,
+    pub(crate) keepalive_interval: Duration,
     /// A PING not answered within this closes the connection.
-    pub keepalive_timeout: Duration,
+    pub(crate) keepalive_timeout: Duration,
     /// A connection with no open stream for this long is closed (0: never).
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Connections open at once; more are closed as they are accepted.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// A connection older than this is asked to go away (0: never).
-    pub max_connection_age: Duration,
+    pub(crate) max_connection_age: Duration,
     /// HTTP/2 flow-control window of one stream: the most a stream may
     /// send before the server has read it.
-    pub stream_window_bytes: u32,
+    pub(crate) stream_window_bytes: u32,
     /// HTTP/2 flow-control window of a connection: the most all its streams
     /// together may send before the server has read it, so at most this
     /// times `max_connections` bytes wait unread.
-    pub connection_window_bytes: u32,
+    pub(crate) connection_window_bytes: u32,
 }
 
 impl Default for ConnectionLimits {
@@ -167,7 +167,7 @@ impl Config {
 #[error("{origin}: {message}")]
 pub struct ConfigError {
     /// Where the value came from (`--listen`, `VERDICT_MAX_BATCH`, `config.toml: max_batch`).
-    pub origin: String,
+    pub(crate) origin: String,
     /// What is wrong.
     pub message: String,
 }
@@ -302,7 +302,7 @@ fn context_from_json(text: &str) -> Result<ContextPairs, String> {
 /// The settings the sources give, each with where it came from (a flag,
 /// a `VERDICT_*` variable, or the file and key) and its value as given; the
 /// others take their defaults. Errors are left to [`from_sources`].
-pub fn explicit(sources: &Sources<'_>) -> BTreeMap<&'static str, (String, String)> {
+pub(crate) fn explicit(sources: &Sources<'_>) -> BTreeMap<&'static str, (String, String)> {
     let raw = gather(sources, &mut Vec::new());
     let mut out: BTreeMap<&'static str, (String, String)> = raw
         .values
@@ -455,7 +455,7 @@ impl Parser<'_> {
 }
 
 /// Default TCP address when neither `listen` nor `uds` is given.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 
 /// Build the configuration from its sources, reporting every bad value.
 pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {

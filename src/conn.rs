@@ -33,13 +33,13 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Connection limits (see `ConnectionLimits` in the configuration).
 #[derive(Clone, Debug)]
-pub struct ConnSettings {
+pub(crate) struct ConnSettings {
     /// Longest wait for the preface and SETTINGS.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// Time without an open call after which a connection is closed (0: never).
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Connections open at once.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 /// File descriptors kept for everything but client connections (bundle
@@ -53,7 +53,7 @@ impl ConnSettings {
     /// (half the limit when the limit is small). The soft limit is first
     /// raised to the hard one. Returns the settings and, when lowered, the
     /// limit that lowered them.
-    pub fn within_fd_limit(mut self) -> (Self, Option<u64>) {
+    pub(crate) fn within_fd_limit(mut self) -> (Self, Option<u64>) {
         use rustix::process::{Resource, getrlimit, setrlimit};
         let mut limit = getrlimit(Resource::Nofile);
         if limit.current != limit.maximum {
@@ -88,7 +88,7 @@ pub struct Gate {
 
 impl Gate {
     /// A gate for `settings`.
-    pub fn new(settings: ConnSettings) -> Self {
+    pub(crate) fn new(settings: ConnSettings) -> Self {
         Self {
             settings: Arc::new(settings),
             live: Arc::default(),
@@ -98,7 +98,7 @@ impl Gate {
 
     /// A place for one more connection, or `None` at the limit (the caller
     /// closes the connection; a warning is logged at most every ten seconds).
-    pub fn admit(&self) -> Option<Slot> {
+    pub(crate) fn admit(&self) -> Option<Slot> {
         let before = self.live.fetch_add(1, Ordering::AcqRel);
         if before >= self.settings.max_connections {
             self.live.fetch_sub(1, Ordering::AcqRel);
@@ -108,13 +108,14 @@ impl Gate {
         Some(Slot(self.live.clone()))
     }
 
+    /// Serve `io` (admitted with `slot`) under the handshake and idle limits.
     /// Connections open now.
-    pub fn live(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> usize {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Serve `io` (admitted with `slot`) under the handshake and idle limits.
-    pub fn watch<IO>(&self, io: IO, peer: Option<SocketAddr>, slot: Slot) -> Watched<IO> {
+    pub(crate) fn watch<IO>(&self, io: IO, peer: Option<SocketAddr>, slot: Slot) -> Watched<IO> {
         let s = &self.settings;
         let now = Instant::now();
         let check = if s.handshake_timeout.is_zero() {
@@ -154,7 +155,7 @@ fn far_future(now: Instant) -> Instant {
 /// A warning logged at most every [`WARN_EVERY`], with how many times it
 /// happened since it was last logged.
 #[derive(Debug)]
-pub struct Warnings {
+pub(crate) struct Warnings {
     what: &'static str,
     count: AtomicU64,
     last: std::sync::Mutex<Option<std::time::Instant>>,
@@ -162,7 +163,7 @@ pub struct Warnings {
 
 impl Warnings {
     /// A rate-limited warning about `what`.
-    pub fn new(what: &'static str) -> Self {
+    pub(crate) fn new(what: &'static str) -> Self {
         Self {
             what,
             count: AtomicU64::new(0),
@@ -171,12 +172,12 @@ impl Warnings {
     }
 
     /// Count one occurrence; log when the last log is old enough.
-    pub fn note(&self) {
+    pub(crate) fn note(&self) {
         self.note_with(None);
     }
 
     /// Count one occurrence with its error; log when the last log is old enough.
-    pub fn note_with(&self, error: Option<&dyn std::fmt::Display>) {
+    pub(crate) fn note_with(&self, error: Option<&dyn std::fmt::Display>) {
         let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
         let Ok(mut last) = self.last.lock() else {
             return;
@@ -195,7 +196,7 @@ impl Warnings {
 
 /// A connection's place under `max_connections`, freed when it closes.
 #[derive(Debug)]
-pub struct Slot(Arc<AtomicUsize>);
+pub(crate) struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -205,14 +206,14 @@ impl Drop for Slot {
 
 /// The calls of one connection.
 #[derive(Debug, Default)]
-pub struct Activity {
+pub(crate) struct Activity {
     open: AtomicUsize,
     started: AtomicU64,
 }
 
 impl Activity {
     /// A call started; it counts as open until the guard is dropped.
-    pub fn call(self: &Arc<Self>) -> CallGuard {
+    pub(crate) fn call(self: &Arc<Self>) -> CallGuard {
         self.open.fetch_add(1, Ordering::Relaxed);
         self.started.fetch_add(1, Ordering::Relaxed);
         CallGuard(self.clone())
@@ -221,7 +222,7 @@ impl Activity {
 
 /// An open call of a connection.
 #[derive(Debug)]
-pub struct CallGuard(Arc<Activity>);
+pub(crate) struct CallGuard(Arc<Activity>);
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
@@ -231,17 +232,21 @@ impl Drop for CallGuard {
 
 /// What the server knows of a connection, in every request's extensions.
 #[derive(Clone, Debug)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     /// The peer's address (TCP only).
-    pub peer: Option<SocketAddr>,
+    #[expect(
+        dead_code,
+        reason = "kept for the caller's identity in spans and the decision log"
+    )]
+    pub(crate) peer: Option<SocketAddr>,
     /// Its calls.
-    pub activity: Arc<Activity>,
+    pub(crate) activity: Arc<Activity>,
 }
 
 /// A connection served under the handshake and idle limits: when one runs
 /// out, its next read fails and the server closes it.
 #[derive(Debug)]
-pub struct Watched<IO> {
+pub(crate) struct Watched<IO> {
     io: IO,
     info: ConnInfo,
     _slot: Slot,

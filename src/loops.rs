@@ -27,7 +27,7 @@ use crate::conn::{Gate, Slot, Warnings, Watched};
 
 /// A transport whose connections can be accepted on one runtime and served
 /// on another: they cross threads as the standard library's socket.
-pub trait Transport: Sized {
+pub(crate) trait Transport: Sized {
     /// The listener accepting connections.
     type Listener: Send + 'static;
     /// The connection between runtimes.
@@ -84,7 +84,7 @@ impl Transport for tokio::net::UnixStream {
 
 /// One live connection on a loop; dropping it lowers the loop's count.
 #[derive(Debug)]
-pub struct Live(Arc<AtomicUsize>);
+pub(crate) struct Live(Arc<AtomicUsize>);
 
 impl Live {
     fn new(count: &Arc<AtomicUsize>) -> Self {
@@ -101,7 +101,7 @@ impl Drop for Live {
 
 /// A connection that counts as live on its loop for as long as it is open.
 #[derive(Debug)]
-pub struct Counted<IO> {
+pub(crate) struct Counted<IO> {
     io: IO,
     _live: Live,
 }
@@ -157,36 +157,31 @@ impl<IO: Connected> Connected for Counted<IO> {
 /// The live-connection count of each loop, shared by every listener's
 /// dispatcher.
 #[derive(Clone, Debug)]
-pub struct Counts(Arc<[Arc<AtomicUsize>]>);
+pub(crate) struct Counts(Arc<[Arc<AtomicUsize>]>);
 
 impl Counts {
     /// Counts for `loops` loops (at least one).
-    pub fn new(loops: usize) -> Self {
+    pub(crate) fn new(loops: usize) -> Self {
         Self((0..loops.max(1)).map(|_| Arc::default()).collect())
     }
 
     /// How many loops there are.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
-    /// Whether there are none (never: `new` makes at least one).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Live connections per loop.
-    pub fn snapshot(&self) -> Vec<usize> {
+    pub(crate) fn snapshot(&self) -> Vec<usize> {
         self.0.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
 }
 
 /// What an acceptor sends to a loop: the connection, its count on the
 /// loop, and its place under `max_connections`.
-pub type Handoff<T> = (<T as Transport>::Std, Live, Option<Slot>);
+pub(crate) type Handoff<T> = (<T as Transport>::Std, Live, Option<Slot>);
 
 /// Hands accepted connections of one listener to the loops.
-pub struct Dispatcher<T: Transport> {
+pub(crate) struct Dispatcher<T: Transport> {
     loops: Vec<(Arc<AtomicUsize>, mpsc::UnboundedSender<Handoff<T>>)>,
     turn: usize,
 }
@@ -194,7 +189,7 @@ pub struct Dispatcher<T: Transport> {
 impl<T: Transport> Dispatcher<T> {
     /// A dispatcher over `counts`, and the receiving end for each loop, in
     /// the same order.
-    pub fn new(counts: &Counts) -> (Self, Vec<mpsc::UnboundedReceiver<Handoff<T>>>) {
+    pub(crate) fn new(counts: &Counts) -> (Self, Vec<mpsc::UnboundedReceiver<Handoff<T>>>) {
         let mut loops = Vec::new();
         let mut receivers = Vec::new();
         for count in counts.0.iter() {
@@ -203,12 +198,6 @@ impl<T: Transport> Dispatcher<T> {
             receivers.push(rx);
         }
         (Self { loops, turn: 0 }, receivers)
-    }
-
-    /// Give a connection to the open loop with the fewest live connections
-    /// (ties taken in turn); `false` if every loop has stopped.
-    pub fn dispatch(&mut self, conn: T::Std) -> bool {
-        self.dispatch_admitted(conn, None)
     }
 
     /// [`Self::dispatch`] for a connection holding a place under the limit.
@@ -243,7 +232,19 @@ impl<T: Transport> Dispatcher<T> {
     /// accepted. Accept errors (such as running out of file descriptors)
     /// are retried after a pause instead of spinning, and logged at most
     /// every ten seconds.
-    pub async fn run(mut self, listener: T::Listener, gate: Gate, stop: impl Future<Output = ()>) {
+    /// Give a connection to the open loop with the fewest live connections
+    /// (ties taken in turn); `false` if every loop has stopped.
+    #[cfg(test)]
+    pub(crate) fn dispatch(&mut self, conn: T::Std) -> bool {
+        self.dispatch_admitted(conn, None)
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        listener: T::Listener,
+        gate: Gate,
+        stop: impl Future<Output = ()>,
+    ) {
         let mut stop = std::pin::pin!(stop);
         let failed = Warnings::new("accepting connections failed");
         loop {
@@ -273,7 +274,7 @@ impl<T: Transport> Dispatcher<T> {
 /// The connections handed to one loop, registered with its runtime as they
 /// arrive and watched by `gate` (a connection that cannot be registered is
 /// logged and closed).
-pub fn incoming<T: Transport + Send + Sync + 'static>(
+pub(crate) fn incoming<T: Transport + Send + Sync + 'static>(
     rx: mpsc::UnboundedReceiver<Handoff<T>>,
     gate: Gate,
 ) -> impl Stream<Item = io::Result<Counted<Watched<T>>>> {

@@ -24,17 +24,17 @@ mod embedded {
 }
 
 /// The source description of the embedded example bundle.
-pub const EMBEDDED_SOURCE: &str = "embedded:examples/bundles/kms";
+pub(crate) const EMBEDDED_SOURCE: &str = "embedded:examples/bundles/kms";
 
 /// A failed load.
 #[derive(Clone, Debug)]
 pub struct LoadFailure {
     /// When it was attempted.
-    pub at: SystemTime,
+    pub(crate) at: SystemTime,
     /// A one-line summary.
     pub message: String,
     /// Every error found, located.
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 impl LoadFailure {
@@ -67,9 +67,9 @@ impl From<LoadError> for LoadFailure {
 #[derive(Clone, Debug, Default)]
 pub struct ReloadStatus {
     /// The last attempt failed with this (cleared by a successful load).
-    pub last_error: Option<LoadFailure>,
+    pub(crate) last_error: Option<LoadFailure>,
     /// Successful loads.
-    pub reloads_ok: u64,
+    pub(crate) reloads_ok: u64,
     /// Failed loads (errors, timeouts, panics).
     pub reloads_failed: u64,
     /// The number of the newest load whose outcome is recorded here: an
@@ -87,7 +87,7 @@ pub enum ReloadOutcome {
 }
 
 /// Called after every load attempt.
-pub type ReloadObserver = Box<dyn Fn(ReloadOutcome, Option<&Snapshot>) + Send + Sync>;
+pub(crate) type ReloadObserver = Box<dyn Fn(ReloadOutcome, Option<&Snapshot>) + Send + Sync>;
 
 /// What the reloader is told: where the bundle is, how it is loaded and
 /// compiled, and what starts a reload (the configuration assembles it).
@@ -98,15 +98,15 @@ pub struct ReloadSettings {
     /// What one load may read.
     pub limits: crate::bundle::Limits,
     /// Compiled into every snapshot.
-    pub eval: EvalOptions,
+    pub(crate) eval: EvalOptions,
     /// Longest a load may take before it is recorded as failed and abandoned.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Wait after a reload request, so that a burst of changes loads once.
-    pub debounce: Duration,
+    pub(crate) debounce: Duration,
     /// Reload on file events.
-    pub watch: bool,
+    pub(crate) watch: bool,
     /// Look for changes this often (0: never).
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
 }
 
 /// Holds the active snapshot and reloads it.
@@ -164,11 +164,6 @@ impl Reloader {
     /// Counters and the last failure.
     pub fn status(&self) -> ReloadStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// Where the bundle comes from.
-    pub fn source(&self) -> &BundleSource {
-        &self.source
     }
 
     fn read(&self) -> Result<crate::bundle::Bundle, LoadError> {
@@ -322,13 +317,13 @@ impl Reloader {
     }
 
     /// Ask the reload task to reload (coalesced with other requests).
-    pub fn request_reload(&self) {
+    pub(crate) fn request_reload(&self) {
         self.trigger.notify_one();
     }
 
     /// Start the tasks that reload: on request (debounced), on file events,
     /// on a periodic check and on SIGHUP. They stop when `shutdown` turns true.
-    pub fn spawn_tasks(
+    pub(crate) fn spawn_tasks(
         self: &Arc<Self>,
         settings: &ReloadSettings,
         shutdown: watch::Receiver<bool>,
@@ -478,7 +473,7 @@ async fn fingerprint_async(path: PathBuf, limits: crate::bundle::Limits) -> u64 
 }
 
 /// Format a time as RFC 3339 (UTC, seconds).
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let d = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);

@@ -21,6 +21,10 @@ use crate::policy::parse::json_error;
 #[serde(deny_unknown_fields)]
 struct FileShape<'a> {
     #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "a suite may name itself; the report does not show it"
+    )]
     name: Option<String>,
     #[serde(borrow)]
     cases: Vec<CaseShape<'a>>,
@@ -59,17 +63,17 @@ struct CaseShape<'a> {
 /// One expected `matched` entry.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExpectMatched {
+pub(crate) struct ExpectMatched {
     /// Policy id (grant id for grants).
-    pub policy_id: String,
+    pub(crate) policy_id: String,
     /// Statement index (`null` for grants).
     #[serde(default)]
-    pub index: Option<u32>,
+    pub(crate) index: Option<u32>,
 }
 
 /// What a case expects.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// This decision.
     Decision(Outcome),
     /// The request is refused, naming this field (`principal`, `context[k]`, …).
@@ -83,22 +87,20 @@ pub struct TestCase {
     pub file: String,
     /// Where the case starts.
     pub position: Position,
-    /// The suite's name.
-    pub suite: Option<String>,
     /// Name (or rule, or `case N`).
     pub label: String,
     /// The request, or why it was refused.
     pub request: Result<Request, InvalidRequest>,
     /// Fixed server clock, when given.
-    pub now: Option<SystemTime>,
+    pub(crate) now: Option<SystemTime>,
     /// Expected decision, or the field a refused request must name.
-    pub expect: Expect,
+    pub(crate) expect: Expect,
     /// Expected `matched` (policy id, index), in order.
-    pub expect_matched: Option<Vec<ExpectMatched>>,
+    pub(crate) expect_matched: Option<Vec<ExpectMatched>>,
     /// Expected missing keys (lower-cased, sorted).
-    pub expect_missing: Option<Vec<String>>,
+    pub(crate) expect_missing: Option<Vec<String>>,
     /// Expected gates.
-    pub expect_blocked_by: Option<Vec<Gate>>,
+    pub(crate) expect_blocked_by: Option<Vec<Gate>>,
 }
 
 fn case_error(
@@ -236,7 +238,6 @@ pub fn parse_tests(bundle: &Bundle, limits: &RequestLimits) -> (Vec<TestCase>, V
             cases.push(TestCase {
                 file: f.path.clone(),
                 position,
-                suite: shape.name.clone(),
                 label,
                 request,
                 now,
@@ -365,7 +366,7 @@ fn check(case: &TestCase, d: &Decision) -> Vec<String> {
 }
 
 /// `[id#index, …]`.
-pub fn show_matched(list: &[ExpectMatched]) -> String {
+pub(crate) fn show_matched(list: &[ExpectMatched]) -> String {
     let items: Vec<String> = list
         .iter()
         .map(|m| match m.index {

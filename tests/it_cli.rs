@@ -624,3 +624,138 @@ fn eval_prints_text_lines_on_request() {
         serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
     assert_eq!(first["decision"], "Allow");
 }
+
+/// What a command's output must look like on one stream.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Shape {
+    /// Nothing.
+    Empty,
+    /// Some text.
+    Text,
+    /// One JSON document, or JSON lines.
+    Json,
+}
+
+fn shape_holds(shape: Shape, text: &str) -> bool {
+    match shape {
+        Shape::Empty => text.trim().is_empty(),
+        Shape::Text => {
+            !text.trim().is_empty() && serde_json::from_str::<serde_json::Value>(text).is_err()
+        }
+        Shape::Json => {
+            !text.trim().is_empty()
+                && text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+                || serde_json::from_str::<serde_json::Value>(text).is_ok()
+        }
+    }
+}
+
+/// The exit-status table of docs/api.md, row by row: every subcommand
+/// that reads a bundle, on a good bundle, a broken one, a failing test and
+/// a deny, in text and JSON, gives the documented status, its result on
+/// stdout and its diagnostics on stderr.
+#[test]
+fn every_command_gives_the_documented_exit_status_and_streams() {
+    let failing = tempfile::tempdir().unwrap();
+    copy_dir(&root().join(KMS), failing.path());
+    fs::write(
+        failing.path().join("tests/fails.json"),
+        format!(
+            r#"{{"cases": [{{"principal": "arn:aws:iam::111122223333:user/frank", "action": "kms:Encrypt", "resource": "{KEY}", "expect": "ExplicitDeny"}}]}}"#
+        ),
+    )
+    .unwrap();
+    let failing = failing.path().to_str().unwrap().to_owned();
+    let broken = "tests/fixtures/broken/bad-account-id/bundle";
+    let allow = [
+        "--principal",
+        "arn:aws:iam::111122223333:user/frank",
+        "--action",
+        "kms:Encrypt",
+        "--resource",
+        KEY,
+    ];
+    let deny = [
+        "--principal",
+        "arn:aws:iam::111122223333:user/nobody",
+        "--action",
+        "kms:Encrypt",
+        "--resource",
+        KEY,
+    ];
+    let invalid = [
+        "--principal",
+        "nobody",
+        "--action",
+        "kms:Encrypt",
+        "--resource",
+        KEY,
+    ];
+    let eval = |bundle: &str, request: &[&str], extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["eval".to_owned(), bundle.to_owned()];
+        args.extend(request.iter().map(|s| (*s).to_owned()));
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    };
+    let of = |args: &[&str]| -> Vec<String> { args.iter().map(|s| (*s).to_owned()).collect() };
+    use Shape::{Empty, Json, Text};
+    // (arguments, status, stdout, stderr)
+    let rows: Vec<(Vec<String>, i32, Shape, Shape)> = vec![
+        (of(&["check", KMS]), 0, Text, Empty),
+        (of(&["check", KMS, "--format", "json"]), 0, Json, Empty),
+        (of(&["check", broken]), 1, Text, Empty),
+        (of(&["check", broken, "--format", "json"]), 1, Json, Empty),
+        (of(&["check", &failing]), 0, Text, Empty),
+        (of(&["test", KMS]), 0, Text, Empty),
+        (of(&["test", KMS, "--format", "json"]), 0, Json, Empty),
+        (of(&["test", &failing]), 1, Text, Empty),
+        (of(&["test", &failing, "--format", "json"]), 1, Json, Empty),
+        (of(&["test", broken]), 2, Empty, Text),
+        (of(&["test", broken, "--format", "json"]), 2, Empty, Text),
+        (eval(KMS, &allow, &[]), 0, Json, Empty),
+        (eval(KMS, &allow, &["--format", "text"]), 0, Text, Empty),
+        (eval(KMS, &deny, &[]), 0, Json, Empty),
+        (eval(KMS, &deny, &["--exit-code"]), 1, Json, Empty),
+        (
+            eval(KMS, &deny, &["--exit-code", "--format", "text"]),
+            1,
+            Text,
+            Empty,
+        ),
+        (eval(KMS, &allow, &["--exit-code"]), 0, Json, Empty),
+        (eval(KMS, &invalid, &[]), 1, Json, Empty),
+        (eval(broken, &allow, &[]), 2, Empty, Text),
+        (eval(broken, &allow, &["--format", "text"]), 2, Empty, Text),
+        (of(&["check"]), 2, Empty, Text),
+        (of(&["test", "--no-such-flag", KMS]), 2, Empty, Text),
+        (
+            of(&["eval", KMS, "--action", "kms:Encrypt"]),
+            2,
+            Empty,
+            Text,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (args, status, out, err) in &rows {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = verdict(&argv);
+        let (so, se) = (stdout(&o), stderr(&o));
+        // A bundle's own warnings are diagnostics: they may go to stderr.
+        let err_ok = *err != Empty || se.lines().all(|l| l.starts_with("warning: "));
+        if code(&o) != *status
+            || !shape_holds(*out, &so)
+            || (*err != Empty && !shape_holds(*err, &se))
+            || !err_ok
+        {
+            failures.push(format!(
+                "verdict {}: status {} (want {status}), stdout {out:?}, stderr {err:?}\n--- stdout\n{so}\n--- stderr\n{se}",
+                argv.join(" "),
+                code(&o)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

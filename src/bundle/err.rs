@@ -8,7 +8,7 @@ use crate::policy::{PolicyErrorKind, PolicyWarningKind};
 
 /// Error or warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
+pub(crate) enum Severity {
     /// Stops the bundle loading.
     Error,
     /// Reported; the bundle still loads.
@@ -19,20 +19,20 @@ pub enum Severity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
     /// Error or warning.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// Path of the file inside the bundle (`""` for the bundle as a whole).
     pub file: String,
     /// JSON pointer inside the file (`""` for the whole file).
-    pub pointer: String,
+    pub(crate) pointer: String,
     /// Line and column in the file, when known.
     pub position: Option<Position>,
     /// What was found.
-    pub finding: Finding,
+    pub(crate) finding: Finding,
 }
 
 /// What was found.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Finding {
+pub(crate) enum Finding {
     /// A policy document error.
     #[error("{0}")]
     Policy(PolicyErrorKind),
@@ -59,7 +59,7 @@ pub enum Finding {
 
 /// Bundle errors.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BundleErrorKind {
+pub(crate) enum BundleErrorKind {
     /// I/O failure.
     #[error("cannot read: {0}")]
     Io(String),
@@ -210,7 +210,7 @@ pub enum BundleErrorKind {
 
 /// Bundle warnings.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BundleWarningKind {
+pub(crate) enum BundleWarningKind {
     /// A file outside the bundle's names.
     #[error("unknown file, ignored")]
     UnknownFile,
@@ -222,9 +222,6 @@ pub enum BundleWarningKind {
     /// An archive entry that is not a regular file.
     #[error("archive entry is not a regular file, ignored")]
     ArchiveEntry,
-    /// No tests/.
-    #[error("no `tests/` in the bundle")]
-    NoTests,
 }
 
 impl fmt::Display for Diagnostic {

@@ -27,7 +27,7 @@ pub struct Loaded {
     /// The bundle.
     pub bundle: Bundle,
     /// Warnings (never errors).
-    pub warnings: Vec<Diagnostic>,
+    pub(crate) warnings: Vec<Diagnostic>,
 }
 
 /// Load the bundle at `path` (a directory or a `.tar.gz`).
@@ -653,7 +653,7 @@ fn load_principals(
 }
 
 /// Whether a canonical ARN names a KMS key (`arn:*:kms:*:*:key/*`).
-pub fn is_kms_key_arn(arn: &str) -> bool {
+pub(crate) fn is_kms_key_arn(arn: &str) -> bool {
     split_arn(arn).is_some_and(|[a, _, svc, _, _, rest]| {
         a.eq_ignore_ascii_case("arn") && svc.eq_ignore_ascii_case("kms") && rest.starts_with("key/")
     })
@@ -907,7 +907,7 @@ fn load_accounts(
 }
 
 /// Parse a grantee or retiring principal.
-pub fn parse_grantee(s: &str) -> Result<PrincipalEntry, String> {
+pub(crate) fn parse_grantee(s: &str) -> Result<PrincipalEntry, String> {
     if principal::is_account_id(s) {
         return Ok(PrincipalEntry::Account(s.into()));
     }

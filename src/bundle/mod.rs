@@ -5,13 +5,13 @@
 //! resolves every reference and validates every policy for each place it is
 //! attached, and returns a [`Bundle`] or every error found.
 
-pub mod err;
+pub(crate) mod err;
 pub mod load;
-pub mod model;
-pub mod shape;
+pub(crate) mod model;
+pub(crate) mod shape;
 pub mod source;
 
-pub use err::{Diagnostic, Finding, LoadError, Severity};
+pub(crate) use err::{Diagnostic, Finding, LoadError, Severity};
 pub use load::{Loaded, load, load_raw};
 pub use model::*;
 

@@ -14,31 +14,39 @@ use crate::policy::principal::PrincipalArn;
 pub struct Policy {
     /// The id decisions name: the `policies/` path without `.json`, or
     /// `<file>#<JSON pointer>` for an inline document.
-    pub id: Arc<str>,
+    pub(crate) id: Arc<str>,
     /// The bundle file holding it.
     pub file: Arc<str>,
     /// JSON pointer of the document inside that file (`""` for a `policies/` file).
-    pub pointer: String,
+    #[expect(
+        dead_code,
+        reason = "the loaded model keeps what the bundle says; no decision reads it"
+    )]
+    pub(crate) pointer: String,
     /// The validated document.
     pub document: PolicyDocument,
 }
 
 /// A user's or role's tag, as `aws:PrincipalTag/<key>` or `aws:ResourceTag/<key>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tag {
+pub(crate) struct Tag {
     /// Key as written.
-    pub key: Box<str>,
+    pub(crate) key: Box<str>,
     /// Key lower-cased (condition keys compare ignoring case).
-    pub key_lower: Box<str>,
+    pub(crate) key_lower: Box<str>,
     /// Value.
-    pub value: Box<str>,
+    pub(crate) value: Box<str>,
 }
 
 /// An IAM group.
 #[derive(Debug)]
-pub struct Group {
+pub(crate) struct Group {
     /// Group ARN (canonical).
-    pub arn: Arc<str>,
+    #[expect(
+        dead_code,
+        reason = "the loaded model keeps what the bundle says; no decision reads it"
+    )]
+    pub(crate) arn: Arc<str>,
     /// Its identity policies.
     pub policies: Vec<Arc<Policy>>,
 }
@@ -47,31 +55,31 @@ pub struct Group {
 #[derive(Debug)]
 pub struct Identity {
     /// The user or role ARN (canonical, with its path).
-    pub arn: PrincipalArn,
+    pub(crate) arn: PrincipalArn,
     /// The same, as text.
-    pub arn_text: Arc<str>,
+    pub(crate) arn_text: Arc<str>,
     /// Identity policies attached directly.
     pub policies: Vec<Arc<Policy>>,
     /// Groups (users only).
-    pub groups: Vec<Arc<Group>>,
+    pub(crate) groups: Vec<Arc<Group>>,
     /// Permissions boundary.
-    pub boundary: Option<Arc<Policy>>,
+    pub(crate) boundary: Option<Arc<Policy>>,
     /// Tags, sorted by lower-cased key.
-    pub tags: Vec<Tag>,
+    pub(crate) tags: Vec<Tag>,
     /// Unique id (`AIDA…`, `AROA…`).
-    pub unique_id: Option<Arc<str>>,
+    pub(crate) unique_id: Option<Arc<str>>,
 }
 
 impl Identity {
     /// Whether the path marks a service-linked role (SCPs do not bind it).
-    pub fn is_service_linked_role(&self) -> bool {
+    pub(crate) fn is_service_linked_role(&self) -> bool {
         matches!(&self.arn, PrincipalArn::Role { path, .. } if path.starts_with("/aws-service-role/"))
     }
 }
 
 /// KMS key state (`resources.json` `state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeyState {
+pub(crate) enum KeyState {
     /// `Enabled`.
     Enabled,
     /// `Disabled`.
@@ -92,7 +100,7 @@ pub enum KeyState {
 
 impl KeyState {
     /// Parse the bundle spelling.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "Enabled" => Self::Enabled,
             "Disabled" => Self::Disabled,
@@ -107,7 +115,7 @@ impl KeyState {
     }
 
     /// The bundle spelling.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Enabled => "Enabled",
             Self::Disabled => "Disabled",
@@ -123,52 +131,56 @@ impl KeyState {
 
 /// Properties of a KMS key entry.
 #[derive(Debug)]
-pub struct KeyInfo {
+pub(crate) struct KeyInfo {
     /// State.
-    pub state: KeyState,
+    pub(crate) state: KeyState,
     /// Alias names (`alias/…`).
-    pub aliases: Vec<Box<str>>,
+    pub(crate) aliases: Vec<Box<str>>,
     /// `kms:KeySpec`.
-    pub key_spec: Option<Box<str>>,
+    pub(crate) key_spec: Option<Box<str>>,
     /// `kms:KeyUsage`.
-    pub key_usage: Option<Box<str>>,
+    pub(crate) key_usage: Option<Box<str>>,
     /// `kms:KeyOrigin`.
-    pub key_origin: Option<Box<str>>,
+    pub(crate) key_origin: Option<Box<str>>,
     /// An AWS managed key (RCPs do not apply).
-    pub aws_managed: bool,
+    pub(crate) aws_managed: bool,
 }
 
 /// A `resources.json` entry.
 #[derive(Debug)]
-pub struct Resource {
+pub(crate) struct Resource {
     /// The resource ARN (canonical).
-    pub arn: Arc<str>,
+    #[expect(
+        dead_code,
+        reason = "the loaded model keeps what the bundle says; no decision reads it"
+    )]
+    pub(crate) arn: Arc<str>,
     /// Resource-based policy (key policy for keys).
-    pub policy: Option<Arc<Policy>>,
+    pub(crate) policy: Option<Arc<Policy>>,
     /// Tags, sorted by lower-cased key.
-    pub tags: Vec<Tag>,
+    pub(crate) tags: Vec<Tag>,
     /// Owner account for ARNs without one.
-    pub account: Option<Box<str>>,
+    pub(crate) account: Option<Box<str>>,
     /// Key properties, for KMS key entries.
-    pub key: Option<KeyInfo>,
+    pub(crate) key: Option<KeyInfo>,
 }
 
 /// An `accounts.json` entry.
 #[derive(Debug, Default)]
-pub struct Account {
+pub(crate) struct Account {
     /// SCP levels, organization root first; `None` when not in an organization's scope.
-    pub scps: Option<Vec<Vec<Arc<Policy>>>>,
+    pub(crate) scps: Option<Vec<Vec<Arc<Policy>>>>,
     /// RCP levels, organization root first.
-    pub rcps: Option<Vec<Vec<Arc<Policy>>>>,
+    pub(crate) rcps: Option<Vec<Vec<Arc<Policy>>>>,
     /// `aws:PrincipalOrgID`.
-    pub org_id: Option<Box<str>>,
+    pub(crate) org_id: Option<Box<str>>,
     /// `aws:PrincipalOrgPaths`.
-    pub org_paths: Option<Vec<Box<str>>>,
+    pub(crate) org_paths: Option<Vec<Box<str>>>,
 }
 
 /// KMS grant operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GrantOperation {
+pub(crate) enum GrantOperation {
     /// `Decrypt`.
     Decrypt,
     /// `Encrypt`.
@@ -211,7 +223,7 @@ pub enum GrantOperation {
 
 impl GrantOperation {
     /// Every operation, with its name.
-    pub const ALL: &'static [(&'static str, GrantOperation)] = &[
+    pub(crate) const ALL: &'static [(&'static str, GrantOperation)] = &[
         ("Decrypt", Self::Decrypt),
         ("Encrypt", Self::Encrypt),
         ("GenerateDataKey", Self::GenerateDataKey),
@@ -240,12 +252,12 @@ impl GrantOperation {
     ];
 
     /// Parse an operation name, exactly as KMS spells it.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, op)| *op)
     }
 
     /// Parse an operation name ignoring case (request actions).
-    pub fn parse_ignore_case(s: &str) -> Option<Self> {
+    pub(crate) fn parse_ignore_case(s: &str) -> Option<Self> {
         Self::ALL
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(s))
@@ -255,7 +267,7 @@ impl GrantOperation {
 
 /// A grant constraint on the encryption context.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GrantConstraint {
+pub(crate) enum GrantConstraint {
     /// The request's pairs equal these exactly.
     Equals(Vec<(Box<str>, Box<str>)>),
     /// These pairs all appear in the request.
@@ -264,19 +276,19 @@ pub enum GrantConstraint {
 
 /// A KMS grant.
 #[derive(Debug)]
-pub struct Grant {
+pub(crate) struct Grant {
     /// Grant id.
-    pub grant_id: Arc<str>,
+    pub(crate) grant_id: Arc<str>,
     /// Key ARN (canonical).
-    pub key: Arc<str>,
+    pub(crate) key: Arc<str>,
     /// Grantee (an account, user, role, session, federated user or service).
-    pub grantee: PrincipalEntry,
+    pub(crate) grantee: PrincipalEntry,
     /// Operations.
-    pub operations: Vec<GrantOperation>,
+    pub(crate) operations: Vec<GrantOperation>,
     /// Constraint.
-    pub constraint: Option<GrantConstraint>,
+    pub(crate) constraint: Option<GrantConstraint>,
     /// Retiring principal.
-    pub retiring_principal: Option<PrincipalEntry>,
+    pub(crate) retiring_principal: Option<PrincipalEntry>,
 }
 
 /// A loaded bundle.
@@ -285,46 +297,52 @@ pub struct Bundle {
     /// `manifest.json` `revision`.
     pub revision: Arc<str>,
     /// `manifest.json` `name`.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Where it was loaded from.
     pub source: String,
     /// `policies/` documents by id.
     pub policies: HashMap<Arc<str>, Arc<Policy>>,
     /// Groups by canonical ARN.
-    pub groups: HashMap<Arc<str>, Arc<Group>>,
+    #[expect(
+        dead_code,
+        reason = "the loaded model keeps what the bundle says; no decision reads it"
+    )]
+    pub(crate) groups: HashMap<Arc<str>, Arc<Group>>,
     /// Users by canonical ARN.
-    pub users: HashMap<Arc<str>, Arc<Identity>>,
+    pub(crate) users: HashMap<Arc<str>, Arc<Identity>>,
     /// Roles by (account, exact name).
     pub roles: HashMap<(Box<str>, Box<str>), Arc<Identity>>,
     /// Resources by canonical ARN.
-    pub resources: HashMap<Arc<str>, Arc<Resource>>,
+    pub(crate) resources: HashMap<Arc<str>, Arc<Resource>>,
     /// Accounts by id.
-    pub accounts: HashMap<Box<str>, Account>,
+    pub(crate) accounts: HashMap<Box<str>, Account>,
     /// Grants, in file order.
-    pub grants: Vec<Arc<Grant>>,
+    pub(crate) grants: Vec<Arc<Grant>>,
     /// Grants by canonical key ARN.
-    pub grants_by_key: HashMap<Arc<str>, Vec<Arc<Grant>>>,
+    pub(crate) grants_by_key: HashMap<Arc<str>, Vec<Arc<Grant>>>,
     /// `tests/` files (only when loaded for `check`/`test`).
-    pub tests: Vec<TestFileText>,
+    pub(crate) tests: Vec<TestFileText>,
 }
 
 /// A `tests/` file's text.
 #[derive(Debug)]
-pub struct TestFileText {
+pub(crate) struct TestFileText {
     /// Path inside the bundle.
     pub path: String,
     /// Text.
-    pub text: SourceText,
+    pub(crate) text: SourceText,
 }
 
 impl Bundle {
+    #[cfg(feature = "reference")]
     /// The user of this ARN, if listed (canonical ARN).
-    pub fn user(&self, canonical_arn: &str) -> Option<&Arc<Identity>> {
+    pub(crate) fn user(&self, canonical_arn: &str) -> Option<&Arc<Identity>> {
         self.users.get(canonical_arn)
     }
 
+    #[cfg(feature = "reference")]
     /// The role of this account and exact name, whatever its path.
-    pub fn role(&self, account: &str, name: &str) -> Option<&Arc<Identity>> {
+    pub(crate) fn role(&self, account: &str, name: &str) -> Option<&Arc<Identity>> {
         self.roles.get(&(Box::from(account), Box::from(name)))
     }
 }

@@ -10,30 +10,30 @@ use crate::policy::document::UniqueMap;
 /// `manifest.json`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ManifestShape {
+pub(crate) struct ManifestShape {
     /// Revision.
     pub revision: String,
     /// Name.
     #[serde(default)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 /// `principals.json`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PrincipalsShape<'a> {
+pub(crate) struct PrincipalsShape<'a> {
     /// Groups by ARN.
     #[serde(default, borrow)]
-    pub groups: UniqueMap<GroupShape<'a>>,
+    pub(crate) groups: UniqueMap<GroupShape<'a>>,
     /// Users and roles by ARN.
     #[serde(default, borrow)]
-    pub principals: UniqueMap<IdentityShape<'a>>,
+    pub(crate) principals: UniqueMap<IdentityShape<'a>>,
 }
 
 /// A group.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GroupShape<'a> {
+pub(crate) struct GroupShape<'a> {
     /// Policies by id or inline.
     #[serde(default, borrow)]
     pub policies: Vec<&'a RawValue>,
@@ -42,103 +42,103 @@ pub struct GroupShape<'a> {
 /// A user or role.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IdentityShape<'a> {
+pub(crate) struct IdentityShape<'a> {
     /// Policies by id or inline.
     #[serde(default, borrow)]
     pub policies: Vec<&'a RawValue>,
     /// Group ARNs.
     #[serde(default)]
-    pub groups: Vec<String>,
+    pub(crate) groups: Vec<String>,
     /// Boundary by id or inline.
     #[serde(default, borrow)]
-    pub boundary: Option<&'a RawValue>,
+    pub(crate) boundary: Option<&'a RawValue>,
     /// Tags.
     #[serde(default)]
-    pub tags: UniqueMap<String>,
+    pub(crate) tags: UniqueMap<String>,
     /// Unique id.
     #[serde(default)]
-    pub unique_id: Option<String>,
+    pub(crate) unique_id: Option<String>,
 }
 
 /// A `resources.json` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ResourceShape<'a> {
+pub(crate) struct ResourceShape<'a> {
     /// Policy by id or inline.
     #[serde(default, borrow)]
-    pub policy: Option<&'a RawValue>,
+    pub(crate) policy: Option<&'a RawValue>,
     /// Tags.
     #[serde(default)]
-    pub tags: UniqueMap<String>,
+    pub(crate) tags: UniqueMap<String>,
     /// Owner account.
     #[serde(default)]
-    pub account: Option<String>,
+    pub(crate) account: Option<String>,
     /// Key state.
     #[serde(default)]
-    pub state: Option<String>,
+    pub(crate) state: Option<String>,
     /// Aliases.
     #[serde(default)]
-    pub aliases: Option<Vec<String>>,
+    pub(crate) aliases: Option<Vec<String>>,
     /// Key spec.
     #[serde(default)]
-    pub key_spec: Option<String>,
+    pub(crate) key_spec: Option<String>,
     /// Key usage.
     #[serde(default)]
-    pub key_usage: Option<String>,
+    pub(crate) key_usage: Option<String>,
     /// Key origin.
     #[serde(default)]
-    pub key_origin: Option<String>,
+    pub(crate) key_origin: Option<String>,
     /// AWS managed.
     #[serde(default)]
-    pub aws_managed: Option<bool>,
+    pub(crate) aws_managed: Option<bool>,
 }
 
 /// An `accounts.json` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AccountShape<'a> {
+pub(crate) struct AccountShape<'a> {
     /// SCPs: a list, or a list of lists.
     #[serde(default, borrow)]
-    pub scps: Option<&'a RawValue>,
+    pub(crate) scps: Option<&'a RawValue>,
     /// RCPs: a list, or a list of lists.
     #[serde(default, borrow)]
-    pub rcps: Option<&'a RawValue>,
+    pub(crate) rcps: Option<&'a RawValue>,
     /// Organization id.
     #[serde(default)]
-    pub org_id: Option<String>,
+    pub(crate) org_id: Option<String>,
     /// Organization paths.
     #[serde(default)]
-    pub org_paths: Option<Vec<String>>,
+    pub(crate) org_paths: Option<Vec<String>>,
 }
 
 /// A grant.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GrantShape {
+pub(crate) struct GrantShape {
     /// Grant id.
-    pub grant_id: String,
+    pub(crate) grant_id: String,
     /// Key ARN.
-    pub key: String,
+    pub(crate) key: String,
     /// Grantee.
-    pub grantee: String,
+    pub(crate) grantee: String,
     /// Operations.
-    pub operations: Vec<String>,
+    pub(crate) operations: Vec<String>,
     /// Constraints.
     #[serde(default)]
-    pub constraints: Option<ConstraintsShape>,
+    pub(crate) constraints: Option<ConstraintsShape>,
     /// Retiring principal.
     #[serde(default)]
-    pub retiring_principal: Option<String>,
+    pub(crate) retiring_principal: Option<String>,
 }
 
 /// Grant constraints.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConstraintsShape {
+pub(crate) struct ConstraintsShape {
     /// Exact encryption context.
     #[serde(default)]
-    pub encryption_context_equals: Option<UniqueMap<String>>,
+    pub(crate) encryption_context_equals: Option<UniqueMap<String>>,
     /// Required encryption-context pairs.
     #[serde(default)]
-    pub encryption_context_subset: Option<UniqueMap<String>>,
+    pub(crate) encryption_context_subset: Option<UniqueMap<String>>,
 }

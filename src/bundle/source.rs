@@ -35,7 +35,7 @@ pub struct RawBundle {
 }
 
 /// Which size limit applies to a bundle path.
-pub fn file_limit(path: &str, limits: &Limits) -> u64 {
+pub(crate) fn file_limit(path: &str, limits: &Limits) -> u64 {
     if path.starts_with("policies/") {
         limits.max_policy_bytes
     } else {
@@ -91,7 +91,7 @@ fn bundle_error(file: &str, kind: B) -> Diagnostic {
 }
 
 /// Read the bundle at `path`.
-pub fn read(path: &Path, limits: &Limits) -> Result<RawBundle, LoadError> {
+pub(crate) fn read(path: &Path, limits: &Limits) -> Result<RawBundle, LoadError> {
     let display = path.display().to_string();
     let meta = fs::metadata(path).map_err(|e| LoadError::NotABundle {
         path: display.clone(),
@@ -110,7 +110,7 @@ pub fn read(path: &Path, limits: &Limits) -> Result<RawBundle, LoadError> {
 }
 
 /// Whether the path names a gzip-compressed tar archive.
-pub fn is_tar_gz(path: &Path) -> bool {
+pub(crate) fn is_tar_gz(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     name.ends_with(".tar.gz") || name.ends_with(".tgz")
 }
@@ -166,24 +166,24 @@ fn read_dir(path: &Path, display: &str, limits: &Limits) -> Result<RawBundle, Lo
 
 /// A regular file found under a bundle directory.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Path inside the bundle, `/`-separated.
     pub path: String,
     /// Where it is read from (symlinks resolved).
-    pub full: PathBuf,
+    pub(crate) full: PathBuf,
     /// Size when listed.
-    pub len: u64,
+    pub(crate) len: u64,
     /// Modification time when listed.
-    pub modified: Option<std::time::SystemTime>,
+    pub(crate) modified: Option<std::time::SystemTime>,
 }
 
 /// The regular files of a bundle directory, in path order, and what the
 /// walk refused (special files, symlinks leading out of the bundle,
 /// directories reached twice, more files than allowed).
 #[derive(Debug, Default)]
-pub struct Listing {
+pub(crate) struct Listing {
     /// The files.
-    pub entries: Vec<Entry>,
+    pub(crate) entries: Vec<Entry>,
     /// Errors and warnings of the walk.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -193,7 +193,7 @@ pub struct Listing {
 /// is followed only when its target stays inside the bundle directory, and
 /// each directory is walked once (a symlink loop is reported, not followed).
 /// Nothing is opened but directories, so a FIFO or a device never blocks.
-pub fn scan(path: &Path, limits: &Limits) -> Result<Listing, String> {
+pub(crate) fn scan(path: &Path, limits: &Limits) -> Result<Listing, String> {
     let inside = fs::canonicalize(path).map_err(|e| io_reason(&e))?;
     let data = inside.join("..data");
     let root = if fs::symlink_metadata(&data).is_ok() {
@@ -363,7 +363,7 @@ fn warning(file: &str, kind: BW) -> Diagnostic {
 }
 
 /// Whether a bundle path is one of the names docs/bundle-format.md lists.
-pub fn is_bundle_file(path: &str) -> bool {
+pub(crate) fn is_bundle_file(path: &str) -> bool {
     matches!(
         path,
         "manifest.json" | "principals.json" | "resources.json" | "accounts.json" | "grants.json"

@@ -10,7 +10,7 @@ use crate::suite;
 
 /// Arguments of `verdict check`.
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     bundle: super::BundleArg,
     /// `text`: one line per finding, then a summary; `json`: one object
@@ -20,7 +20,7 @@ pub struct CheckArgs {
 }
 
 /// Run `verdict check`.
-pub fn run(args: CheckArgs) -> Exit {
+pub(crate) fn run(args: CheckArgs) -> Exit {
     let path = match bundle_path(args.bundle.get()) {
         Ok(p) => p,
         Err(e) => {

@@ -9,11 +9,13 @@ use clap::Args;
 use super::{Exit, bundle_path, load_bundle};
 use crate::compile::Snapshot;
 use crate::eval::json::{DecisionJson, ErrorBody, ErrorJson, parse_request_line};
-use crate::eval::{EvalOptions, InvalidRequest, Request, RequestLimits, RequestParts, logic};
+use crate::eval::{
+    EvalOptions, InvalidRequest, Outcome, Request, RequestLimits, RequestParts, logic,
+};
 
 /// Arguments of `verdict eval`.
 #[derive(Debug, Args)]
-pub struct EvalArgs {
+pub(crate) struct EvalArgs {
     #[command(flatten)]
     bundle: super::BundleArg,
     /// The caller: a root, user, role, assumed-role, federated-user ARN or a service principal.
@@ -59,6 +61,10 @@ pub struct EvalArgs {
     /// the decision and the statements that decided it.
     #[arg(long, value_enum, default_value_t = super::Format::Json)]
     format: super::Format,
+    /// Exit 1 when a decision is not `Allow` (as when a request is
+    /// invalid), so that a script can test the answer by the exit status.
+    #[arg(long)]
+    exit_code: bool,
 }
 
 /// One decision as a line of text: the outcome and what decided it.
@@ -91,7 +97,7 @@ fn print_decision(
 }
 
 /// Run `verdict eval`.
-pub fn run(args: EvalArgs) -> Exit {
+pub(crate) fn run(args: EvalArgs) -> Exit {
     let path = match bundle_path(args.bundle.get()) {
         Ok(p) => p,
         Err(e) => {
@@ -105,7 +111,7 @@ pub fn run(args: EvalArgs) -> Exit {
     let snapshot = Snapshot::compile(&loaded.bundle, &EvalOptions::default(), 0);
     let limits = RequestLimits::default();
     match &args.requests {
-        Some(file) => run_lines(&snapshot, file, &limits, args.format),
+        Some(file) => run_lines(&snapshot, file, &limits, &args),
         None => run_one(&snapshot, &args, &limits),
     }
 }
@@ -179,7 +185,9 @@ fn run_one(snapshot: &Snapshot, args: &EvalArgs, limits: &RequestLimits) -> Exit
     let result = match request {
         Ok(req) => {
             let d = logic::evaluate(snapshot, &req, SystemTime::now());
-            print_decision(&mut out, args.format, true, &d).map(|()| Exit::Ok)
+            let denied = args.exit_code && d.outcome != Outcome::Allow;
+            print_decision(&mut out, args.format, true, &d)
+                .map(|()| if denied { Exit::Failed } else { Exit::Ok })
         }
         Err(e) => print_error(&mut out, args.format, None, &e).map(|()| Exit::Failed),
     };
@@ -189,12 +197,8 @@ fn run_one(snapshot: &Snapshot, args: &EvalArgs, limits: &RequestLimits) -> Exit
     })
 }
 
-fn run_lines(
-    snapshot: &Snapshot,
-    file: &str,
-    limits: &RequestLimits,
-    format: super::Format,
-) -> Exit {
+fn run_lines(snapshot: &Snapshot, file: &str, limits: &RequestLimits, args: &EvalArgs) -> Exit {
+    let format = args.format;
     let input: Box<dyn BufRead> = if file == "-" {
         Box::new(io::stdin().lock())
     } else {
@@ -209,6 +213,7 @@ fn run_lines(
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut any_invalid = false;
+    let mut any_denied = false;
     let now = SystemTime::now();
     let result = (|| -> io::Result<()> {
         for (i, line) in input.lines().enumerate() {
@@ -216,6 +221,7 @@ fn run_lines(
             match parse_request_line(&line).and_then(|p| Request::new(p, limits)) {
                 Ok(req) => {
                     let d = logic::evaluate(snapshot, &req, now);
+                    any_denied |= d.outcome != Outcome::Allow;
                     print_decision(&mut out, format, false, &d)?;
                 }
                 Err(e) => {
@@ -230,5 +236,9 @@ fn run_lines(
         eprintln!("error: {e}");
         return Exit::Failed;
     }
-    if any_invalid { Exit::Failed } else { Exit::Ok }
+    if any_invalid || (args.exit_code && any_denied) {
+        Exit::Failed
+    } else {
+        Exit::Ok
+    }
 }

@@ -17,7 +17,7 @@ use super::Exit;
 
 /// Arguments of `verdict health`.
 #[derive(Debug, Args)]
-pub struct HealthArgs {
+pub(crate) struct HealthArgs {
     /// TCP address of the server (default 127.0.0.1:50051 when --uds is not given).
     #[arg(long, value_name = "ADDR", conflicts_with = "uds")]
     addr: Option<String>,
@@ -101,7 +101,7 @@ async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
 }
 
 /// Run `verdict health`.
-pub fn run(args: HealthArgs) -> Exit {
+pub(crate) fn run(args: HealthArgs) -> Exit {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,7 +4,7 @@
 mod check;
 mod eval;
 mod health;
-pub mod serve;
+pub(crate) mod serve;
 mod settings;
 mod test;
 
@@ -19,9 +19,11 @@ use crate::bundle::{Diagnostic, LoadError, LoadOptions, Loaded};
 pub enum Exit {
     /// Success.
     Ok = 0,
-    /// A failure the command reports (invalid request, failed test, bundle error).
+    /// What the command found: `check`'s errors, a failed test, an
+    /// invalid request, or (`eval --exit-code`) a decision other than `Allow`.
     Failed = 1,
-    /// Usage error, or (for `eval`) a bundle that does not load.
+    /// Usage error, or a bundle that does not load where the command needs
+    /// one to run (`eval`, `test`, `serve`).
     Usage = 2,
 }
 
@@ -31,12 +33,12 @@ pub enum Exit {
 pub struct Cli {
     /// The subcommand.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Decide one request (flags) or many (`--requests`, JSON lines) and print JSON.
     Eval(eval::EvalArgs),
     /// Validate a bundle, its tests included; print every error and warning.
@@ -67,7 +69,7 @@ pub fn run(cli: Cli) -> Exit {
 
 /// How a command prints its result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// Lines for people.
     #[default]
     Text,
@@ -92,7 +94,7 @@ fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
 
 /// The bundle of a command: `PATH`, or `--bundle PATH` (the same).
 #[derive(Debug, clap::Args)]
-pub struct BundleArg {
+pub(crate) struct BundleArg {
     /// The bundle: a directory (or Kubernetes ConfigMap volume) or a .tar.gz.
     #[arg(value_name = "PATH", required_unless_present = "bundle")]
     path: Option<String>,
@@ -103,7 +105,7 @@ pub struct BundleArg {
 
 /// The bundle of `serve`, which may be left out (the embedded example).
 #[derive(Debug, clap::Args)]
-pub struct OptionalBundleArg {
+pub(crate) struct OptionalBundleArg {
     /// The bundle: a directory (or Kubernetes ConfigMap volume) or a
     /// .tar.gz. Default: the example bundle embedded in the binary.
     #[arg(value_name = "PATH")]

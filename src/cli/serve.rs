@@ -12,7 +12,7 @@ use crate::telemetry::{LogSink, Telemetry, TelemetryOptions, TelemetrySettings};
 
 /// Arguments of `verdict serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     #[command(flatten)]
     bundle: super::OptionalBundleArg,
     /// TCP address to listen on (default 127.0.0.1:50051 when neither this nor --uds is given).
@@ -30,7 +30,7 @@ pub struct ServeArgs {
 }
 
 /// The sources of the configuration `args` name (the file read whole).
-pub fn config_sources(args: &ServeArgs) -> Result<Sources<'static>, config::ConfigError> {
+pub(crate) fn config_sources(args: &ServeArgs) -> Result<Sources<'static>, config::ConfigError> {
     let file = match &args.config {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => Some((path.clone(), text)),
@@ -56,7 +56,7 @@ pub fn config_sources(args: &ServeArgs) -> Result<Sources<'static>, config::Conf
 }
 
 /// Read the configuration, reporting every problem.
-pub fn load_config(args: &ServeArgs) -> Result<Config, Vec<config::ConfigError>> {
+pub(crate) fn load_config(args: &ServeArgs) -> Result<Config, Vec<config::ConfigError>> {
     let sources = config_sources(args).map_err(|e| vec![e])?;
     config::from_sources(&sources)
 }
@@ -76,7 +76,7 @@ fn init_logging(json: bool) {
 }
 
 /// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -99,7 +99,7 @@ pub async fn shutdown_signal() {
 }
 
 /// Run `verdict serve`.
-pub fn run(args: ServeArgs) -> Exit {
+pub(crate) fn run(args: ServeArgs) -> Exit {
     let config = match load_config(&args) {
         Ok(c) => c,
         Err(errors) => {

@@ -57,7 +57,7 @@ fn documented() -> Vec<Documented> {
 }
 
 /// The settings list of `serve --help`.
-pub fn help() -> String {
+pub(crate) fn help() -> String {
     let mut text = String::from(
         "Settings (each also VERDICT_<NAME> in the environment, or NAME in the --config file;\nflags first, then the environment, then the file, then the default):\n",
     );
@@ -75,14 +75,14 @@ pub fn help() -> String {
 
 /// Arguments of `verdict config`: those of `serve`.
 #[derive(Debug, Args)]
-pub struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     #[command(flatten)]
     serve: ServeArgs,
 }
 
 /// Run `verdict config`: check the configuration `serve` would run with and
 /// print every setting's value and where it came from.
-pub fn run(args: ConfigArgs) -> Exit {
+pub(crate) fn run(args: ConfigArgs) -> Exit {
     if let Err(errors) = load_config(&args.serve) {
         for e in errors {
             eprintln!("error: {e}");

@@ -10,7 +10,7 @@ use crate::suite;
 
 /// Arguments of `verdict test`.
 #[derive(Debug, Args)]
-pub struct TestArgs {
+pub(crate) struct TestArgs {
     #[command(flatten)]
     bundle: super::BundleArg,
     /// `text`: each failure, then a summary; `json`: one object (`source`,
@@ -20,7 +20,7 @@ pub struct TestArgs {
 }
 
 /// Run `verdict test`.
-pub fn run(args: TestArgs) -> Exit {
+pub(crate) fn run(args: TestArgs) -> Exit {
     let path = match bundle_path(args.bundle.get()) {
         Ok(p) => p,
         Err(e) => {
@@ -29,7 +29,8 @@ pub fn run(args: TestArgs) -> Exit {
         }
     };
     let Ok(loaded) = load_bundle(&path, true, true, Findings::Diagnostic) else {
-        return Exit::Failed;
+        // No case could run: like a usage error, not a failed test.
+        return Exit::Usage;
     };
     let bundle = &loaded.bundle;
     if bundle.tests.is_empty() {

@@ -12,9 +12,9 @@ use crate::policy::template::{Part, Template};
 use crate::policy::value::OwnedDecimal;
 use crate::policy::{BoolValue, Condition, ConditionValue, Operator};
 
-/// Where a context key's value comes from (evaluation.md §1).
+/// Where a context key's value comes from (docs/evaluation.md §1).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// `aws:PrincipalArn`.
     PrincipalArn,
     /// `aws:PrincipalType`.
@@ -61,7 +61,7 @@ pub enum KeySource {
 
 impl KeySource {
     /// Classify a lower-cased key.
-    pub fn classify(lower: &str) -> Self {
+    pub(crate) fn classify(lower: &str) -> Self {
         match lower {
             "aws:principalarn" => Self::PrincipalArn,
             "aws:principaltype" => Self::PrincipalType,
@@ -96,16 +96,16 @@ impl KeySource {
 
 /// A context key: its name and where its value comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CKey {
+pub(crate) struct CKey {
     /// Lower-cased name.
-    pub lower: Arc<str>,
+    pub(crate) lower: Arc<str>,
     /// Source.
     pub source: KeySource,
 }
 
 impl CKey {
     /// Classify a lower-cased key.
-    pub fn new(lower: &str) -> Self {
+    pub(crate) fn new(lower: &str) -> Self {
         Self {
             lower: lower.into(),
             source: KeySource::classify(lower),
@@ -115,7 +115,7 @@ impl CKey {
 
 /// A compiled template part.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CPart {
+pub(crate) enum CPart {
     /// Policy text (wildcards active where the context globs).
     Text(Box<str>),
     /// Literal characters.
@@ -131,7 +131,7 @@ pub enum CPart {
 
 /// Text from a policy: a plain matcher, or a template with variables.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CText {
+pub(crate) enum CText {
     /// No variables and no escapes.
     Plain(Matcher),
     /// Parts to substitute.
@@ -139,11 +139,11 @@ pub enum CText {
 }
 
 /// Segments of a resolved template, inline for the usual sizes.
-pub type Segs<'a> = SmallVec<[Seg<'a>; 8]>;
+pub(crate) type Segs<'a> = SmallVec<[Seg<'a>; 8]>;
 
 impl CText {
     /// Compile a template. `glob` makes written `*` and `?` wildcards.
-    pub fn compile(t: &Template, glob: bool) -> Self {
+    pub(crate) fn compile(t: &Template, glob: bool) -> Self {
         let parts = t.parts();
         match parts {
             [] => return Self::Plain(Matcher::literal("")),
@@ -180,14 +180,9 @@ impl CText {
         )
     }
 
-    /// Whether the text is the single wildcard `*`... as written.
-    pub fn is_any(&self) -> bool {
-        matches!(self, Self::Plain(Matcher::Any))
-    }
-
     /// Resolve variables into segments; `None` when a variable has no value
     /// and no default.
-    pub fn segments<'a>(
+    pub(crate) fn segments<'a>(
         parts: &'a [CPart],
         glob: bool,
         lookup: &impl Fn(&CKey) -> Option<&'a str>,
@@ -204,7 +199,7 @@ impl CText {
     }
 
     /// Whether `text` matches; `None` when a variable has no value.
-    pub fn matches<'a>(
+    pub(crate) fn matches<'a>(
         &'a self,
         text: &str,
         glob: bool,
@@ -225,7 +220,7 @@ impl CText {
     }
 
     /// The variables' keys.
-    pub fn variable_keys(&self) -> impl Iterator<Item = &CKey> {
+    pub(crate) fn variable_keys(&self) -> impl Iterator<Item = &CKey> {
         let parts: &[CPart] = match self {
             Self::Plain(_) => &[],
             Self::Template(p) => p,
@@ -239,7 +234,7 @@ impl CText {
 
 /// A compiled condition value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CValue {
+pub(crate) enum CValue {
     /// String operators (literal for Equals, glob for Like).
     Str(CText),
     /// Numeric operators.
@@ -266,14 +261,14 @@ pub struct CCondition {
     /// The operator.
     pub op: Operator,
     /// The key.
-    pub key: CKey,
+    pub(crate) key: CKey,
     /// The values.
-    pub values: Box<[CValue]>,
+    pub(crate) values: Box<[CValue]>,
 }
 
 impl CCondition {
     /// Compile a validated condition.
-    pub fn compile(c: &Condition) -> Self {
+    pub(crate) fn compile(c: &Condition) -> Self {
         let like = matches!(
             c.op.base.positive(),
             crate::policy::BaseOperator::StringLike

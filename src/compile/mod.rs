@@ -5,8 +5,8 @@
 //! The evaluator over a snapshot (`eval::logic`) decides exactly as the
 //! reference interpreter does over the bundle; only faster.
 
-pub mod condition;
-pub mod pattern;
+pub(crate) mod condition;
+pub(crate) mod pattern;
 pub mod statement;
 
 use std::collections::HashMap;
@@ -29,88 +29,88 @@ pub struct EvalOptions {
 }
 
 /// Index of a compiled policy in [`CompiledBundle::policies`].
-pub type PolicyIdx = u32;
+pub(crate) type PolicyIdx = u32;
 
 /// A statement of an identity's effective policy set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct IdEntry {
+pub(crate) struct IdEntry {
     /// The policy.
-    pub policy: PolicyIdx,
+    pub(crate) policy: PolicyIdx,
     /// The statement in it.
-    pub stmt: u32,
+    pub(crate) stmt: u32,
     /// How it is attached (`identity` or `group`).
-    pub kind: PolicyKind,
+    pub(crate) kind: PolicyKind,
     /// The statement's resource prefilter.
-    pub filter: ResFilter,
+    pub(crate) filter: ResFilter,
 }
 
 /// A user or role with its effective policy set.
 #[derive(Debug)]
-pub struct CIdentity {
+pub(crate) struct CIdentity {
     /// ARN (canonical, with path).
-    pub arn: Arc<str>,
+    pub(crate) arn: Arc<str>,
     /// Identity policies, with the kind they count as (`identity` or `group`).
     pub policies: Box<[(PolicyIdx, PolicyKind)]>,
     /// Every statement of those policies, indexed by action once for the
     /// identity, so a request looks up its candidates in one place.
-    pub index: ActionIndex<IdEntry>,
+    pub(crate) index: ActionIndex<IdEntry>,
     /// Whether policies of kind `identity` (and of kind `group`) are attached.
-    pub has_kind: (bool, bool),
+    pub(crate) has_kind: (bool, bool),
     /// Permissions boundary.
-    pub boundary: Option<PolicyIdx>,
+    pub(crate) boundary: Option<PolicyIdx>,
     /// Tags, sorted by lower-cased key.
-    pub tags: Box<[Tag]>,
+    pub(crate) tags: Box<[Tag]>,
     /// Unique id.
-    pub unique_id: Option<Box<str>>,
+    pub(crate) unique_id: Option<Box<str>>,
     /// A service-linked role (SCPs do not bind it).
-    pub service_linked: bool,
+    pub(crate) service_linked: bool,
 }
 
 /// A resource entry.
 #[derive(Debug)]
-pub struct CResourceEntry {
+pub(crate) struct CResourceEntry {
     /// Resource-based or key policy.
-    pub policy: Option<PolicyIdx>,
+    pub(crate) policy: Option<PolicyIdx>,
     /// Tags, sorted by lower-cased key.
-    pub tags: Box<[Tag]>,
+    pub(crate) tags: Box<[Tag]>,
     /// Owner account for ARNs without one.
-    pub account: Option<Box<str>>,
+    pub(crate) account: Option<Box<str>>,
     /// Key properties.
-    pub key: Option<KeyInfo>,
+    pub(crate) key: Option<KeyInfo>,
     /// Grants on this key, in file order.
-    pub grants: Box<[u32]>,
+    pub(crate) grants: Box<[u32]>,
 }
 
 /// An account entry.
 #[derive(Debug, Default)]
-pub struct CAccount {
+pub(crate) struct CAccount {
     /// SCP levels.
-    pub scps: Option<Box<[Box<[PolicyIdx]>]>>,
+    pub(crate) scps: Option<Box<[Box<[PolicyIdx]>]>>,
     /// RCP levels.
-    pub rcps: Option<Box<[Box<[PolicyIdx]>]>>,
+    pub(crate) rcps: Option<Box<[Box<[PolicyIdx]>]>>,
     /// Organization id.
-    pub org_id: Option<Box<str>>,
+    pub(crate) org_id: Option<Box<str>>,
     /// Organization paths.
-    pub org_paths: Option<Box<[Box<str>]>>,
+    pub(crate) org_paths: Option<Box<[Box<str>]>>,
 }
 
 /// A grant.
 #[derive(Debug)]
-pub struct CGrant {
+pub(crate) struct CGrant {
     /// Grant id.
-    pub id: Arc<str>,
+    pub(crate) id: Arc<str>,
     /// Grantee.
-    pub grantee: CPrincipal,
+    pub(crate) grantee: CPrincipal,
     /// Operations as a bit set over [`GrantOperation`].
-    pub operations: u32,
+    pub(crate) operations: u32,
     /// Constraint.
-    pub constraint: Option<GrantConstraint>,
+    pub(crate) constraint: Option<GrantConstraint>,
     /// Retiring principal.
-    pub retiring: Option<CPrincipal>,
+    pub(crate) retiring: Option<CPrincipal>,
 }
 
 /// The bit of a grant operation.
-pub fn op_bit(op: GrantOperation) -> u32 {
+pub(crate) fn op_bit(op: GrantOperation) -> u32 {
     let i = GrantOperation::ALL
         .iter()
         .position(|(_, o)| *o == op)
@@ -124,37 +124,37 @@ pub struct CompiledBundle {
     /// Every policy (files and inline documents).
     pub policies: Box<[CPolicy]>,
     /// Interned actions and services.
-    pub actions: ActionTable,
+    pub(crate) actions: ActionTable,
     /// Identities.
-    pub identities: Box<[CIdentity]>,
+    pub(crate) identities: Box<[CIdentity]>,
     /// Users by canonical ARN.
-    pub users: FxHashMap<Box<str>, u32>,
+    pub(crate) users: FxHashMap<Box<str>, u32>,
     /// Roles by account, then exact name.
     pub roles: FxHashMap<Box<str>, FxHashMap<Box<str>, u32>>,
     /// Resources by canonical ARN.
-    pub resources: FxHashMap<Box<str>, CResourceEntry>,
+    pub(crate) resources: FxHashMap<Box<str>, CResourceEntry>,
     /// Accounts.
-    pub accounts: FxHashMap<Box<str>, CAccount>,
+    pub(crate) accounts: FxHashMap<Box<str>, CAccount>,
     /// Grants.
-    pub grants: Box<[CGrant]>,
+    pub(crate) grants: Box<[CGrant]>,
     /// Settings the evaluation depends on.
-    pub options: CompiledOptions,
+    pub(crate) options: CompiledOptions,
 }
 
 /// A `default_context` entry: (lower-cased key, key, values).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DefaultEntry {
+pub(crate) struct DefaultEntry {
     /// Lower-cased key.
-    pub lower: Box<str>,
+    pub(crate) lower: Box<str>,
     /// Key as configured.
-    pub key: Box<str>,
+    pub(crate) key: Box<str>,
     /// Values.
-    pub values: Box<[String]>,
+    pub(crate) values: Box<[String]>,
 }
 
 /// Evaluation settings, prepared for lookups.
 #[derive(Debug, Default)]
-pub struct CompiledOptions {
+pub(crate) struct CompiledOptions {
     /// Caller session tags count (U4).
     pub trust_session_tags: bool,
     /// `default_context`, sorted by lower-cased key.
@@ -167,13 +167,13 @@ pub struct Snapshot {
     /// `manifest.json` revision.
     pub revision: Arc<str>,
     /// `manifest.json` name.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Where it was loaded from.
     pub source: String,
     /// When it was loaded.
-    pub loaded_at: SystemTime,
+    pub(crate) loaded_at: SystemTime,
     /// Distinct for every snapshot a process builds (cache keys use it, never the revision).
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// The compiled content.
     pub bundle: CompiledBundle,
 }
@@ -193,7 +193,7 @@ impl Snapshot {
 }
 
 /// Compile a bundle.
-pub fn compile(bundle: &Bundle, opts: &EvalOptions) -> CompiledBundle {
+pub(crate) fn compile(bundle: &Bundle, opts: &EvalOptions) -> CompiledBundle {
     // Policies, keyed by the identity of their `Arc` so that shared documents
     // compile once.
     let mut policies: Vec<CPolicy> = Vec::new();
@@ -373,19 +373,19 @@ pub fn compile(bundle: &Bundle, opts: &EvalOptions) -> CompiledBundle {
 
 impl CompiledBundle {
     /// A policy by index.
-    pub fn policy(&self, idx: PolicyIdx) -> Option<&CPolicy> {
+    pub(crate) fn policy(&self, idx: PolicyIdx) -> Option<&CPolicy> {
         self.policies.get(idx as usize)
     }
 
     /// A user by canonical ARN.
-    pub fn user(&self, arn: &str) -> Option<&CIdentity> {
+    pub(crate) fn user(&self, arn: &str) -> Option<&CIdentity> {
         self.users
             .get(arn)
             .and_then(|i| self.identities.get(*i as usize))
     }
 
     /// A role by account and exact name.
-    pub fn role(&self, account: &str, name: &str) -> Option<&CIdentity> {
+    pub(crate) fn role(&self, account: &str, name: &str) -> Option<&CIdentity> {
         self.roles
             .get(account)
             .and_then(|m| m.get(name))

@@ -7,7 +7,7 @@ use crate::policy::glob::fold_char;
 
 /// A piece of a pattern after variable substitution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Seg<'a> {
+pub(crate) enum Seg<'a> {
     /// Policy text: `*` and `?` are wildcards.
     Glob(&'a str),
     /// Literal text (escapes, substituted values).
@@ -73,7 +73,7 @@ thread_local! {
 /// `f` returned and whether the budget held; once it is spent every glob
 /// fails at once, so what `f` returned then means nothing and must be
 /// discarded. Outside this, matching is unbounded.
-pub fn with_match_budget<R>(steps: u64, f: impl FnOnce() -> R) -> (R, bool) {
+pub(crate) fn with_match_budget<R>(steps: u64, f: impl FnOnce() -> R) -> (R, bool) {
     let outer = STEPS_LEFT.replace(steps);
     let result = f();
     let left = STEPS_LEFT.replace(outer);
@@ -216,7 +216,7 @@ fn glob_ascii(pattern: &[u8], text: &[u8], fold: bool) -> bool {
 /// place after the one before (which is enough: a star absorbs anything).
 /// The cost is bounded by the text's length times a middle piece's, and is
 /// charged to the thread's match budget.
-pub fn glob_segments(segs: &[Seg<'_>], text: &str, fold: bool) -> bool {
+pub(crate) fn glob_segments(segs: &[Seg<'_>], text: &str, fold: bool) -> bool {
     // Scanning both sides once (ASCII checks, the anchored pieces) is
     // charged too, at a step per eight bytes.
     let pattern_len: usize = segs
@@ -315,7 +315,7 @@ pub fn glob_segments(segs: &[Seg<'_>], text: &str, fold: bool) -> bool {
 }
 
 /// Whether `text` equals the concatenation of the segments (no wildcards).
-pub fn equals_segments(segs: &[Seg<'_>], text: &str, fold: bool) -> bool {
+pub(crate) fn equals_segments(segs: &[Seg<'_>], text: &str, fold: bool) -> bool {
     let mut chars = text.chars();
     for seg in segs {
         let s = match *seg {
@@ -337,7 +337,7 @@ pub fn equals_segments(segs: &[Seg<'_>], text: &str, fold: bool) -> bool {
 /// development machine; BENCHMARKS.md ("memcmp on short strings") has the
 /// figures.
 #[inline]
-pub fn str_eq(a: &str, b: &str) -> bool {
+pub(crate) fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
@@ -353,7 +353,7 @@ fn word(bytes: &[u8]) -> u64 {
 }
 
 /// Case-aware equality of two strings, character by character.
-pub fn eq_fold(a: &str, b: &str, fold: bool) -> bool {
+pub(crate) fn eq_fold(a: &str, b: &str, fold: bool) -> bool {
     if !fold {
         return str_eq(a, b);
     }
@@ -397,11 +397,11 @@ fn ends_with_fold(text: &str, suffix: &str, fold: bool) -> bool {
 
 /// Pattern text; up to 24 bytes are stored inline, so that most matchers
 /// compare without following a pointer.
-pub type Text = compact_str::CompactString;
+pub(crate) type Text = compact_str::CompactString;
 
 /// A compiled plain pattern (no variables).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Matcher {
+pub(crate) enum Matcher {
     /// `*`: anything.
     Any,
     /// No wildcard: equality.
@@ -416,7 +416,7 @@ pub enum Matcher {
 
 impl Matcher {
     /// Compile a glob pattern (wildcards active).
-    pub fn glob(pattern: &str) -> Self {
+    pub(crate) fn glob(pattern: &str) -> Self {
         if pattern == "*" {
             return Self::Any;
         }
@@ -438,12 +438,12 @@ impl Matcher {
     }
 
     /// A literal (no wildcards).
-    pub fn literal(text: &str) -> Self {
+    pub(crate) fn literal(text: &str) -> Self {
         Self::Exact(text.into())
     }
 
     /// Whether `text` matches.
-    pub fn matches(&self, text: &str, fold: bool) -> bool {
+    pub(crate) fn matches(&self, text: &str, fold: bool) -> bool {
         match self {
             Self::Any => true,
             Self::Exact(s) => eq_fold(s, text, fold),

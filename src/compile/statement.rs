@@ -16,13 +16,13 @@ use crate::policy::*;
 
 /// A compiled `Action`/`NotAction` block.
 #[derive(Clone, Debug)]
-pub struct CActions {
+pub(crate) struct CActions {
     /// `NotAction`.
-    pub negated: bool,
+    pub(crate) negated: bool,
     /// `*` is listed.
-    pub any: bool,
+    pub(crate) any: bool,
     /// `service:pattern` values (lower-cased).
-    pub named: Box<[(Text, Matcher)]>,
+    pub(crate) named: Box<[(Text, Matcher)]>,
 }
 
 impl CActions {
@@ -45,7 +45,7 @@ impl CActions {
     }
 
     /// Whether the block matches `service:name` (both lower-cased).
-    pub fn matches(&self, service: &str, name: &str) -> bool {
+    pub(crate) fn matches(&self, service: &str, name: &str) -> bool {
         let hit = self.any
             || self
                 .named
@@ -61,7 +61,7 @@ impl CActions {
     clippy::large_enum_variant,
     reason = "ARN pieces are kept inline on purpose: matching a statement should not chase pointers"
 )]
-pub enum CResource {
+pub(crate) enum CResource {
     /// `*`.
     Any,
     /// An ARN pattern: 6 pieces, or fewer for a short pattern whose last
@@ -80,16 +80,16 @@ pub enum CResource {
 
 /// A compiled `Resource`/`NotResource` block.
 #[derive(Clone, Debug)]
-pub struct CResources {
+pub(crate) struct CResources {
     /// `NotResource`.
-    pub negated: bool,
+    pub(crate) negated: bool,
     /// The values (the first inline).
-    pub items: SmallVec<[CResource; 1]>,
+    pub(crate) items: SmallVec<[CResource; 1]>,
 }
 
 /// A principal value, with its canonical ARN precomputed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CPrincipal {
+pub(crate) enum CPrincipal {
     /// `*`.
     Everyone,
     /// An account (id).
@@ -110,7 +110,7 @@ pub enum CPrincipal {
 
 impl CPrincipal {
     /// Compile a principal entry (or grantee).
-    pub fn compile(e: &PrincipalEntry) -> Self {
+    pub(crate) fn compile(e: &PrincipalEntry) -> Self {
         match e {
             PrincipalEntry::Everyone => Self::Everyone,
             PrincipalEntry::Account(a) => Self::Account(Text::from(&**a)),
@@ -132,36 +132,36 @@ impl CPrincipal {
 
 /// A compiled `Principal`/`NotPrincipal` block.
 #[derive(Clone, Debug)]
-pub struct CPrincipals {
+pub(crate) struct CPrincipals {
     /// `NotPrincipal`.
-    pub negated: bool,
+    pub(crate) negated: bool,
     /// The values.
-    pub items: Box<[CPrincipal]>,
+    pub(crate) items: Box<[CPrincipal]>,
 }
 
 /// A compiled statement.
 #[derive(Clone, Debug)]
 pub struct CStatement {
     /// Index in `Statement`.
-    pub index: u32,
+    pub(crate) index: u32,
     /// `Sid`.
-    pub sid: Option<Arc<str>>,
+    pub(crate) sid: Option<Arc<str>>,
     /// Effect.
-    pub effect: Effect,
+    pub(crate) effect: Effect,
     /// `Action: "*"` (an org-gate `Allow` that is never listed).
-    pub full_access: bool,
+    pub(crate) full_access: bool,
     /// Actions.
-    pub actions: CActions,
+    pub(crate) actions: CActions,
     /// Resources (`None`: a key-policy statement without `Resource`).
-    pub resources: Option<CResources>,
+    pub(crate) resources: Option<CResources>,
     /// Principals.
-    pub principals: Option<CPrincipals>,
+    pub(crate) principals: Option<CPrincipals>,
     /// Conditions.
     pub conditions: Box<[CCondition]>,
     /// Position in its file.
     pub position: Position,
     /// A condition or variable reads `aws:CurrentTime`/`aws:EpochTime`.
-    pub mentions_clock: bool,
+    pub(crate) mentions_clock: bool,
 }
 
 fn compile_arn(pieces: &[Template]) -> CResource {
@@ -191,7 +191,7 @@ fn is_clock(source: &KeySource) -> bool {
 
 impl CStatement {
     /// Compile a validated statement.
-    pub fn compile(st: &Statement) -> Self {
+    pub(crate) fn compile(st: &Statement) -> Self {
         let resources = st.resource.as_ref().map(|b| CResources {
             negated: b.negated,
             items: b
@@ -246,7 +246,7 @@ impl CStatement {
 /// resource part is plain text or plain text followed by `*`, the length of
 /// that text and its last bytes. Kept in index entries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ResFilter {
+pub(crate) struct ResFilter {
     /// Length of the literal resource part (0: no filter, admit everything).
     len: u16,
     /// The resource part is exactly the literal (no trailing `*`).
@@ -256,7 +256,7 @@ pub struct ResFilter {
     /// The last bytes of the literal.
     tail: [u8; 8],
     /// The statement mentions a clock key (so skipping it must still note that).
-    pub clock: bool,
+    pub(crate) clock: bool,
 }
 
 impl ResFilter {
@@ -301,7 +301,7 @@ impl ResFilter {
     /// Whether a statement with this filter can match a request whose
     /// resource part is `rest` (`None`: the resource is not an ARN).
     #[inline]
-    pub fn admits(&self, rest: Option<&str>) -> bool {
+    pub(crate) fn admits(&self, rest: Option<&str>) -> bool {
         if self.len == 0 {
             return true;
         }
@@ -319,7 +319,7 @@ impl ResFilter {
 /// Interned action names (`service:name`, lower-cased) and services, shared
 /// by every policy of a snapshot.
 #[derive(Debug, Default)]
-pub struct ActionTable {
+pub(crate) struct ActionTable {
     actions: FxHashMap<Box<str>, u32>,
     services: FxHashMap<Box<str>, u32>,
 }
@@ -336,12 +336,12 @@ impl ActionTable {
     }
 
     /// The id of an exact `service:name` (lower-cased), if any policy names it.
-    pub fn lookup_action(&self, key: &str) -> Option<u32> {
+    pub(crate) fn lookup_action(&self, key: &str) -> Option<u32> {
         self.actions.get(key).copied()
     }
 
     /// The id of a service, if any policy names an action pattern of it.
-    pub fn lookup_service(&self, service: &str) -> Option<u32> {
+    pub(crate) fn lookup_service(&self, service: &str) -> Option<u32> {
         self.services.get(service).copied()
     }
 }
@@ -352,7 +352,7 @@ impl ActionTable {
 /// statement is (an index into one policy, or a policy and statement for an
 /// identity's merged index). The layout keeps a lookup to a few cache lines.
 #[derive(Clone, Debug)]
-pub struct ActionIndex<T> {
+pub(crate) struct ActionIndex<T> {
     /// Distinct action ids, sorted.
     exact_keys: Box<[u32]>,
     /// `exact_entries[bounds[i]..bounds[i + 1]]` are the entries of `exact_keys[i]`.
@@ -371,7 +371,7 @@ pub struct ActionIndex<T> {
 
 impl<T> ActionIndex<T> {
     /// An index of nothing.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self {
             exact_keys: Box::new([]),
             exact_bounds: Box::new([0]),
@@ -393,7 +393,7 @@ impl<T: Copy + Ord> ActionIndex<T> {
     /// listed at most once for any one exact action: under its exact names,
     /// unless a wildcard pattern of the same service lists it (with all its
     /// patterns of that service) under the service.
-    pub fn build<'a>(
+    pub(crate) fn build<'a>(
         entries: impl Iterator<Item = (T, &'a CStatement)>,
         table: &mut ActionTable,
     ) -> Self {
@@ -485,7 +485,7 @@ impl<T: Copy + Ord> ActionIndex<T> {
     }
 
     /// The entries whose statement's action matches, each once.
-    pub fn candidates<'s, const N: usize>(
+    pub(crate) fn candidates<'s, const N: usize>(
         &self,
         action: &ActionKey<'_>,
         statement: impl Fn(T) -> Option<&'s CStatement>,
@@ -552,7 +552,7 @@ impl<T: Copy + Ord> ActionIndex<T> {
 
 impl CStatement {
     /// The resource prefilter of this statement.
-    pub fn filter(&self) -> ResFilter {
+    pub(crate) fn filter(&self) -> ResFilter {
         ResFilter::of(self)
     }
 }
@@ -562,30 +562,30 @@ const INDEX_MIN_STATEMENTS: usize = 8;
 
 /// The request's action, resolved against a snapshot's [`ActionTable`].
 #[derive(Clone, Copy, Debug)]
-pub struct ActionKey<'r> {
+pub(crate) struct ActionKey<'r> {
     /// Service, lower-cased.
-    pub service: &'r str,
+    pub(crate) service: &'r str,
     /// Name, lower-cased.
-    pub name: &'r str,
+    pub(crate) name: &'r str,
     /// Exact action id.
-    pub action_id: Option<u32>,
+    pub(crate) action_id: Option<u32>,
     /// Service id.
-    pub service_id: Option<u32>,
+    pub(crate) service_id: Option<u32>,
 }
 
 /// A compiled policy.
 #[derive(Clone, Debug)]
 pub struct CPolicy {
     /// Policy id.
-    pub id: Arc<str>,
+    pub(crate) id: Arc<str>,
     /// Statements.
     pub statements: Box<[CStatement]>,
     /// Action index (large policies only).
-    pub index: Option<ActionIndex<u32>>,
+    pub(crate) index: Option<ActionIndex<u32>>,
 }
 
 /// Candidate statements of a policy for one request (their action matches).
-pub type Candidates = SmallVec<[u32; 16]>;
+pub(crate) type Candidates = SmallVec<[u32; 16]>;
 
 impl CPolicy {
     /// Compile a document (no index).
@@ -598,7 +598,7 @@ impl CPolicy {
     }
 
     /// Build the action index (large policies only), interning names in `table`.
-    pub fn build_index(&mut self, table: &mut ActionTable) {
+    pub(crate) fn build_index(&mut self, table: &mut ActionTable) {
         if self.statements.len() < INDEX_MIN_STATEMENTS {
             return;
         }
@@ -611,7 +611,7 @@ impl CPolicy {
     }
 
     /// The statements whose action matches, each once.
-    pub fn candidates(&self, action: &ActionKey<'_>, out: &mut Candidates) {
+    pub(crate) fn candidates(&self, action: &ActionKey<'_>, out: &mut Candidates) {
         out.clear();
         match &self.index {
             Some(ix) => ix.candidates(action, |i| self.statements.get(i as usize), out),

@@ -1,5 +1,5 @@
 //! What a decision says: the outcome, the statements that decided it, the
-//! context keys that were missing, and, on request, why (evaluation.md §8).
+//! context keys that were missing, and, on request, why (docs/evaluation.md §8).
 
 use std::sync::Arc;
 
@@ -31,7 +31,7 @@ impl Outcome {
     }
 
     /// Parse the output spelling.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "Allow" => Some(Self::Allow),
             "ExplicitDeny" => Some(Self::ExplicitDeny),
@@ -45,31 +45,31 @@ impl Outcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatchedStatement {
     /// Policy id (grant id for grants).
-    pub policy_id: Arc<str>,
+    pub(crate) policy_id: Arc<str>,
     /// Kind.
-    pub kind: PolicyKind,
+    pub(crate) kind: PolicyKind,
     /// Statement index (`None` for grants).
-    pub index: Option<u32>,
+    pub(crate) index: Option<u32>,
     /// `Sid`.
-    pub sid: Option<Arc<str>>,
+    pub(crate) sid: Option<Arc<str>>,
     /// Effect.
-    pub effect: Effect,
+    pub(crate) effect: Effect,
     /// SCP/RCP level, 0 = organization root.
-    pub level: Option<u32>,
+    pub(crate) level: Option<u32>,
     /// Where the statement is (`None` for grants).
     pub position: Option<Position>,
 }
 
 impl MatchedStatement {
     /// The order of `matched`: kind, level, policy id (bytes), index.
-    pub fn sort_key(&self) -> (PolicyKind, Option<u32>, &str, Option<u32>) {
+    pub(crate) fn sort_key(&self) -> (PolicyKind, Option<u32>, &str, Option<u32>) {
         (self.kind, self.level, &self.policy_id, self.index)
     }
 }
 
 impl MatchedStatement {
     /// The entry a grant that allowed puts in `matched`.
-    pub fn grant(id: &Arc<str>) -> Self {
+    pub(crate) fn grant(id: &Arc<str>) -> Self {
         Self {
             policy_id: id.clone(),
             kind: PolicyKind::Grant,
@@ -83,13 +83,13 @@ impl MatchedStatement {
 }
 
 /// The statements of a decision, inline for the common sizes.
-pub type MatchedList = SmallVec<[MatchedStatement; 6]>;
+pub(crate) type MatchedList = SmallVec<[MatchedStatement; 6]>;
 
 /// Missing context keys, inline for the common sizes.
-pub type MissingKeys = SmallVec<[Arc<str>; 4]>;
+pub(crate) type MissingKeys = SmallVec<[Arc<str>; 4]>;
 
-/// Sort and deduplicate a `matched` list (evaluation.md §8).
-pub fn normalize_matched(list: &mut MatchedList) {
+/// Sort and deduplicate a `matched` list (docs/evaluation.md §8).
+pub(crate) fn normalize_matched(list: &mut MatchedList) {
     list.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     list.dedup_by(|a, b| a.sort_key() == b.sort_key());
 }
@@ -115,7 +115,7 @@ pub enum Gate {
 
 impl Gate {
     /// The spelling used in output.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::CrossAccountOp => "cross_account_op",
             Self::Rcp => "rcp",
@@ -128,7 +128,7 @@ impl Gate {
     }
 
     /// Parse the output spelling.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         [
             Self::CrossAccountOp,
             Self::Rcp,
@@ -143,39 +143,39 @@ impl Gate {
     }
 }
 
-/// The gates of evaluation.md §5–§7 as one decision found them: each
+/// The gates of docs/evaluation.md §5–§7 as one decision found them: each
 /// field says whether that gate lets the request through. Both evaluators
 /// compute it their own way; it only names the results.
 #[derive(Clone, Copy, Debug)]
-pub struct Gates {
+pub(crate) struct Gates {
     /// Every SCP level has an applicable `Allow`, or no SCP applies.
-    pub scp: bool,
+    pub(crate) scp: bool,
     /// Every RCP level has an applicable `Allow`, or no RCP applies.
-    pub rcp: bool,
+    pub(crate) rcp: bool,
     /// The permissions boundary allows, or there is none.
-    pub boundary: bool,
+    pub(crate) boundary: bool,
     /// The session policy allows, or none applies (§5 step 6).
-    pub session: bool,
+    pub(crate) session: bool,
     /// The identity path allows: an identity `Allow` (or the caller is the
     /// root), within the boundary and the session policy.
-    pub identity: bool,
+    pub(crate) identity: bool,
     /// The KMS operation may be used across accounts, or the call is not
     /// cross-account (§7.2).
-    pub cross_account_op: bool,
+    pub(crate) cross_account_op: bool,
     /// The KMS key has a key policy, or the resource is no KMS key (§7.1).
-    pub key_policy: bool,
+    pub(crate) key_policy: bool,
 }
 
 impl Gates {
     /// Whether the gates that close every path (the cross-account operation
     /// list, RCPs, SCPs, a key without a policy) let the request on.
-    pub fn open(&self) -> bool {
+    pub(crate) fn open(&self) -> bool {
         self.cross_account_op && self.rcp && self.scp && self.key_policy
     }
 
     /// explain's `blocked_by` for an `ImplicitDeny`, in evaluation order;
     /// `key_state` says whether the key state refused an allowed request.
-    pub fn blocked_by(&self, key_state: bool) -> Vec<Gate> {
+    pub(crate) fn blocked_by(&self, key_state: bool) -> Vec<Gate> {
         [
             (self.cross_account_op, Gate::CrossAccountOp),
             (self.rcp, Gate::Rcp),
@@ -207,7 +207,7 @@ pub enum KindDecision {
 impl KindDecision {
     /// The decision of policies of one kind that take part: a `Deny` wins,
     /// then an `Allow`.
-    pub fn of(allow: bool, deny: bool) -> Self {
+    pub(crate) fn of(allow: bool, deny: bool) -> Self {
         if deny {
             Self::ExplicitDeny
         } else if allow {
@@ -218,7 +218,7 @@ impl KindDecision {
     }
 
     /// The spelling used in output.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "Allow",
             Self::ExplicitDeny => "ExplicitDeny",
@@ -228,36 +228,36 @@ impl KindDecision {
     }
 }
 
-/// Why (evaluation.md §8 explain fields).
+/// Why (docs/evaluation.md §8 explain fields).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Explanation {
     /// The SCP gate passed or does not apply.
-    pub allowed_by_organizations: bool,
+    pub(crate) allowed_by_organizations: bool,
     /// The boundary allows, or there is none.
-    pub allowed_by_boundary: bool,
+    pub(crate) allowed_by_boundary: bool,
     /// The session policy allows, or none applies.
-    pub allowed_by_session: bool,
+    pub(crate) allowed_by_session: bool,
     /// The RCP gate passed or does not apply.
-    pub allowed_by_rcp: bool,
+    pub(crate) allowed_by_rcp: bool,
     /// The grant that allowed.
-    pub grant_id: Option<Arc<str>>,
+    pub(crate) grant_id: Option<Arc<str>>,
     /// Gates that refused, in evaluation order (ImplicitDeny only).
-    pub blocked_by: Vec<Gate>,
+    pub(crate) blocked_by: Vec<Gate>,
     /// The key state, when the key-state gate refused.
-    pub key_state: Option<KeyState>,
+    pub(crate) key_state: Option<KeyState>,
     /// Per-kind decisions of the caller's side (all kinds, same-account).
-    pub caller_side: Vec<(PolicyKind, KindDecision)>,
+    pub(crate) caller_side: Vec<(PolicyKind, KindDecision)>,
     /// Per-kind decisions of the resource's side (cross-account only).
-    pub resource_side: Vec<(PolicyKind, KindDecision)>,
+    pub(crate) resource_side: Vec<(PolicyKind, KindDecision)>,
     /// Context keys the caller sent that verdict derives itself and ignored.
-    pub ignored_context_keys: Vec<String>,
+    pub(crate) ignored_context_keys: Vec<String>,
 }
 
 impl Explanation {
     /// Split per-kind decisions into explain's two sides: everything on the
     /// caller's side when the call stays in one account (sorted by kind),
     /// the resource's kinds apart when it crosses accounts.
-    pub fn sides(
+    pub(crate) fn sides(
         cross: bool,
         caller: Vec<(PolicyKind, KindDecision)>,
         resource: Vec<(PolicyKind, KindDecision)>,
@@ -273,7 +273,7 @@ impl Explanation {
 }
 
 /// explain's caller side and resource side.
-pub type SidedKinds = (
+pub(crate) type SidedKinds = (
     Vec<(PolicyKind, KindDecision)>,
     Vec<(PolicyKind, KindDecision)>,
 );
@@ -284,14 +284,14 @@ pub struct Decision {
     /// Outcome.
     pub outcome: Outcome,
     /// The statements that decided, in the order of §8.
-    pub matched: MatchedList,
+    pub(crate) matched: MatchedList,
     /// Context keys tested by plain operators and absent, lower-cased, sorted.
-    pub missing_context_keys: MissingKeys,
+    pub(crate) missing_context_keys: MissingKeys,
     /// The bundle revision that decided.
-    pub bundle_revision: Arc<str>,
+    pub(crate) bundle_revision: Arc<str>,
     /// Why, when the request asked.
-    pub explanation: Option<Box<Explanation>>,
+    pub(crate) explanation: Option<Box<Explanation>>,
     /// Whether a condition read a clock key the server filled in (such a
     /// decision must not be cached).
-    pub reads_server_clock: bool,
+    pub(crate) reads_server_clock: bool,
 }

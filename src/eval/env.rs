@@ -1,6 +1,6 @@
 //! The request context as the compiled evaluator sees it: derived keys are
 //! computed on demand from the request, the caller's identity and the
-//! resource, without building a map and without allocating (evaluation.md §1).
+//! resource, without building a map and without allocating (docs/evaluation.md §1).
 
 use std::cell::{Cell, OnceCell};
 use std::time::SystemTime;
@@ -17,7 +17,7 @@ use crate::policy::value;
 
 /// A short string built during evaluation, on the stack when it fits.
 #[derive(Debug)]
-pub enum Scratch {
+pub(crate) enum Scratch {
     /// Fits inline.
     Inline(ArrayString<96>),
     /// Does not.
@@ -45,7 +45,7 @@ impl Scratch {
 
 /// The values of a key.
 #[derive(Clone, Copy, Debug)]
-pub enum Values<'a> {
+pub(crate) enum Values<'a> {
     /// One value.
     One(&'a str),
     /// The caller's values.
@@ -67,7 +67,7 @@ fn ec_suffix(key: &str) -> &str {
 
 impl<'a> Values<'a> {
     /// Iterate the values.
-    pub fn iter(self) -> impl Iterator<Item = &'a str> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = &'a str> {
         let (one, list, boxed, ec) = match self {
             Self::One(s) => (Some(s), None, None, None),
             Self::List(l) => (None, Some(l), None, None),
@@ -93,7 +93,7 @@ impl<'a> Values<'a> {
     }
 
     /// How many values.
-    pub fn len(self) -> usize {
+    pub(crate) fn len(self) -> usize {
         match self {
             Self::One(_) => 1,
             Self::List(l) => l.len(),
@@ -103,12 +103,12 @@ impl<'a> Values<'a> {
     }
 
     /// Whether there are no values.
-    pub fn is_empty(self) -> bool {
+    pub(crate) fn is_empty(self) -> bool {
         self.len() == 0
     }
 
     /// The value, if there is exactly one (a policy variable's value).
-    pub fn single(self) -> Option<&'a str> {
+    pub(crate) fn single(self) -> Option<&'a str> {
         let mut it = self.iter();
         match (it.next(), it.next()) {
             (Some(v), None) => Some(v),
@@ -144,23 +144,23 @@ where
 }
 
 /// The caller, resolved in a compiled bundle.
-pub type CallerView<'a> = super::facts::CallerOf<'a, CIdentity>;
+pub(crate) type CallerView<'a> = super::facts::CallerOf<'a, CIdentity>;
 
 /// The resource, resolved in a compiled bundle.
-pub type ResourceView<'a> = super::facts::ResourceOf<'a, CResourceEntry>;
+pub(crate) type ResourceView<'a> = super::facts::ResourceOf<'a, CResourceEntry>;
 
 /// Everything a decision reads, borrowed.
-pub struct Env<'a> {
+pub(crate) struct Env<'a> {
     /// The compiled bundle.
     pub bundle: &'a CompiledBundle,
     /// The request.
-    pub req: &'a Request,
+    pub(crate) req: &'a Request,
     /// The caller.
-    pub caller: CallerView<'a>,
+    pub(crate) caller: CallerView<'a>,
     /// The resource.
-    pub res: ResourceView<'a>,
+    pub(crate) res: ResourceView<'a>,
     /// The caller's account entry.
-    pub caller_account: Option<&'a CAccount>,
+    pub(crate) caller_account: Option<&'a CAccount>,
     create_key: bool,
     trusted_tags: bool,
     now: SystemTime,
@@ -168,12 +168,12 @@ pub struct Env<'a> {
     derived_time: OnceCell<Option<Scratch>>,
     derived_epoch: OnceCell<Option<Scratch>>,
     /// Set when a statement whose action matched mentions a clock key the server filled.
-    pub clock_read: Cell<bool>,
+    pub(crate) clock_read: Cell<bool>,
 }
 
 impl<'a> Env<'a> {
     /// Resolve the request against the bundle.
-    pub fn new(bundle: &'a CompiledBundle, req: &'a Request, now: SystemTime) -> Self {
+    pub(crate) fn new(bundle: &'a CompiledBundle, req: &'a Request, now: SystemTime) -> Self {
         let self_arn = req.caller_arn();
         let caller = match &req.caller {
             Caller::Service(name) => CallerView::service(name),
@@ -231,7 +231,7 @@ impl<'a> Env<'a> {
     }
 
     /// Whether the caller's value of a key is ignored (verdict derives it).
-    pub fn ignored(&self, source: &KeySource) -> bool {
+    pub(crate) fn ignored(&self, source: &KeySource) -> bool {
         match source {
             KeySource::Caller
             | KeySource::CurrentTime
@@ -258,7 +258,7 @@ impl<'a> Env<'a> {
     }
 
     /// Whether the server clock fills `aws:CurrentTime` and `aws:EpochTime`.
-    pub fn server_clock(&self) -> bool {
+    pub(crate) fn server_clock(&self) -> bool {
         self.caller_get("aws:currenttime").is_none() && self.caller_get("aws:epochtime").is_none()
     }
 
@@ -277,7 +277,7 @@ impl<'a> Env<'a> {
     }
 
     /// The values of a key as a statement of `kind` sees it.
-    pub fn lookup<'e>(&'e self, key: &CKey, kind: PolicyKind) -> Option<Values<'e>> {
+    pub(crate) fn lookup<'e>(&'e self, key: &CKey, kind: PolicyKind) -> Option<Values<'e>> {
         let c = &self.caller;
         let one = |s: &'e str| Some(Values::One(s));
         match &key.source {
@@ -475,12 +475,12 @@ impl<'a> Env<'a> {
     }
 
     /// A variable's value: the key's single value.
-    pub fn var<'e>(&'e self, key: &CKey, kind: PolicyKind) -> Option<&'e str> {
+    pub(crate) fn var<'e>(&'e self, key: &CKey, kind: PolicyKind) -> Option<&'e str> {
         self.lookup(key, kind)?.single()
     }
 
     /// The request's encryption-context pairs (key after the prefix, values).
-    pub fn encryption_context(&self) -> impl Iterator<Item = (&'a str, &'a [String])> + '_ {
+    pub(crate) fn encryption_context(&self) -> impl Iterator<Item = (&'a str, &'a [String])> + '_ {
         let entries = self.req.context.entries();
         let start = entries.partition_point(|e| *e.lower < *ENCRYPTION_CONTEXT_PREFIX);
         let from_request = entries
@@ -500,7 +500,7 @@ impl<'a> Env<'a> {
 
     /// The `verdict:GrantId` of a RetireGrant request: `None` when absent,
     /// `Some(None)` when present without exactly one value.
-    pub fn grant_id(&self) -> Option<Option<&'a str>> {
+    pub(crate) fn grant_id(&self) -> Option<Option<&'a str>> {
         self.caller_get("verdict:grantid").map(|v| match v {
             [one] => Some(one.as_str()),
             _ => None,
@@ -508,7 +508,7 @@ impl<'a> Env<'a> {
     }
 
     /// A caller value by lower-cased key.
-    pub fn caller_values(&self, lower: &str) -> Option<&'a [String]> {
+    pub(crate) fn caller_values(&self, lower: &str) -> Option<&'a [String]> {
         self.caller_get(lower)
     }
 }

@@ -2,14 +2,19 @@
 //! caller is in the bundle, which account owns the resource, and which
 //! context keys verdict derives itself (so that a caller cannot spoof them).
 
+#[cfg(feature = "reference")]
 use crate::bundle::{Bundle, Identity, Resource};
-use crate::policy::principal::{PrincipalArn, split_arn};
+#[cfg(feature = "reference")]
+use crate::policy::principal::PrincipalArn;
+use crate::policy::principal::split_arn;
 
-use super::request::{Caller, Request};
+#[cfg(feature = "reference")]
+use super::request::Caller;
+use super::request::Request;
 
-/// The caller's form (evaluation.md §1).
+/// The caller's form (docs/evaluation.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Form {
+pub(crate) enum Form {
     /// `arn:P:iam::A:root`.
     Root,
     /// An IAM user.
@@ -28,19 +33,19 @@ pub enum Form {
 /// (the policy model for the reference interpreter, the compiled model for
 /// the fast path).
 #[derive(Debug)]
-pub struct CallerOf<'a, I> {
+pub(crate) struct CallerOf<'a, I> {
     /// Form.
-    pub form: Form,
+    pub(crate) form: Form,
     /// Account (PA); none for service principals.
-    pub account: Option<&'a str>,
+    pub(crate) account: Option<&'a str>,
     /// The listed user or role.
-    pub identity: Option<&'a I>,
+    pub(crate) identity: Option<&'a I>,
     /// The caller's own canonical ARN (none for services).
-    pub self_arn: Option<&'a str>,
+    pub(crate) self_arn: Option<&'a str>,
     /// For sessions and role-ARN callers: the role ARN, with the bundle's path when listed.
-    pub role_arn: Option<&'a str>,
+    pub(crate) role_arn: Option<&'a str>,
     /// For service principals: the name.
-    pub service: Option<&'a str>,
+    pub(crate) service: Option<&'a str>,
 }
 
 impl<I> Clone for CallerOf<'_, I> {
@@ -53,7 +58,7 @@ impl<I> Copy for CallerOf<'_, I> {}
 
 impl<'a, I> CallerOf<'a, I> {
     /// A service principal as the caller.
-    pub fn service(name: &'a str) -> Self {
+    pub(crate) fn service(name: &'a str) -> Self {
         Self {
             form: Form::Service,
             account: None,
@@ -65,12 +70,14 @@ impl<'a, I> CallerOf<'a, I> {
     }
 }
 
+#[cfg(feature = "reference")]
 /// The caller, resolved against the bundle as loaded.
-pub type CallerFacts<'a> = CallerOf<'a, Identity>;
+pub(crate) type CallerFacts<'a> = CallerOf<'a, Identity>;
 
+#[cfg(feature = "reference")]
 impl<'a> CallerFacts<'a> {
     /// Resolve the request's caller in the bundle.
-    pub fn resolve(bundle: &'a Bundle, req: &'a Request) -> Self {
+    pub(crate) fn resolve(bundle: &'a Bundle, req: &'a Request) -> Self {
         let arn = match &req.caller {
             Caller::Arn(arn) => arn,
             Caller::Service(name) => return Self::service(name),
@@ -110,20 +117,12 @@ impl<'a> CallerFacts<'a> {
     }
 
     /// Whether the caller is a session whose tags may come from the request.
-    pub fn carries_session_tags(&self) -> bool {
+    pub(crate) fn carries_session_tags(&self) -> bool {
         matches!(self.form, Form::AssumedRole | Form::FederatedUser)
     }
 
-    /// Whether the caller is a session for the purpose of session policies.
-    pub fn is_session(&self) -> bool {
-        matches!(
-            self.form,
-            Form::AssumedRole | Form::RoleArn | Form::FederatedUser
-        )
-    }
-
     /// Whether SCPs bind the caller (not services, not service-linked roles).
-    pub fn bound_by_scps(&self) -> bool {
+    pub(crate) fn bound_by_scps(&self) -> bool {
         self.form != Form::Service && !self.identity.is_some_and(Identity::is_service_linked_role)
     }
 }
@@ -131,17 +130,17 @@ impl<'a> CallerFacts<'a> {
 /// The resource, resolved against a bundle whose `resources.json` entries
 /// are `E` (see [`CallerOf`]).
 #[derive(Debug)]
-pub struct ResourceOf<'a, E> {
+pub(crate) struct ResourceOf<'a, E> {
     /// The `resources.json` entry whose key equals the resource.
-    pub entry: Option<&'a E>,
+    pub(crate) entry: Option<&'a E>,
     /// Whether the resource is a KMS key (`arn:*:kms:*:*:key/*`).
-    pub is_kms_key: bool,
+    pub(crate) is_kms_key: bool,
     /// The resource account (RA).
-    pub account: Option<&'a str>,
+    pub(crate) account: Option<&'a str>,
     /// Whether RA is known from the ARN or the entry (`aws:ResourceAccount` present).
-    pub account_known: bool,
+    pub(crate) account_known: bool,
     /// The six pieces of the resource ARN (none for `*` or a malformed one).
-    pub pieces: Option<[&'a str; 6]>,
+    pub(crate) pieces: Option<[&'a str; 6]>,
 }
 
 impl<E> Clone for ResourceOf<'_, E> {
@@ -156,7 +155,7 @@ impl<'a, E> ResourceOf<'a, E> {
     /// Resolve `resource`, whose bundle entry (if any) is `entry` with the
     /// account it names: RA is the ARN's account, else the entry's, else
     /// the caller's (then it is not known).
-    pub fn new(
+    pub(crate) fn new(
         resource: &'a str,
         entry: Option<(&'a E, Option<&'a str>)>,
         caller_account: Option<&'a str>,
@@ -181,17 +180,20 @@ impl<'a, E> ResourceOf<'a, E> {
     }
 
     /// The ARN's region piece, if not empty.
-    pub fn region(&self) -> Option<&'a str> {
+    #[cfg(feature = "reference")]
+    pub(crate) fn region(&self) -> Option<&'a str> {
         self.pieces.map(|p| p[3]).filter(|r| !r.is_empty())
     }
 }
 
+#[cfg(feature = "reference")]
 /// The resource, resolved against the bundle as loaded.
-pub type ResourceFacts<'a> = ResourceOf<'a, Resource>;
+pub(crate) type ResourceFacts<'a> = ResourceOf<'a, Resource>;
 
+#[cfg(feature = "reference")]
 impl<'a> ResourceFacts<'a> {
     /// Resolve the request's resource in the bundle.
-    pub fn resolve(bundle: &'a Bundle, req: &'a Request, caller: &CallerFacts<'a>) -> Self {
+    pub(crate) fn resolve(bundle: &'a Bundle, req: &'a Request, caller: &CallerFacts<'a>) -> Self {
         let entry = bundle
             .resources
             .get(req.resource.as_str())
@@ -200,17 +202,19 @@ impl<'a> ResourceFacts<'a> {
     }
 }
 
+#[cfg(feature = "reference")]
 /// Whether the request is cross-account (PA ≠ RA). Service principals never are.
-pub fn is_cross_account(caller: &CallerFacts<'_>, resource: &ResourceFacts<'_>) -> bool {
+pub(crate) fn is_cross_account(caller: &CallerFacts<'_>, resource: &ResourceFacts<'_>) -> bool {
     match (caller.account, resource.account) {
         (Some(pa), Some(ra)) => pa != ra,
         _ => false,
     }
 }
 
+#[cfg(feature = "reference")]
 /// Whether the caller's value of a (lower-cased) key is ignored because
-/// verdict derives the key (evaluation.md §1).
-pub fn caller_value_ignored(
+/// verdict derives the key (docs/evaluation.md §1).
+pub(crate) fn caller_value_ignored(
     lower: &str,
     req: &Request,
     caller: &CallerFacts<'_>,
@@ -238,17 +242,19 @@ pub fn caller_value_ignored(
 }
 
 /// Whether the action is `kms:CreateKey` (whose key properties come from the caller).
-pub fn is_create_key(req: &Request) -> bool {
+pub(crate) fn is_create_key(req: &Request) -> bool {
     req.service() == "kms" && req.name() == "createkey"
 }
 
+#[cfg(feature = "reference")]
 /// Whether the action is `kms:RetireGrant`.
-pub fn is_retire_grant(req: &Request) -> bool {
+pub(crate) fn is_retire_grant(req: &Request) -> bool {
     req.service() == "kms" && req.name() == "retiregrant"
 }
 
 /// Prefix of encryption-context keys (lower-cased).
-pub const ENCRYPTION_CONTEXT_PREFIX: &str = "kms:encryptioncontext:";
+pub(crate) const ENCRYPTION_CONTEXT_PREFIX: &str = "kms:encryptioncontext:";
 
+#[cfg(feature = "reference")]
 /// Keys the server fills from its clock when the caller does not send them.
-pub const CLOCK_KEYS: &[&str] = &["aws:currenttime", "aws:epochtime"];
+pub(crate) const CLOCK_KEYS: &[&str] = &["aws:currenttime", "aws:epochtime"];

@@ -13,7 +13,7 @@ use super::request::{InvalidRequest, RequestParts};
 /// A request as JSON (strict: unknown keys are errors).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RequestShape<'a> {
+pub(crate) struct RequestShape<'a> {
     /// Principal.
     #[serde(default)]
     pub principal: Option<String>,
@@ -43,7 +43,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidReque
 
 /// Convert JSON context values: a scalar is a one-element list; numbers and
 /// booleans become their JSON text; `null` and objects are errors.
-pub fn context_pairs(
+pub(crate) fn context_pairs(
     context: &UniqueMap<&RawValue>,
 ) -> Result<Vec<(String, Vec<String>)>, InvalidRequest> {
     let mut out = Vec::with_capacity(context.0.len());
@@ -75,7 +75,7 @@ pub fn context_pairs(
 }
 
 /// The session policy text of a JSON request (an object, or a string holding one).
-pub fn session_policy_text(raw: &RawValue) -> Result<String, InvalidRequest> {
+pub(crate) fn session_policy_text(raw: &RawValue) -> Result<String, InvalidRequest> {
     let text = raw.get().trim_start();
     match text.as_bytes().first() {
         Some(b'{') => Ok(text.to_owned()),
@@ -90,7 +90,7 @@ pub fn session_policy_text(raw: &RawValue) -> Result<String, InvalidRequest> {
 
 impl RequestShape<'_> {
     /// The request's parts, ready for validation.
-    pub fn into_parts(self) -> Result<RequestParts, InvalidRequest> {
+    pub(crate) fn into_parts(self) -> Result<RequestParts, InvalidRequest> {
         let require = |v: Option<String>, field: &str| v.ok_or_else(|| invalid(field, "missing"));
         Ok(RequestParts {
             principal: require(self.principal, "principal")?,
@@ -107,7 +107,7 @@ impl RequestShape<'_> {
 }
 
 /// Parse one JSON request line.
-pub fn parse_request_line(line: &str) -> Result<RequestParts, InvalidRequest> {
+pub(crate) fn parse_request_line(line: &str) -> Result<RequestParts, InvalidRequest> {
     let shape: RequestShape<'_> = serde_json::from_str(line).map_err(|e| {
         let pe = crate::policy::parse::json_error(line, &e);
         let field = pe
@@ -133,31 +133,31 @@ pub fn parse_request_line(line: &str) -> Result<RequestParts, InvalidRequest> {
 
 /// A matched statement as printed.
 #[derive(Debug, Serialize)]
-pub struct MatchedJson<'a> {
+pub(crate) struct MatchedJson<'a> {
     /// Policy id.
-    pub policy_id: &'a str,
+    pub(crate) policy_id: &'a str,
     /// Kind.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// Index.
-    pub index: Option<u32>,
+    pub(crate) index: Option<u32>,
     /// Sid.
-    pub sid: Option<&'a str>,
+    pub(crate) sid: Option<&'a str>,
     /// Effect.
-    pub effect: &'static str,
+    pub(crate) effect: &'static str,
     /// Level (SCPs and RCPs).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub level: Option<u32>,
+    pub(crate) level: Option<u32>,
     /// Line (explain).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
     /// Column (explain).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub column: Option<u32>,
+    pub(crate) column: Option<u32>,
 }
 
 /// Per-kind decisions, printed as a JSON object in kind order.
 #[derive(Debug)]
-pub struct KindsJson<'a>(pub &'a [(crate::policy::PolicyKind, KindDecision)]);
+pub(crate) struct KindsJson<'a>(pub &'a [(crate::policy::PolicyKind, KindDecision)]);
 
 impl Serialize for KindsJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -172,55 +172,55 @@ impl Serialize for KindsJson<'_> {
 
 /// Per-kind decisions.
 #[derive(Debug, Serialize)]
-pub struct DetailsJson<'a> {
+pub(crate) struct DetailsJson<'a> {
     /// Caller side.
-    pub caller_side: KindsJson<'a>,
+    pub(crate) caller_side: KindsJson<'a>,
     /// Resource side.
-    pub resource_side: KindsJson<'a>,
+    pub(crate) resource_side: KindsJson<'a>,
 }
 
 /// Explanation as printed.
 #[derive(Debug, Serialize)]
-pub struct ExplanationJson<'a> {
+pub(crate) struct ExplanationJson<'a> {
     /// SCP gate.
-    pub allowed_by_organizations: bool,
+    pub(crate) allowed_by_organizations: bool,
     /// Boundary gate.
-    pub allowed_by_boundary: bool,
+    pub(crate) allowed_by_boundary: bool,
     /// Session gate.
-    pub allowed_by_session: bool,
+    pub(crate) allowed_by_session: bool,
     /// RCP gate.
-    pub allowed_by_rcp: bool,
+    pub(crate) allowed_by_rcp: bool,
     /// Grant.
-    pub grant_id: Option<&'a str>,
+    pub(crate) grant_id: Option<&'a str>,
     /// Gates that refused.
-    pub blocked_by: Vec<&'static str>,
+    pub(crate) blocked_by: Vec<&'static str>,
     /// Key state that refused.
-    pub key_state: Option<&'static str>,
+    pub(crate) key_state: Option<&'static str>,
     /// Per-kind decisions.
-    pub decision_details: DetailsJson<'a>,
+    pub(crate) decision_details: DetailsJson<'a>,
     /// Caller keys ignored because verdict derives them.
-    pub ignored_context_keys: &'a [String],
+    pub(crate) ignored_context_keys: &'a [String],
 }
 
 /// A decision as printed.
 #[derive(Debug, Serialize)]
-pub struct DecisionJson<'a> {
+pub(crate) struct DecisionJson<'a> {
     /// `Allow`, `ExplicitDeny` or `ImplicitDeny`.
     pub decision: &'static str,
     /// Deciding statements.
-    pub matched: Vec<MatchedJson<'a>>,
+    pub(crate) matched: Vec<MatchedJson<'a>>,
     /// Missing keys.
-    pub missing_context_keys: &'a [std::sync::Arc<str>],
+    pub(crate) missing_context_keys: &'a [std::sync::Arc<str>],
     /// Revision.
-    pub bundle_revision: &'a str,
+    pub(crate) bundle_revision: &'a str,
     /// Explanation.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub explanation: Option<ExplanationJson<'a>>,
+    pub(crate) explanation: Option<ExplanationJson<'a>>,
 }
 
 impl<'a> DecisionJson<'a> {
     /// The printed form of `d`; statement positions only when explained.
-    pub fn new(d: &'a Decision) -> Self {
+    pub(crate) fn new(d: &'a Decision) -> Self {
         let explain = d.explanation.is_some();
         Self {
             decision: d.outcome.as_str(),
@@ -260,19 +260,19 @@ impl<'a> DecisionJson<'a> {
 
 /// An invalid request as printed by `eval`.
 #[derive(Debug, Serialize)]
-pub struct ErrorJson<'a> {
+pub(crate) struct ErrorJson<'a> {
     /// The error.
-    pub error: ErrorBody<'a>,
+    pub(crate) error: ErrorBody<'a>,
 }
 
 /// The body of [`ErrorJson`].
 #[derive(Debug, Serialize)]
-pub struct ErrorBody<'a> {
+pub(crate) struct ErrorBody<'a> {
     /// 1-based input line (`--requests` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
     /// Field.
-    pub field: &'a str,
+    pub(crate) field: &'a str,
     /// Message.
     pub message: &'a str,
 }

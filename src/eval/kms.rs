@@ -28,7 +28,7 @@ const CROSS_ACCOUNT_OPS: &[&str] = &[
 ];
 
 /// Whether `kms:<name>` (lower-cased) may be called across accounts.
-pub fn cross_account_allowed(service: &str, name: &str) -> bool {
+pub(crate) fn cross_account_allowed(service: &str, name: &str) -> bool {
     service == "kms" && CROSS_ACCOUNT_OPS.contains(&name)
 }
 
@@ -151,7 +151,7 @@ const KEY_STATE_TABLE: &[(&[&str], &[KeyState])] = &[
 
 /// Whether a key in `state` refuses `kms:<name>` (lower-cased). Operations
 /// not in the table are not gated (U35).
-pub fn key_state_refuses(service: &str, name: &str, state: KeyState) -> bool {
+pub(crate) fn key_state_refuses(service: &str, name: &str, state: KeyState) -> bool {
     service == "kms"
         && KEY_STATE_TABLE
             .iter()

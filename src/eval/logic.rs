@@ -1,4 +1,4 @@
-//! The compiled evaluator: evaluation.md §5–§8 over a [`Snapshot`], for
+//! The compiled evaluator: docs/evaluation.md §5–§8 over a [`Snapshot`], for
 //! every request the service answers. It looks only at the policies that
 //! take part and, through each policy's action index, only at statements
 //! whose action can match; matchers never allocate, and neither does a
@@ -720,7 +720,7 @@ impl<'s> Eval<'s> {
         retiring.into_iter().chain(grantee)
     }
 
-    /// The key state gate on an allowed KMS request (§7.5).
+    /// The key state gate on an allowed KMS request (§7.6).
     fn key_state(&self, p: &Participants<'s>) -> Option<KeyState> {
         let (req, key) = (self.env.req, p.key?);
         (p.kms && kms::key_state_refuses(req.service(), req.name(), key.state)).then_some(key.state)

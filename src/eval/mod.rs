@@ -1,17 +1,18 @@
 //! Decisions: requests, the derived context, and the AWS evaluation logic
-//! (evaluation.md §1, §5–§8).
+//! (docs/evaluation.md §1, §5–§8).
 //!
 //! Evaluation is synchronous and pure: no I/O, no locks, no clock except the
 //! one passed in.
 
-pub mod decision;
-pub mod env;
-pub mod facts;
-pub mod json;
-pub mod kms;
+pub(crate) mod decision;
+pub(crate) mod env;
+pub(crate) mod facts;
+pub(crate) mod json;
+pub(crate) mod kms;
 pub mod logic;
+#[cfg(feature = "reference")]
 pub mod reference;
-pub mod request;
+pub(crate) mod request;
 
 pub use decision::{Decision, Explanation, Gate, KindDecision, MatchedStatement, Outcome};
 pub use request::{Caller, Context, InvalidRequest, Request, RequestLimits, RequestParts};

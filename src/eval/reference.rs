@@ -1,4 +1,4 @@
-//! The reference interpreter: the evaluation logic of evaluation.md §5–§8,
+//! The reference interpreter: the evaluation logic of docs/evaluation.md §5–§8,
 //! written to be read side by side with the spec, over the policy model as
 //! written. It builds the whole derived context, resolves templates into
 //! token lists and evaluates every statement; it allocates freely and is
@@ -49,7 +49,7 @@ struct Entry {
     values: Vec<String>,
 }
 
-/// The final context (evaluation.md §1), keyed by lower-cased name.
+/// The final context (docs/evaluation.md §1), keyed by lower-cased name.
 #[derive(Debug)]
 struct Ctx {
     map: BTreeMap<String, Entry>,

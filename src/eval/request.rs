@@ -13,13 +13,13 @@ use crate::policy::{PolicyDocument, PolicyKind, check_place, parse_document};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestLimits {
     /// Principal, action and resource, each.
-    pub max_arn_bytes: usize,
+    pub(crate) max_arn_bytes: usize,
     /// Context keys per request.
-    pub max_context_keys: usize,
+    pub(crate) max_context_keys: usize,
     /// Values per context key.
-    pub max_context_values: usize,
+    pub(crate) max_context_values: usize,
     /// One context key name or value.
-    pub max_context_value_bytes: usize,
+    pub(crate) max_context_value_bytes: usize,
     /// Session policy document.
     pub max_session_policy_bytes: usize,
     /// Wildcard-matching steps one decision may take (a step compares one
@@ -47,13 +47,13 @@ impl Default for RequestLimits {
 #[error("{field}: {message}")]
 pub struct InvalidRequest {
     /// The field.
-    pub field: String,
+    pub(crate) field: String,
     /// What is wrong.
     pub message: String,
 }
 
 /// Input echoed in an error message is cut to this many bytes.
-pub const ECHO_BYTES: usize = 128;
+pub(crate) const ECHO_BYTES: usize = 128;
 
 /// Where the first control character (U+0000–U+001F, U+007F) is, if any.
 fn control_char(s: &str) -> Option<usize> {
@@ -79,17 +79,9 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// The caller's account (none for service principals).
-    pub fn account(&self) -> Option<&str> {
-        match self {
-            Self::Arn(a) => Some(a.account()),
-            Self::Service(_) => None,
-        }
-    }
-
     /// Whether the caller is a session: an assumed role, a role ARN or a
     /// federated user (session policies are allowed only for these).
-    pub fn is_session(&self) -> bool {
+    pub(crate) fn is_session(&self) -> bool {
         matches!(
             self,
             Self::Arn(
@@ -103,13 +95,13 @@ impl Caller {
 
 /// One context entry: a key and its values.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContextEntry {
+pub(crate) struct ContextEntry {
     /// The key as sent.
-    pub key: Box<str>,
+    pub(crate) key: Box<str>,
     /// The key lower-cased.
-    pub lower: Box<str>,
+    pub(crate) lower: Box<str>,
     /// The values (`[]`: present with no values).
-    pub values: Vec<String>,
+    pub(crate) values: Vec<String>,
 }
 
 /// A request context: entries sorted by lower-cased key, no two equal.
@@ -120,12 +112,12 @@ pub struct Context {
 
 impl Context {
     /// The entries, sorted by lower-cased key.
-    pub fn entries(&self) -> &[ContextEntry] {
+    pub(crate) fn entries(&self) -> &[ContextEntry] {
         &self.entries
     }
 
     /// The entry of a lower-cased key.
-    pub fn get(&self, lower: &str) -> Option<&ContextEntry> {
+    pub(crate) fn get(&self, lower: &str) -> Option<&ContextEntry> {
         self.entries
             .binary_search_by(|e| (*e.lower).cmp(lower))
             .ok()
@@ -133,7 +125,7 @@ impl Context {
     }
 
     /// Build from (key, values) pairs; keys equal ignoring case are refused.
-    pub fn new(
+    pub(crate) fn new(
         pairs: Vec<(String, Vec<String>)>,
         limits: &RequestLimits,
     ) -> Result<Self, InvalidRequest> {
@@ -221,28 +213,28 @@ impl Context {
 #[derive(Debug)]
 pub struct SessionPolicy {
     /// The document as sent.
-    pub text: String,
+    pub(crate) text: String,
     /// The document.
     pub document: PolicyDocument,
     /// The document compiled for the fast evaluator.
-    pub compiled: CPolicy,
+    pub(crate) compiled: CPolicy,
 }
 
 /// A validated request.
 #[derive(Clone, Debug)]
 pub struct Request {
     /// The caller.
-    pub caller: Caller,
+    pub(crate) caller: Caller,
     /// The principal: an ARN made canonical (first five pieces
     /// lower-cased, the rest as sent), or a service principal as sent.
     pub principal: String,
     /// For role sessions and role-ARN callers: the role ARN as the request
     /// gives it (a session ARN has no path; the bundle may know it).
-    pub role_arn: Option<Box<str>>,
+    pub(crate) role_arn: Option<Box<str>>,
     /// The action as sent (`service:Name`).
     pub action: String,
     /// `service:name`, lower-cased.
-    pub action_key: Box<str>,
+    pub(crate) action_key: Box<str>,
     /// Where the colon of `action_key` is.
     service_len: usize,
     /// The resource: `*` or an ARN, canonical (first five pieces lower-cased).
@@ -277,7 +269,7 @@ impl RequestParts {
     /// [`Request::new`] makes them, for parts already found valid (a cache
     /// hit's): an ARN's first five pieces lower-cased, a service principal
     /// and `*` as sent. Nothing is allocated.
-    pub fn canonicalize(&mut self) {
+    pub(crate) fn canonicalize(&mut self) {
         if !is_service_principal(&self.principal) {
             canonicalize_arn(&mut self.principal);
         }
@@ -285,8 +277,8 @@ impl RequestParts {
     }
 }
 
-/// Parse a request principal (evaluation.md §1 forms).
-pub fn parse_caller(principal: &str) -> Result<Caller, InvalidRequest> {
+/// Parse a request principal (docs/evaluation.md §1 forms).
+pub(crate) fn parse_caller(principal: &str) -> Result<Caller, InvalidRequest> {
     if principal.is_empty() {
         return Err(InvalidRequest::new("principal", "must not be empty"));
     }
@@ -309,7 +301,7 @@ pub fn parse_caller(principal: &str) -> Result<Caller, InvalidRequest> {
 
 /// Validate an action (`service:Name`); returns `service:name` lower-cased
 /// and the offset of its colon.
-pub fn parse_action(action: &str) -> Result<(Box<str>, usize), InvalidRequest> {
+pub(crate) fn parse_action(action: &str) -> Result<(Box<str>, usize), InvalidRequest> {
     let Some((service, name)) = crate::policy::principal::split_once_ascii(action, b':') else {
         return Err(InvalidRequest::new(
             "action",
@@ -347,7 +339,7 @@ pub fn parse_action(action: &str) -> Result<(Box<str>, usize), InvalidRequest> {
 
 /// Validate a resource (`*` or `arn:` and six colon pieces) and make it
 /// canonical in place (first five pieces lower-cased).
-pub fn parse_resource(mut resource: String) -> Result<String, InvalidRequest> {
+pub(crate) fn parse_resource(mut resource: String) -> Result<String, InvalidRequest> {
     if resource == "*" {
         return Ok(resource);
     }
@@ -369,7 +361,7 @@ pub fn parse_resource(mut resource: String) -> Result<String, InvalidRequest> {
 }
 
 /// Parse and validate a session policy document.
-pub fn parse_session_policy(
+pub(crate) fn parse_session_policy(
     text: &str,
     limits: &RequestLimits,
 ) -> Result<SessionPolicy, InvalidRequest> {
@@ -483,7 +475,7 @@ impl Request {
     }
 
     /// The caller's own ARN, canonical (none for service principals).
-    pub fn caller_arn(&self) -> Option<&str> {
+    pub(crate) fn caller_arn(&self) -> Option<&str> {
         match self.caller {
             Caller::Arn(_) => Some(&self.principal),
             Caller::Service(_) => None,
@@ -491,12 +483,12 @@ impl Request {
     }
 
     /// The service prefix, lower-cased.
-    pub fn service(&self) -> &str {
+    pub(crate) fn service(&self) -> &str {
         self.action_key.get(..self.service_len).unwrap_or_default()
     }
 
     /// The action name, lower-cased.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.action_key
             .get(self.service_len + 1..)
             .unwrap_or_default()

@@ -14,54 +14,54 @@ use serde_json::value::RawValue;
 /// A policy document.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DocumentShape<'a> {
+pub(crate) struct DocumentShape<'a> {
     /// `Version`.
     #[serde(rename = "Version", default)]
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     /// `Id`.
     #[serde(rename = "Id", default)]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// `Statement`: one object or a list.
     #[serde(rename = "Statement", borrow)]
-    pub statement: OneOrMany<StatementShape<'a>>,
+    pub(crate) statement: OneOrMany<StatementShape<'a>>,
 }
 
 /// One statement.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StatementShape<'a> {
+pub(crate) struct StatementShape<'a> {
     /// `Sid`.
     #[serde(rename = "Sid", default)]
-    pub sid: Option<String>,
+    pub(crate) sid: Option<String>,
     /// `Effect` (checked later, so that a missing one is located precisely).
     #[serde(rename = "Effect", default)]
-    pub effect: Option<String>,
+    pub(crate) effect: Option<String>,
     /// `Action`.
     #[serde(rename = "Action", default)]
     pub action: Option<OneOrMany<String>>,
     /// `NotAction`.
     #[serde(rename = "NotAction", default)]
-    pub not_action: Option<OneOrMany<String>>,
+    pub(crate) not_action: Option<OneOrMany<String>>,
     /// `Resource`.
     #[serde(rename = "Resource", default)]
     pub resource: Option<OneOrMany<String>>,
     /// `NotResource`.
     #[serde(rename = "NotResource", default)]
-    pub not_resource: Option<OneOrMany<String>>,
+    pub(crate) not_resource: Option<OneOrMany<String>>,
     /// `Principal`.
     #[serde(rename = "Principal", default)]
     pub principal: Option<PrincipalShape>,
     /// `NotPrincipal`.
     #[serde(rename = "NotPrincipal", default)]
-    pub not_principal: Option<PrincipalShape>,
+    pub(crate) not_principal: Option<PrincipalShape>,
     /// `Condition`: operator → key → value(s), raw.
     #[serde(rename = "Condition", default, borrow)]
-    pub condition: Option<UniqueMap<UniqueMap<&'a RawValue>>>,
+    pub(crate) condition: Option<UniqueMap<UniqueMap<&'a RawValue>>>,
 }
 
 /// `Principal` / `NotPrincipal`: `"*"` or a map of principal types.
 #[derive(Debug)]
-pub enum PrincipalShape {
+pub(crate) enum PrincipalShape {
     /// A bare string (only `"*"` is valid; checked later).
     Bare(String),
     /// `{"AWS": …, "Service": …, …}`.
@@ -71,19 +71,19 @@ pub enum PrincipalShape {
 /// The map form of a principal.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PrincipalMap {
+pub(crate) struct PrincipalMap {
     /// `AWS`: accounts, users, roles, sessions, or `*`.
     #[serde(rename = "AWS", default)]
-    pub aws: Option<OneOrMany<String>>,
+    pub(crate) aws: Option<OneOrMany<String>>,
     /// `Service`: service principals.
     #[serde(rename = "Service", default)]
-    pub service: Option<OneOrMany<String>>,
+    pub(crate) service: Option<OneOrMany<String>>,
     /// `Federated`: identity providers (trust policies; never matches here).
     #[serde(rename = "Federated", default)]
-    pub federated: Option<OneOrMany<String>>,
+    pub(crate) federated: Option<OneOrMany<String>>,
     /// `CanonicalUser`: S3 canonical ids (never matches here).
     #[serde(rename = "CanonicalUser", default)]
-    pub canonical_user: Option<OneOrMany<String>>,
+    pub(crate) canonical_user: Option<OneOrMany<String>>,
 }
 
 impl<'de> Deserialize<'de> for PrincipalShape {
@@ -108,11 +108,11 @@ impl<'de> Deserialize<'de> for PrincipalShape {
 
 /// One value or a list of them (the grammar allows both wherever a list goes).
 #[derive(Debug)]
-pub struct OneOrMany<T> {
+pub(crate) struct OneOrMany<T> {
     /// The values.
-    pub values: Vec<T>,
+    pub(crate) values: Vec<T>,
     /// Whether they were written as a list (pointers then get an index).
-    pub listed: bool,
+    pub(crate) listed: bool,
 }
 
 impl<T> OneOrMany<T> {
@@ -124,7 +124,7 @@ impl<T> OneOrMany<T> {
     }
 
     /// Each value with its pointer under `base`.
-    pub fn with_pointers<'s>(
+    pub(crate) fn with_pointers<'s>(
         &'s self,
         base: &'s str,
     ) -> impl Iterator<Item = (String, &'s T)> + 's {
@@ -173,7 +173,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
 
 /// A JSON object kept in written order; a repeated key is an error.
 #[derive(Debug)]
-pub struct UniqueMap<V>(pub Vec<(String, V)>);
+pub(crate) struct UniqueMap<V>(pub Vec<(String, V)>);
 
 impl<V> Default for UniqueMap<V> {
     fn default() -> Self {

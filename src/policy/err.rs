@@ -10,16 +10,16 @@ use super::model::PolicyKind;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyError {
     /// Pointer inside the document.
-    pub pointer: String,
+    pub(crate) pointer: String,
     /// Byte offset inside the document text, when serde gave one.
-    pub offset: Option<usize>,
+    pub(crate) offset: Option<usize>,
     /// What is wrong.
-    pub kind: PolicyErrorKind,
+    pub(crate) kind: PolicyErrorKind,
 }
 
 /// What is wrong with a policy.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyErrorKind {
+pub(crate) enum PolicyErrorKind {
     /// Not valid JSON, or not the document grammar (unknown element, repeated key, wrong type).
     #[error("{0}")]
     Json(String),
@@ -106,14 +106,14 @@ pub enum PolicyErrorKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyWarning {
     /// Pointer inside the document.
-    pub pointer: String,
+    pub(crate) pointer: String,
     /// What was noticed.
-    pub kind: PolicyWarningKind,
+    pub(crate) kind: PolicyWarningKind,
 }
 
 /// What was noticed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyWarningKind {
+pub(crate) enum PolicyWarningKind {
     /// A `${` that is not a well-formed variable.
     #[error("`${{` does not start a well-formed policy variable here; it is literal text")]
     MalformedVariable,
@@ -188,14 +188,14 @@ pub enum PolicyWarningKind {
 
 impl PolicyKind {
     /// Whether a `Sid` may hold more than letters and digits here.
-    pub fn allows_free_sid(self) -> bool {
+    pub(crate) fn allows_free_sid(self) -> bool {
         matches!(self, Self::Resource | Self::KeyPolicy)
     }
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary and marked with
 /// `…` when cut: for echoing input of any size in a message.
-pub fn cut(s: &str, max: usize) -> String {
+pub(crate) fn cut(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
     }

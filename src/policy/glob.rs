@@ -6,12 +6,13 @@
 //! compiled evaluator has its own allocation-free matchers and is tested
 //! against this one.
 
+#[cfg(feature = "reference")]
 use super::template::{Part, Template};
 
 /// Case folding of one character, as the language compares ignoring case:
 /// the simple lower-case mapping when it is one character, else the
 /// character itself (so folding never changes a string's length in chars).
-pub fn fold_char(c: char) -> char {
+pub(crate) fn fold_char(c: char) -> char {
     if c.is_ascii() {
         return c.to_ascii_lowercase();
     }
@@ -23,13 +24,14 @@ pub fn fold_char(c: char) -> char {
 }
 
 /// A string folded character by character ([`fold_char`]).
-pub fn fold(s: &str) -> String {
+pub(crate) fn fold(s: &str) -> String {
     s.chars().map(fold_char).collect()
 }
 
+#[cfg(feature = "reference")]
 /// One pattern token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tok {
+pub(crate) enum Tok {
     /// A literal character.
     Ch(char),
     /// `*`: any run of characters.
@@ -38,11 +40,12 @@ pub enum Tok {
     One,
 }
 
+#[cfg(feature = "reference")]
 /// Resolve a template into tokens. `glob` makes `*` and `?` of written text
 /// wildcards; literal parts and substituted values never are. `lookup` gives
 /// a variable's value; a variable with no value and no default makes the
 /// whole template unresolvable (`None`).
-pub fn resolve<'a>(
+pub(crate) fn resolve<'a>(
     template: &Template,
     glob: bool,
     lookup: &dyn Fn(&str) -> Option<&'a str>,
@@ -65,8 +68,9 @@ pub fn resolve<'a>(
     Some(out)
 }
 
+#[cfg(feature = "reference")]
 /// Whether `text` matches `pattern`; `fold_case` compares case-insensitively.
-pub fn matches(pattern: &[Tok], text: &str, fold_case: bool) -> bool {
+pub(crate) fn matches(pattern: &[Tok], text: &str, fold_case: bool) -> bool {
     let (pat, txt): (Vec<Tok>, Vec<char>) = if fold_case {
         (
             pattern
@@ -109,11 +113,6 @@ pub fn matches(pattern: &[Tok], text: &str, fold_case: bool) -> bool {
     }
     pat.get(p..)
         .is_some_and(|rest| rest.iter().all(|t| *t == Tok::Star))
-}
-
-/// Tokens of plain text (no wildcards).
-pub fn literal(text: &str) -> Vec<Tok> {
-    text.chars().map(Tok::Ch).collect()
 }
 
 #[cfg(test)]

@@ -14,13 +14,13 @@ pub struct Position {
     /// 1-based line.
     pub line: u32,
     /// 1-based column, in characters.
-    pub column: u32,
+    pub(crate) column: u32,
 }
 
 /// JSON text with an index of line starts, for offset → line:column in
 /// constant time (generated bundles are often one long line).
 #[derive(Debug)]
-pub struct SourceText {
+pub(crate) struct SourceText {
     text: String,
     line_starts: Vec<usize>,
     /// For non-ASCII text: (byte offset, characters before it) every
@@ -32,7 +32,7 @@ const CHECKPOINT: usize = 1024;
 
 impl SourceText {
     /// Index `text`.
-    pub fn new(text: String) -> Self {
+    pub(crate) fn new(text: String) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(memchr_newlines(text.as_bytes()));
         let mut checkpoints = Vec::new();
@@ -66,12 +66,12 @@ impl SourceText {
     }
 
     /// The text.
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         &self.text
     }
 
     /// Line and column of a byte offset (clamped to the text).
-    pub fn position(&self, offset: usize) -> Position {
+    pub(crate) fn position(&self, offset: usize) -> Position {
         let offset = offset.min(self.text.len());
         let line_idx = match self.line_starts.binary_search(&offset) {
             Ok(i) => i,
@@ -88,16 +88,6 @@ impl SourceText {
             column: u32::try_from(column + 1).unwrap_or(u32::MAX),
         }
     }
-
-    /// Byte offset of a serde_json (line, column) pair; serde counts columns in bytes.
-    pub fn offset_of_line_column(&self, line: usize, column: usize) -> usize {
-        let start = self
-            .line_starts
-            .get(line.saturating_sub(1))
-            .copied()
-            .unwrap_or(self.text.len());
-        (start + column).min(self.text.len())
-    }
 }
 
 fn memchr_newlines(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
@@ -109,12 +99,12 @@ fn memchr_newlines(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
 }
 
 /// Escape one JSON pointer segment (`~` → `~0`, `/` → `~1`).
-pub fn escape_segment(segment: &str) -> String {
+pub(crate) fn escape_segment(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
 /// Append `/segment` (escaped) to a pointer.
-pub fn push_segment(pointer: &str, segment: &str) -> String {
+pub(crate) fn push_segment(pointer: &str, segment: &str) -> String {
     let mut out = String::with_capacity(pointer.len() + segment.len() + 1);
     out.push_str(pointer);
     out.push('/');
@@ -123,7 +113,7 @@ pub fn push_segment(pointer: &str, segment: &str) -> String {
 }
 
 /// Append `/index` to a pointer.
-pub fn push_index(pointer: &str, index: usize) -> String {
+pub(crate) fn push_index(pointer: &str, index: usize) -> String {
     let mut out = String::with_capacity(pointer.len() + 8);
     out.push_str(pointer);
     let _ = write!(out, "/{index}");

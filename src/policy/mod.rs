@@ -5,16 +5,16 @@
 //! into [`model::PolicyDocument`]s and says precisely what is wrong when it
 //! cannot.
 
-pub mod document;
-pub mod err;
-pub mod glob;
+pub(crate) mod document;
+pub(crate) mod err;
+pub(crate) mod glob;
 pub mod locate;
-pub mod model;
-pub mod parse;
-pub mod principal;
+pub(crate) mod model;
+pub(crate) mod parse;
+pub(crate) mod principal;
 pub mod template;
 pub mod value;
 
-pub use err::{PolicyError, PolicyErrorKind, PolicyWarning, PolicyWarningKind};
+pub(crate) use err::{PolicyError, PolicyErrorKind, PolicyWarning, PolicyWarningKind};
 pub use model::*;
 pub use parse::{Parsed, check_place, parse_document};

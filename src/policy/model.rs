@@ -16,7 +16,7 @@ use super::value::OwnedDecimal;
 
 /// `Version` of a document; variables are recognised only under `2012-10-17`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Version {
+pub(crate) enum Version {
     /// `2012-10-17`.
     V2012_10_17,
     /// `2008-10-17`.
@@ -27,14 +27,14 @@ pub enum Version {
 
 impl Version {
     /// Whether policy variables are substituted.
-    pub fn variables(self) -> bool {
+    pub(crate) fn variables(self) -> bool {
         self == Self::V2012_10_17
     }
 }
 
 /// `Effect`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Effect {
+pub(crate) enum Effect {
     /// `Allow`.
     Allow,
     /// `Deny`.
@@ -43,7 +43,7 @@ pub enum Effect {
 
 impl Effect {
     /// The spelling used in output.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "Allow",
             Self::Deny => "Deny",
@@ -77,7 +77,7 @@ pub enum PolicyKind {
 
 impl PolicyKind {
     /// The spelling used in decisions.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Scp => "scp",
             Self::Rcp => "rcp",
@@ -92,12 +92,12 @@ impl PolicyKind {
     }
 
     /// Whether statements of this kind carry `Principal`/`NotPrincipal`.
-    pub fn has_principals(self) -> bool {
+    pub(crate) fn has_principals(self) -> bool {
         matches!(self, Self::Resource | Self::KeyPolicy | Self::Rcp)
     }
 
     /// Human name with its article, for messages.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Self::Scp => "a service control policy",
             Self::Rcp => "a resource control policy",
@@ -122,19 +122,27 @@ impl fmt::Display for PolicyKind {
 #[derive(Clone, Debug)]
 pub struct PolicyDocument {
     /// `Version`.
-    pub version: Version,
+    #[expect(
+        dead_code,
+        reason = "the loaded model keeps what the bundle says; no decision reads it"
+    )]
+    pub(crate) version: Version,
     /// `Id`.
-    pub id: Option<String>,
+    #[expect(
+        dead_code,
+        reason = "the loaded model keeps what the bundle says; no decision reads it"
+    )]
+    pub(crate) id: Option<String>,
     /// Whether `Statement` was written as a list (statement pointers then
     /// carry an index).
-    pub listed: bool,
+    pub(crate) listed: bool,
     /// Statements in written order.
     pub statements: Vec<Statement>,
 }
 
 impl PolicyDocument {
     /// JSON pointer of statement `index` inside the document.
-    pub fn statement_pointer(&self, index: u32) -> String {
+    pub(crate) fn statement_pointer(&self, index: u32) -> String {
         if self.listed {
             format!("/Statement/{index}")
         } else {
@@ -147,11 +155,11 @@ impl PolicyDocument {
 #[derive(Clone, Debug)]
 pub struct Statement {
     /// 0-based position in `Statement` (0 for a single object).
-    pub index: u32,
+    pub(crate) index: u32,
     /// `Sid`.
-    pub sid: Option<Arc<str>>,
+    pub(crate) sid: Option<Arc<str>>,
     /// `Effect`.
-    pub effect: Effect,
+    pub(crate) effect: Effect,
     /// `Action` or `NotAction`.
     pub action: Block<ActionPattern>,
     /// `Resource` or `NotResource`; `None` only in key policies, where such a
@@ -169,9 +177,9 @@ pub struct Statement {
 #[derive(Clone, Debug)]
 pub struct Block<T> {
     /// Whether this is the `Not…` form.
-    pub negated: bool,
+    pub(crate) negated: bool,
     /// The values (never empty).
-    pub items: Box<[T]>,
+    pub(crate) items: Box<[T]>,
 }
 
 /// One `Action` value.
@@ -203,7 +211,7 @@ pub enum ResourcePattern {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArnPattern {
     /// The pieces.
-    pub pieces: Box<[Template]>,
+    pub(crate) pieces: Box<[Template]>,
 }
 
 /// One `Principal`/`NotPrincipal` value.
@@ -225,16 +233,16 @@ pub enum PrincipalEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Operator {
     /// The comparison.
-    pub base: BaseOperator,
+    pub(crate) base: BaseOperator,
     /// `ForAllValues:` / `ForAnyValue:`.
-    pub set: Option<SetQualifier>,
+    pub(crate) set: Option<SetQualifier>,
     /// `…IfExists`.
-    pub if_exists: bool,
+    pub(crate) if_exists: bool,
 }
 
 /// Set qualifiers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SetQualifier {
+pub(crate) enum SetQualifier {
     /// `ForAllValues:`.
     ForAllValues,
     /// `ForAnyValue:`.
@@ -243,7 +251,7 @@ pub enum SetQualifier {
 
 /// How a base operator compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ValueType {
+pub(crate) enum ValueType {
     /// Strings (with variables).
     String,
     /// Exact decimals.
@@ -283,22 +291,22 @@ macro_rules! base_operators {
             }
 
             /// Parse a base name (exact spelling).
-            pub fn from_name(s: &str) -> Option<Self> {
+            pub(crate) fn from_name(s: &str) -> Option<Self> {
                 match s { $($name => Some(Self::$variant),)* _ => None }
             }
 
             /// What the values are.
-            pub fn value_type(self) -> ValueType {
+            pub(crate) fn value_type(self) -> ValueType {
                 match self { $(Self::$variant => ValueType::$ty),* }
             }
 
             /// Whether this is a negated operator (values combine as NOR).
-            pub fn negated(self) -> bool {
+            pub(crate) fn negated(self) -> bool {
                 match self { $(Self::$variant => $negated),* }
             }
 
             /// The positive comparison behind a negated operator (itself otherwise).
-            pub fn positive(self) -> Self {
+            pub(crate) fn positive(self) -> Self {
                 match self { $(Self::$variant => Self::$positive),* }
             }
 
@@ -306,7 +314,7 @@ macro_rules! base_operators {
             /// that compares `ord` to the policy value satisfies the
             /// operator (`NotEquals` included). False for every other
             /// operator.
-            pub fn admits(self, ord: std::cmp::Ordering) -> bool {
+            pub(crate) fn admits(self, ord: std::cmp::Ordering) -> bool {
                 use std::cmp::Ordering::{Equal, Greater, Less};
                 match self {
                     Self::NumericEquals | Self::DateEquals => ord == Equal,
@@ -379,7 +387,7 @@ impl Operator {
 
     /// Whether a missing key is reported for this operator (plain operators
     /// only: no `IfExists`, no set qualifier, not `Null`).
-    pub fn reports_missing(self) -> bool {
+    pub(crate) fn reports_missing(self) -> bool {
         !self.if_exists && self.set.is_none() && self.base != BaseOperator::Null
     }
 }
@@ -405,16 +413,16 @@ pub struct Condition {
     /// The operator.
     pub op: Operator,
     /// The context key, lower-cased.
-    pub key: Box<str>,
+    pub(crate) key: Box<str>,
     /// The key as written.
-    pub written_key: Box<str>,
+    pub(crate) written_key: Box<str>,
     /// The values, parsed for the operator.
-    pub values: Box<[ConditionValue]>,
+    pub(crate) values: Box<[ConditionValue]>,
 }
 
 /// A condition value parsed for its operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConditionValue {
+pub(crate) enum ConditionValue {
     /// String operators.
     String(Template),
     /// Numeric operators.
@@ -435,7 +443,7 @@ pub enum ConditionValue {
 
 /// A `Bool` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BoolValue {
+pub(crate) enum BoolValue {
     /// `true` / `false`.
     Literal(bool),
     /// Text with a variable, parsed after substitution.

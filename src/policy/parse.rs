@@ -23,11 +23,11 @@ pub struct Parsed {
     /// The document.
     pub document: PolicyDocument,
     /// Warnings.
-    pub warnings: Vec<PolicyWarning>,
+    pub(crate) warnings: Vec<PolicyWarning>,
 }
 
-/// Keys that carry several values in one request (evaluation.md §1).
-pub const MULTIVALUED_KEYS: &[&str] = &[
+/// Keys that carry several values in one request (docs/evaluation.md §1).
+pub(crate) const MULTIVALUED_KEYS: &[&str] = &[
     "aws:tagkeys",
     "aws:calledvia",
     "aws:principalorgpaths",
@@ -63,7 +63,7 @@ impl Ctx {
 }
 
 /// Byte offset in `text` of serde's 1-based (line, column).
-pub fn serde_offset(text: &str, line: usize, column: usize) -> usize {
+pub(crate) fn serde_offset(text: &str, line: usize, column: usize) -> usize {
     let mut start = 0usize;
     if line > 1 {
         let mut seen = 1;
@@ -81,7 +81,7 @@ pub fn serde_offset(text: &str, line: usize, column: usize) -> usize {
 }
 
 /// Turn a serde_json error on `text` into a located policy error.
-pub fn json_error(text: &str, err: &serde_json::Error) -> PolicyError {
+pub(crate) fn json_error(text: &str, err: &serde_json::Error) -> PolicyError {
     let offset = serde_offset(text, err.line(), err.column());
     let (pointer, offset) = if err.is_syntax() || err.is_eof() {
         (String::new(), offset.saturating_sub(1))
@@ -105,7 +105,7 @@ pub fn json_error(text: &str, err: &serde_json::Error) -> PolicyError {
 /// type: string "…"`): those quotes are dropped, so that an error never
 /// carries a file's content (the pointer and position say where it is), and
 /// names in backquotes (fields, variants) are cut to 64 bytes.
-pub fn strip_serde_position(message: &str) -> String {
+pub(crate) fn strip_serde_position(message: &str) -> String {
     let message = match message.rfind(" at line ") {
         Some(i) => message.get(..i).unwrap_or(message),
         None => message,
@@ -390,7 +390,7 @@ fn actions(
 }
 
 /// Parse one action value.
-pub fn action(v: &str) -> Result<ActionPattern, E> {
+pub(crate) fn action(v: &str) -> Result<ActionPattern, E> {
     if v == "*" {
         return Ok(ActionPattern::Any);
     }
@@ -537,7 +537,7 @@ fn principals(
 }
 
 /// Parse one principal value of a principal type.
-pub fn principal_value(kind: &str, v: &str) -> Result<PrincipalEntry, String> {
+pub(crate) fn principal_value(kind: &str, v: &str) -> Result<PrincipalEntry, String> {
     match kind {
         "AWS" => {
             if v == "*" {
@@ -663,7 +663,7 @@ fn scalars(cx: &mut Ctx, ptr: &str, raw: &RawValue) -> Option<Vec<(String, Strin
 }
 
 /// A JSON scalar as text: a string's content; a number's or boolean's JSON text.
-pub fn scalar(raw: &RawValue) -> Option<String> {
+pub(crate) fn scalar(raw: &RawValue) -> Option<String> {
     let text = raw.get().trim();
     match text.as_bytes().first()? {
         b'"' => serde_json::from_str::<String>(text).ok(),

@@ -1,7 +1,7 @@
 //! Principal ARNs and service principals: the callers a request names and
 //! the identities policies, bundles and grants refer to.
 //!
-//! Parsing is strict (evaluation.md §1): partitions `aws`, `aws-cn`,
+//! Parsing is strict (docs/evaluation.md §1): partitions `aws`, `aws-cn`,
 //! `aws-us-gov`; 12-digit accounts; no wildcards. The canonical form
 //! lower-cases the partition, service, region and account pieces and keeps
 //! the rest as written, so two spellings of one principal compare equal as
@@ -67,7 +67,7 @@ pub enum PrincipalArn {
 
 /// Why a principal ARN was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PrincipalArnError {
+pub(crate) enum PrincipalArnError {
     /// Not `arn:` and six colon pieces.
     #[error("not an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`)")]
     NotArn,
@@ -91,12 +91,12 @@ pub enum PrincipalArnError {
 }
 
 /// Whether `s` is a 12-digit account id.
-pub fn is_account_id(s: &str) -> bool {
+pub(crate) fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Whether `s` looks like a service principal (`x.amazonaws.com[.cn]`).
-pub fn is_service_principal(s: &str) -> bool {
+pub(crate) fn is_service_principal(s: &str) -> bool {
     let base = s
         .strip_suffix(".amazonaws.com.cn")
         .or_else(|| s.strip_suffix(".amazonaws.com"));
@@ -108,7 +108,7 @@ pub fn is_service_principal(s: &str) -> bool {
 }
 
 /// Split an ARN at its first five colons.
-pub fn split_arn(s: &str) -> Option<[&str; 6]> {
+pub(crate) fn split_arn(s: &str) -> Option<[&str; 6]> {
     let (a, s) = split_once_ascii(s, b':')?;
     let (b, s) = split_once_ascii(s, b':')?;
     let (c, s) = split_once_ascii(s, b':')?;
@@ -121,7 +121,7 @@ pub fn split_arn(s: &str) -> Option<[&str; 6]> {
 /// pattern of `str::split_once` confirms each match with a `memcmp` call,
 /// which costs more than the search on the request path (see BENCHMARKS.md).
 #[inline]
-pub fn split_once_ascii(s: &str, sep: u8) -> Option<(&str, &str)> {
+pub(crate) fn split_once_ascii(s: &str, sep: u8) -> Option<(&str, &str)> {
     debug_assert!(sep.is_ascii());
     let i = s.bytes().position(|b| b == sep)?;
     Some((s.get(..i)?, s.get(i + 1..)?))
@@ -139,7 +139,7 @@ fn split_path_name(rest: &str) -> Option<(&str, &str)> {
 
 impl PrincipalArn {
     /// Parse a principal ARN.
-    pub fn parse(s: &str) -> Result<Self, PrincipalArnError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, PrincipalArnError> {
         if s.contains(['*', '?']) {
             return Err(PrincipalArnError::Wildcard);
         }
@@ -225,24 +225,13 @@ impl PrincipalArn {
     }
 
     /// The account.
-    pub fn account(&self) -> &str {
+    pub(crate) fn account(&self) -> &str {
         match self {
             Self::Root { account, .. }
             | Self::User { account, .. }
             | Self::Role { account, .. }
             | Self::AssumedRole { account, .. }
             | Self::FederatedUser { account, .. } => account,
-        }
-    }
-
-    /// The partition.
-    pub fn partition(&self) -> &str {
-        match self {
-            Self::Root { partition, .. }
-            | Self::User { partition, .. }
-            | Self::Role { partition, .. }
-            | Self::AssumedRole { partition, .. }
-            | Self::FederatedUser { partition, .. } => partition,
         }
     }
 }
@@ -300,7 +289,7 @@ fn arn_rest_offset(s: &str) -> Option<usize> {
 /// Make an ARN canonical in place: lower-case its first five pieces, keep
 /// the rest as written; text that is not an ARN is left unchanged
 /// (nothing is allocated).
-pub fn canonicalize_arn(s: &mut str) {
+pub(crate) fn canonicalize_arn(s: &mut str) {
     if let Some(end) = arn_rest_offset(s)
         && let Some(head) = s.get_mut(..end)
     {
@@ -309,7 +298,7 @@ pub fn canonicalize_arn(s: &mut str) {
 }
 
 /// The canonical form of an ARN for lookups ([`canonicalize_arn`] on a copy).
-pub fn canonical_arn(s: &str) -> String {
+pub(crate) fn canonical_arn(s: &str) -> String {
     let mut s = s.to_owned();
     canonicalize_arn(&mut s);
     s

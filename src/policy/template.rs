@@ -9,7 +9,7 @@
 
 /// One piece of a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     /// Text as written; `*` and `?` are wildcards where the context globs.
     Text(Box<str>),
     /// Literal characters (from `${*}`, `${?}`, `${$}`), never wildcards.
@@ -20,13 +20,13 @@ pub enum Part {
 
 /// `${key}` or `${key, 'default'}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Variable {
+pub(crate) struct Variable {
     /// The context key, lower-cased.
-    pub key: Box<str>,
+    pub(crate) key: Box<str>,
     /// The default used when the key has no single value.
-    pub default: Option<Box<str>>,
+    pub(crate) default: Option<Box<str>>,
     /// The variable as written, `${…}` included.
-    pub raw: Box<str>,
+    pub(crate) raw: Box<str>,
 }
 
 /// Text with optional policy variables.
@@ -106,12 +106,12 @@ impl Builder {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ParseNotes {
     /// A `${` that does not start a well-formed variable (kept as text).
-    pub malformed_variable: bool,
+    pub(crate) malformed_variable: bool,
 }
 
 impl Template {
     /// Plain text: no variable recognition.
-    pub fn plain(text: &str) -> Self {
+    pub(crate) fn plain(text: &str) -> Self {
         let mut b = Builder::default();
         b.push_text(text);
         b.finish()
@@ -145,7 +145,7 @@ impl Template {
     }
 
     /// The parts, in order.
-    pub fn parts(&self) -> &[Part] {
+    pub(crate) fn parts(&self) -> &[Part] {
         match &self.repr {
             Repr::One(p) => std::slice::from_ref(p),
             Repr::Many(parts) => parts,
@@ -153,12 +153,12 @@ impl Template {
     }
 
     /// Whether any variable occurs.
-    pub fn has_variables(&self) -> bool {
+    pub(crate) fn has_variables(&self) -> bool {
         self.parts().iter().any(|p| matches!(p, Part::Var(_)))
     }
 
     /// The variables, in order.
-    pub fn variables(&self) -> impl Iterator<Item = &Variable> {
+    pub(crate) fn variables(&self) -> impl Iterator<Item = &Variable> {
         self.parts().iter().filter_map(|p| match p {
             Part::Var(v) => Some(&**v),
             _ => None,
@@ -185,12 +185,12 @@ impl Template {
     }
 
     /// Whether the template is text only and ends with `*` written as a wildcard.
-    pub fn ends_with_wildcard(&self) -> bool {
+    pub(crate) fn ends_with_wildcard(&self) -> bool {
         matches!(self.parts().last(), Some(Part::Text(t)) if t.ends_with('*'))
     }
 
     /// Whether a wildcard character occurs in the written text.
-    pub fn has_wildcard(&self) -> bool {
+    pub(crate) fn has_wildcard(&self) -> bool {
         self.parts()
             .iter()
             .any(|p| matches!(p, Part::Text(t) if t.contains(['*', '?'])))
@@ -230,7 +230,7 @@ impl Template {
     }
 
     /// This template with variables made plain text (as written).
-    pub fn without_variables(&self) -> Template {
+    pub(crate) fn without_variables(&self) -> Template {
         let mut t = Builder::default();
         for p in self.parts() {
             match p {

@@ -25,7 +25,7 @@ pub struct Decimal<'a> {
 impl<'a> Decimal<'a> {
     /// Parse `-?\d+(\.\d+)?`. `None` if the text has another shape or the
     /// integer part exceeds 38 digits.
-    pub fn parse(text: &'a str) -> Option<Self> {
+    pub(crate) fn parse(text: &'a str) -> Option<Self> {
         let (neg, body) = match text.strip_prefix('-') {
             Some(rest) => (true, rest),
             None => (false, text),
@@ -100,7 +100,7 @@ impl PartialOrd for Decimal<'_> {
 
 /// An owned exact decimal, as stored in a compiled policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnedDecimal {
+pub(crate) struct OwnedDecimal {
     neg: bool,
     int: u128,
     frac: Box<str>,
@@ -108,7 +108,7 @@ pub struct OwnedDecimal {
 
 impl OwnedDecimal {
     /// Borrow as a [`Decimal`].
-    pub fn as_decimal(&self) -> Decimal<'_> {
+    pub(crate) fn as_decimal(&self) -> Decimal<'_> {
         Decimal {
             neg: self.neg,
             int: self.int,
@@ -265,7 +265,7 @@ fn parse_clock(text: &str, with_seconds: bool) -> Option<NaiveTime> {
 }
 
 /// Parse `true`/`false`, case-insensitively.
-pub fn parse_bool(text: &str) -> Option<bool> {
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     if text.eq_ignore_ascii_case("true") {
         Some(true)
     } else if text.eq_ignore_ascii_case("false") {
@@ -285,7 +285,7 @@ pub fn parse_ip_net(text: &str) -> Option<IpNet> {
 }
 
 /// Parse a request IP address; IPv4-mapped IPv6 compares as IPv4.
-pub fn parse_ip_addr(text: &str) -> Option<IpAddr> {
+pub(crate) fn parse_ip_addr(text: &str) -> Option<IpAddr> {
     match text.parse::<IpAddr>().ok()? {
         IpAddr::V6(v6) => Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)),
         v4 => Some(v4),
@@ -293,7 +293,7 @@ pub fn parse_ip_addr(text: &str) -> Option<IpAddr> {
 }
 
 /// Whether `addr` lies in `net`.
-pub fn ip_in(net: &IpNet, addr: IpAddr) -> bool {
+pub(crate) fn ip_in(net: &IpNet, addr: IpAddr) -> bool {
     net.contains(&addr)
 }
 

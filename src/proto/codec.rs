@@ -10,7 +10,7 @@ use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 /// The codec named in the generated server.
 #[derive(Debug)]
-pub struct Codec<T, U> {
+pub(crate) struct Codec<T, U> {
     prost: ProstCodec<T, U>,
     _types: PhantomData<(T, U)>,
 }
@@ -45,7 +45,7 @@ where
 
 /// prost's decoder with its errors turned into `INVALID_ARGUMENT`.
 #[derive(Debug)]
-pub struct Decoder<U>(ProstDecoder<U>);
+pub(crate) struct Decoder<U>(ProstDecoder<U>);
 
 impl<U> tonic::codec::Decoder for Decoder<U>
 where

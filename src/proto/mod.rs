@@ -2,8 +2,8 @@
 //! `Authorize` reply the generated server is built on, and the descriptor
 //! set served by reflection.
 
-pub mod codec;
-pub mod reply;
+pub(crate) mod codec;
+pub(crate) mod reply;
 
 /// The generated messages and client.
 mod generated {
@@ -44,4 +44,5 @@ pub mod server {
 }
 
 /// The encoded `FileDescriptorSet` of `proto/verdict/v1/authorizer.proto`.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("verdict_descriptor");
+pub(crate) const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("verdict_descriptor");

@@ -9,7 +9,7 @@ use crate::proto;
 
 /// The parts of a proto request, moved out of it. Every field is named, so
 /// a field added to the message does not compile until it is carried over.
-pub fn parts(r: proto::AuthorizeRequest) -> RequestParts {
+pub(crate) fn parts(r: proto::AuthorizeRequest) -> RequestParts {
     let proto::AuthorizeRequest {
         principal,
         action,
@@ -38,7 +38,7 @@ pub fn request(
 
 /// Validate a copy of a proto request, leaving it whole (for the cache to
 /// keep once it is found valid).
-pub fn request_copy(
+pub(crate) fn request_copy(
     r: &proto::AuthorizeRequest,
     limits: &RequestLimits,
 ) -> Result<Request, InvalidRequest> {
@@ -65,7 +65,7 @@ pub fn request_copy(
 }
 
 /// `INVALID_ARGUMENT` naming the field, with a `BadRequest` detail.
-pub fn invalid(field: &str, message: &str) -> Status {
+pub(crate) fn invalid(field: &str, message: &str) -> Status {
     Status::with_error_details(
         Code::InvalidArgument,
         format!("{field}: {message}"),
@@ -88,7 +88,7 @@ fn outcome(o: Outcome) -> proto::Decision {
 }
 
 /// The response for a decision.
-pub fn response(d: &Decision, cached: bool) -> proto::AuthorizeResponse {
+pub(crate) fn response(d: &Decision, cached: bool) -> proto::AuthorizeResponse {
     let explain = d.explanation.is_some();
     proto::AuthorizeResponse {
         decision: outcome(d.outcome).into(),

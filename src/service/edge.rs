@@ -29,24 +29,24 @@ const PREFIX_BYTES: usize = 5;
 
 /// The limits the edge enforces.
 #[derive(Clone, Debug)]
-pub struct EdgeLimits {
+pub(crate) struct EdgeLimits {
     /// Largest request body of any method but `BatchAuthorize`, as messages.
-    pub max_request_bytes: usize,
+    pub(crate) max_request_bytes: usize,
     /// Largest `BatchAuthorize` request body, as messages.
-    pub max_batch_bytes: usize,
+    pub(crate) max_batch_bytes: usize,
     /// A body not fully received this long after its headers fails the call.
-    pub body_timeout: Duration,
+    pub(crate) body_timeout: Duration,
     /// `BatchAuthorize` calls in flight at once, bodies included.
-    pub batch_concurrency: usize,
+    pub(crate) batch_concurrency: usize,
     /// Largest `BatchAuthorize` request once decoded, as measured on its
     /// bytes before it is decoded.
-    pub max_batch_decoded_bytes: u64,
+    pub(crate) max_batch_decoded_bytes: u64,
 }
 
 /// The layer of one server (one event loop); the concurrency limit is
 /// shared by all of them.
 #[derive(Clone)]
-pub struct EdgeLayer {
+pub(crate) struct EdgeLayer {
     limits: Arc<EdgeLimits>,
     batches: Arc<Semaphore>,
     in_flight: Arc<Semaphore>,
@@ -55,7 +55,7 @@ pub struct EdgeLayer {
 impl EdgeLayer {
     /// A layer enforcing `limits`, with calls past their body counted
     /// against `in_flight` (the process-wide concurrency limit).
-    pub fn new(limits: EdgeLimits, in_flight: Arc<Semaphore>) -> Self {
+    pub(crate) fn new(limits: EdgeLimits, in_flight: Arc<Semaphore>) -> Self {
         Self {
             batches: Arc::new(Semaphore::new(limits.batch_concurrency)),
             limits: Arc::new(limits),
@@ -77,7 +77,7 @@ impl<S> tower::Layer<S> for EdgeLayer {
 
 /// The service of [`EdgeLayer`].
 #[derive(Clone)]
-pub struct Edge<S> {
+pub(crate) struct Edge<S> {
     inner: S,
     layer: EdgeLayer,
 }

@@ -1,9 +1,9 @@
 //! The gRPC edge: conversions between proto and engine types, and the
 //! `Authorizer` service.
 
-pub mod authorizer;
+pub(crate) mod authorizer;
 pub mod convert;
-pub mod edge;
+pub(crate) mod edge;
 mod measure;
 pub mod stored;
 

@@ -46,7 +46,7 @@ impl RequestCopy {
     /// [`Stored::size`] is `bytes`. Every
     /// field is named, so a field added to the message does not compile
     /// until the copy (and then its equality check and key) takes it in.
-    pub fn new(r: AuthorizeRequest, bytes: u64) -> Self {
+    pub(crate) fn new(r: AuthorizeRequest, bytes: u64) -> Self {
         let AuthorizeRequest {
             principal,
             action,

@@ -55,7 +55,7 @@ impl std::fmt::Debug for LogSink {
 
 impl LogSink {
     /// The sink a `decision_log` setting names: `stdout` (or `-`) or a path.
-    pub fn from_setting(value: &str) -> Self {
+    pub(crate) fn from_setting(value: &str) -> Self {
         match value {
             "stdout" | "-" => Self::Stdout,
             path => Self::File(PathBuf::from(path)),
@@ -66,23 +66,23 @@ impl LogSink {
 /// One decision, as handed to the writer.
 pub struct LogRecord {
     /// When it was decided.
-    pub time: SystemTime,
+    pub(crate) time: SystemTime,
     /// The trace it belongs to (the caller's, or the server span's).
-    pub trace_id: Option<TraceId>,
+    pub(crate) trace_id: Option<TraceId>,
     /// The server span, when one was recorded.
-    pub span_id: Option<SpanId>,
+    pub(crate) span_id: Option<SpanId>,
     /// The request.
     pub request: Subject,
     /// The decision (the cache's, or one made for this request).
     pub decision: Box<dyn std::ops::Deref<Target = Decision> + Send>,
     /// Served from the cache.
-    pub cached: bool,
+    pub(crate) cached: bool,
     /// Time to decide.
-    pub latency: Duration,
+    pub(crate) latency: Duration,
 }
 
 /// Request strings longer than this are cut in a record, and marked.
-pub const MAX_FIELD_BYTES: usize = 1024;
+pub(crate) const MAX_FIELD_BYTES: usize = 1024;
 
 /// A request string as a record holds it: at most [`MAX_FIELD_BYTES`],
 /// with a marker saying how long it was when cut.
@@ -205,7 +205,7 @@ struct RecordJson<'a> {
 }
 
 /// Append `record` to `buf` as one JSON line.
-pub fn encode(record: &LogRecord, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+pub(crate) fn encode(record: &LogRecord, buf: &mut Vec<u8>) -> serde_json::Result<()> {
     let json = RecordJson {
         time: chrono::DateTime::<chrono::Utc>::from(record.time)
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -247,7 +247,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 impl DecisionLog {
     /// Open the sink and start the writer task (inside a tokio runtime).
-    pub fn start(
+    pub(crate) fn start(
         sink: LogSink,
         queue: usize,
         queue_bytes: usize,
@@ -288,7 +288,7 @@ impl DecisionLog {
     }
 
     /// Whether a decision with `outcome` is logged at all.
-    pub fn wants(&self, outcome: Outcome) -> bool {
+    pub(crate) fn wants(&self, outcome: Outcome) -> bool {
         match self.filter {
             LogFilter::All => true,
             LogFilter::Denies => outcome != Outcome::Allow,
@@ -297,7 +297,7 @@ impl DecisionLog {
 
     /// Queue a record without waiting; a full queue (in records or in
     /// bytes) drops it and counts it.
-    pub fn submit(&self, record: LogRecord) {
+    pub(crate) fn submit(&self, record: LogRecord) {
         let bytes = record_bytes(&record);
         let before = self.queued.fetch_add(bytes, Ordering::AcqRel);
         if before + bytes > self.max_queued || self.tx.try_send(record).is_err() {
@@ -313,7 +313,7 @@ impl DecisionLog {
 
     /// Stop taking records, write out what is queued, flush, and wait for
     /// the writer (at most `grace`).
-    pub async fn shutdown(&self, grace: Duration) {
+    pub(crate) async fn shutdown(&self, grace: Duration) {
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(task) = task {
             self.stop.notify_one();

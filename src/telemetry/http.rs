@@ -19,7 +19,7 @@ async fn metrics(State(registry): State<prometheus::Registry>) -> Response {
 }
 
 /// Serve `GET /metrics` on `listener` until `shutdown` completes.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     registry: prometheus::Registry,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -28,11 +28,11 @@ pub const DURATION_BOUNDARIES: [f64; 19] = [
 
 /// The bundle that is active, for the age gauge.
 #[derive(Debug)]
-pub struct ActiveBundle {
+pub(crate) struct ActiveBundle {
     /// Its revision.
     pub revision: Arc<str>,
     /// When it was loaded.
-    pub loaded_at: SystemTime,
+    pub(crate) loaded_at: SystemTime,
 }
 
 const OUTCOMES: [Outcome; 3] = [Outcome::Allow, Outcome::ExplicitDeny, Outcome::ImplicitDeny];
@@ -56,7 +56,7 @@ struct Counts {
 }
 
 /// The instruments.
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// `verdict.decision.duration`, bound to each `[outcome][cached]`
     /// attribute set.
     duration: [[BoundHistogram<f64>; 2]; 3],
@@ -75,7 +75,7 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// Create the instruments on `meter`; the gauges read `active` and
     /// `dropped` when the meter is collected.
-    pub fn new(
+    pub(crate) fn new(
         meter: &Meter,
         active: Arc<ArcSwapOption<ActiveBundle>>,
         dropped: Arc<AtomicU64>,
@@ -161,7 +161,13 @@ impl Metrics {
 
     /// Record one decision. `cache_enabled` says whether hits and misses
     /// are counted (with the cache off there is nothing to hit or miss).
-    pub fn decision(&self, outcome: Outcome, cached: bool, cache_enabled: bool, elapsed: Duration) {
+    pub(crate) fn decision(
+        &self,
+        outcome: Outcome,
+        cached: bool,
+        cache_enabled: bool,
+        elapsed: Duration,
+    ) {
         let (o, c) = (outcome_index(outcome), usize::from(cached));
         if let Some(h) = self.duration.get(o).and_then(|a| a.get(c)) {
             h.record(elapsed.as_secs_f64());
@@ -180,7 +186,7 @@ impl Metrics {
     }
 
     /// Record a bundle load attempt.
-    pub fn reload(&self, outcome: ReloadOutcome) {
+    pub(crate) fn reload(&self, outcome: ReloadOutcome) {
         match outcome {
             ReloadOutcome::Ok => self.reloads.add(1, &self.reload_ok),
             ReloadOutcome::Error => self.reloads.add(1, &self.reload_error),

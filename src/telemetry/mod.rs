@@ -7,11 +7,11 @@
 //! an OTLP metrics endpoint nor `/metrics` there are no instruments; with no
 //! decision log nothing is queued.
 
-pub mod decision_log;
-pub mod http;
+pub(crate) mod decision_log;
+pub(crate) mod http;
 pub mod metrics;
-pub mod otlp;
-pub mod settings;
+pub(crate) mod otlp;
+pub(crate) mod settings;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -37,7 +37,7 @@ use crate::compile::Snapshot;
 use crate::eval::{Decision, Request, RequestParts};
 use crate::reload::ReloadOutcome;
 pub use decision_log::{DecisionLog, LogFilter, LogRecord, LogSink};
-pub use metrics::{ActiveBundle, Metrics};
+pub(crate) use metrics::{ActiveBundle, Metrics};
 pub use settings::{SamplerSetting, TelemetryError, TelemetrySettings};
 
 /// What to turn on.
@@ -136,7 +136,7 @@ pub enum Subject {
 
 impl Subject {
     /// The principal.
-    pub fn principal(&self) -> &str {
+    pub(crate) fn principal(&self) -> &str {
         match self {
             Self::Checked(r) => &r.principal,
             Self::Received(r) => &r.principal,
@@ -144,7 +144,7 @@ impl Subject {
     }
 
     /// The action.
-    pub fn action(&self) -> &str {
+    pub(crate) fn action(&self) -> &str {
         match self {
             Self::Checked(r) => &r.action,
             Self::Received(r) => &r.action,
@@ -152,7 +152,7 @@ impl Subject {
     }
 
     /// The resource.
-    pub fn resource(&self) -> &str {
+    pub(crate) fn resource(&self) -> &str {
         match self {
             Self::Checked(r) => &r.resource,
             Self::Received(r) => &r.resource,
@@ -162,7 +162,7 @@ impl Subject {
 
 /// The gRPC method a call span is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     /// `Authorize`: the decision's attributes go on the span.
     Authorize,
     /// `BatchAuthorize`: each decision is an event of the span.
@@ -180,7 +180,7 @@ impl Method {
 
 /// One call's trace state.
 #[derive(Debug, Default)]
-pub struct Call {
+pub(crate) struct Call {
     span: Option<opentelemetry_sdk::trace::Span>,
     trace_id: Option<TraceId>,
     span_id: Option<SpanId>,
@@ -201,19 +201,9 @@ impl Call {
         self.span = Some(span);
     }
 
-    /// The trace id a decision log record carries.
-    pub fn trace_id(&self) -> Option<TraceId> {
-        self.trace_id
-    }
-
-    /// The server span's id, when it is sampled.
-    pub fn span_id(&self) -> Option<SpanId> {
-        self.span_id
-    }
-
     /// The time the call's decisions are made at: its span's start when it
     /// has one (one clock read serves both), else the clock now.
-    pub fn now(&self) -> SystemTime {
+    pub(crate) fn now(&self) -> SystemTime {
         self.start_time.unwrap_or_else(SystemTime::now)
     }
 }
@@ -412,18 +402,13 @@ impl Telemetry {
         Ok(telemetry)
     }
 
-    /// Whether spans are made.
-    pub fn tracing(&self) -> bool {
-        self.tracer.is_some()
-    }
-
     /// Whether decisions are timed (for the latency histogram or the log).
-    pub fn timing(&self) -> bool {
+    pub(crate) fn timing(&self) -> bool {
         self.metrics.is_some() || self.log.is_some()
     }
 
     /// The Prometheus registry `/metrics` serves.
-    pub fn registry(&self) -> Option<&prometheus::Registry> {
+    pub(crate) fn registry(&self) -> Option<&prometheus::Registry> {
         self.registry.as_ref()
     }
 
@@ -434,7 +419,7 @@ impl Telemetry {
 
     /// Begin a call: continue the caller's trace (W3C `traceparent` and
     /// `tracestate` in the metadata) with a server span.
-    pub fn call(&self, method: Method, metadata: &MetadataMap) -> Call {
+    pub(crate) fn call(&self, method: Method, metadata: &MetadataMap) -> Call {
         let batch = method == Method::BatchAuthorize;
         if self.tracer.is_none() && self.log.is_none() {
             return Call {
@@ -478,7 +463,7 @@ impl Telemetry {
     /// Record one decision: metrics, span attributes (or an event of a
     /// batch's span), and the decision log. Takes the request and decision
     /// by value so that the log can keep them without a copy.
-    pub fn decided(
+    pub(crate) fn decided(
         &self,
         call: &mut Call,
         req: impl FnOnce() -> Subject,
@@ -539,7 +524,7 @@ impl Telemetry {
     }
 
     /// End a call's span with its gRPC status (and a batch's counts).
-    pub fn finish(&self, call: Call, status: Result<(), &tonic::Status>) {
+    pub(crate) fn finish(&self, call: Call, status: Result<(), &tonic::Status>) {
         if let Some(mut span) = call.span {
             if call.batch && span.is_recording() {
                 let [allow, explicit, implicit] = call.outcomes.map(i64::from);
@@ -561,7 +546,7 @@ impl Telemetry {
     }
 
     /// Record a bundle load attempt and the active bundle.
-    pub fn reloaded(&self, outcome: ReloadOutcome, active: Option<&Snapshot>) {
+    pub(crate) fn reloaded(&self, outcome: ReloadOutcome, active: Option<&Snapshot>) {
         if let Some(m) = &self.metrics {
             m.reload(outcome);
         }
@@ -576,7 +561,7 @@ impl Telemetry {
     /// Write out the decision log and flush and stop the exporters (the
     /// SDK's flush blocks, so it runs on a blocking thread, never on the
     /// runtime's workers).
-    pub async fn shutdown(&self, grace: Duration) {
+    pub(crate) async fn shutdown(&self, grace: Duration) {
         if let Some(log) = &self.log {
             log.shutdown(grace).await;
         }

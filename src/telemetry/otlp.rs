@@ -44,20 +44,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Where and how spans are sent.
 #[derive(Clone, Debug)]
-pub struct ExportTarget {
+pub(crate) struct ExportTarget {
     /// `http://host:port` of the collector.
-    pub endpoint: String,
+    pub(crate) endpoint: String,
     /// gRPC metadata sent with every export (`OTEL_EXPORTER_OTLP_*HEADERS`).
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// Deadline of one export, retries included (`OTEL_EXPORTER_OTLP_*TIMEOUT`).
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// gzip the exports (`OTEL_EXPORTER_OTLP_*COMPRESSION=gzip`).
-    pub gzip: bool,
+    pub(crate) gzip: bool,
 }
 
 /// Why the exporter could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum ExporterError {
+pub(crate) enum ExporterError {
     /// The endpoint is not a usable URI.
     #[error("endpoint `{endpoint}`: {message}")]
     Endpoint {
@@ -74,7 +74,7 @@ pub enum ExporterError {
 /// A span exporter over OTLP/gRPC. Build it inside the tokio runtime that
 /// should carry its connection; `export` may then be driven from any thread
 /// (the SDK's batch processor blocks on it from a thread of its own).
-pub struct OtlpSpanExporter {
+pub(crate) struct OtlpSpanExporter {
     channel: Channel,
     metadata: MetadataMap,
     timeout: Duration,
@@ -94,7 +94,7 @@ impl fmt::Debug for OtlpSpanExporter {
 
 impl OtlpSpanExporter {
     /// A lazily connecting exporter. Must be called inside a tokio runtime.
-    pub fn new(target: &ExportTarget) -> Result<Self, ExporterError> {
+    pub(crate) fn new(target: &ExportTarget) -> Result<Self, ExporterError> {
         let bad = |message: String| ExporterError::Endpoint {
             endpoint: target.endpoint.clone(),
             message,
@@ -322,18 +322,18 @@ impl EncodedResource {
 
 /// Protocol buffer wire format primitives.
 mod wire {
-    pub const VARINT: u32 = 0;
-    pub const FIXED64: u32 = 1;
-    pub const LEN: u32 = 2;
-    pub const FIXED32: u32 = 5;
+    pub(crate) const VARINT: u32 = 0;
+    pub(crate) const FIXED64: u32 = 1;
+    pub(crate) const LEN: u32 = 2;
+    pub(crate) const FIXED32: u32 = 5;
 
     /// Bytes of `v` as a varint.
-    pub fn varint_len(v: u64) -> usize {
+    pub(crate) fn varint_len(v: u64) -> usize {
         let bits = 64 - (v | 1).leading_zeros() as usize;
         bits.div_ceil(7)
     }
 
-    pub fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
         while v >= 0x80 {
             buf.push((v as u8) | 0x80);
             v >>= 7;
@@ -341,26 +341,26 @@ mod wire {
         buf.push(v as u8);
     }
 
-    pub fn key_len(field: u32) -> usize {
+    pub(crate) fn key_len(field: u32) -> usize {
         varint_len(u64::from(field) << 3)
     }
 
-    pub fn put_key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
+    pub(crate) fn put_key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
         put_varint(buf, u64::from((field << 3) | wire_type));
     }
 
     /// A length-delimited field whose content is `len` bytes.
-    pub fn msg_len(field: u32, len: usize) -> usize {
+    pub(crate) fn msg_len(field: u32, len: usize) -> usize {
         key_len(field) + varint_len(len as u64) + len
     }
 
-    pub fn msg_header(buf: &mut Vec<u8>, field: u32, len: usize) {
+    pub(crate) fn msg_header(buf: &mut Vec<u8>, field: u32, len: usize) {
         put_key(buf, field, LEN);
         put_varint(buf, len as u64);
     }
 
     /// A string or bytes field, left out when empty (proto3 default).
-    pub fn bytes_len(field: u32, b: &[u8]) -> usize {
+    pub(crate) fn bytes_len(field: u32, b: &[u8]) -> usize {
         if b.is_empty() {
             0
         } else {
@@ -368,7 +368,7 @@ mod wire {
         }
     }
 
-    pub fn put_bytes(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
+    pub(crate) fn put_bytes(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
         if !b.is_empty() {
             msg_header(buf, field, b.len());
             buf.extend_from_slice(b);
@@ -376,7 +376,7 @@ mod wire {
     }
 
     /// A varint field, left out when zero.
-    pub fn uint_len(field: u32, v: u64) -> usize {
+    pub(crate) fn uint_len(field: u32, v: u64) -> usize {
         if v == 0 {
             0
         } else {
@@ -384,7 +384,7 @@ mod wire {
         }
     }
 
-    pub fn put_uint(buf: &mut Vec<u8>, field: u32, v: u64) {
+    pub(crate) fn put_uint(buf: &mut Vec<u8>, field: u32, v: u64) {
         if v != 0 {
             put_key(buf, field, VARINT);
             put_varint(buf, v);
@@ -392,11 +392,11 @@ mod wire {
     }
 
     /// A fixed64 field, left out when zero.
-    pub fn fixed64_len(field: u32, v: u64) -> usize {
+    pub(crate) fn fixed64_len(field: u32, v: u64) -> usize {
         if v == 0 { 0 } else { key_len(field) + 8 }
     }
 
-    pub fn put_fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
+    pub(crate) fn put_fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
         if v != 0 {
             put_key(buf, field, FIXED64);
             buf.extend_from_slice(&v.to_le_bytes());
@@ -404,11 +404,11 @@ mod wire {
     }
 
     /// A fixed32 field, left out when zero.
-    pub fn fixed32_len(field: u32, v: u32) -> usize {
+    pub(crate) fn fixed32_len(field: u32, v: u32) -> usize {
         if v == 0 { 0 } else { key_len(field) + 4 }
     }
 
-    pub fn put_fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
+    pub(crate) fn put_fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
         if v != 0 {
             put_key(buf, field, FIXED32);
             buf.extend_from_slice(&v.to_le_bytes());
@@ -419,59 +419,59 @@ mod wire {
 // Field numbers, from opentelemetry/proto/{common,trace,resource}/v1/*.proto.
 mod field {
     // AnyValue (a oneof: always written, even when it holds a default).
-    pub const STRING_VALUE: u32 = 1;
-    pub const BOOL_VALUE: u32 = 2;
-    pub const INT_VALUE: u32 = 3;
-    pub const DOUBLE_VALUE: u32 = 4;
-    pub const ARRAY_VALUE: u32 = 5;
+    pub(crate) const STRING_VALUE: u32 = 1;
+    pub(crate) const BOOL_VALUE: u32 = 2;
+    pub(crate) const INT_VALUE: u32 = 3;
+    pub(crate) const DOUBLE_VALUE: u32 = 4;
+    pub(crate) const ARRAY_VALUE: u32 = 5;
     // ArrayValue
-    pub const ARRAY_VALUES: u32 = 1;
+    pub(crate) const ARRAY_VALUES: u32 = 1;
     // KeyValue
-    pub const KV_KEY: u32 = 1;
-    pub const KV_VALUE: u32 = 2;
+    pub(crate) const KV_KEY: u32 = 1;
+    pub(crate) const KV_VALUE: u32 = 2;
     // InstrumentationScope
-    pub const SCOPE_NAME: u32 = 1;
-    pub const SCOPE_VERSION: u32 = 2;
-    pub const SCOPE_ATTRIBUTES: u32 = 3;
+    pub(crate) const SCOPE_NAME: u32 = 1;
+    pub(crate) const SCOPE_VERSION: u32 = 2;
+    pub(crate) const SCOPE_ATTRIBUTES: u32 = 3;
     // ExportTraceServiceRequest, ResourceSpans, ScopeSpans
-    pub const REQUEST_RESOURCE_SPANS: u32 = 1;
-    pub const RS_SCOPE_SPANS: u32 = 2;
-    pub const RS_SCHEMA_URL: u32 = 3;
-    pub const SS_SCOPE: u32 = 1;
-    pub const SS_SPANS: u32 = 2;
-    pub const SS_SCHEMA_URL: u32 = 3;
+    pub(crate) const REQUEST_RESOURCE_SPANS: u32 = 1;
+    pub(crate) const RS_SCOPE_SPANS: u32 = 2;
+    pub(crate) const RS_SCHEMA_URL: u32 = 3;
+    pub(crate) const SS_SCOPE: u32 = 1;
+    pub(crate) const SS_SPANS: u32 = 2;
+    pub(crate) const SS_SCHEMA_URL: u32 = 3;
     // Span
-    pub const TRACE_ID: u32 = 1;
-    pub const SPAN_ID: u32 = 2;
-    pub const TRACE_STATE: u32 = 3;
-    pub const PARENT_SPAN_ID: u32 = 4;
-    pub const NAME: u32 = 5;
-    pub const KIND: u32 = 6;
-    pub const START: u32 = 7;
-    pub const END: u32 = 8;
-    pub const ATTRIBUTES: u32 = 9;
-    pub const DROPPED_ATTRIBUTES: u32 = 10;
-    pub const EVENTS: u32 = 11;
-    pub const DROPPED_EVENTS: u32 = 12;
-    pub const LINKS: u32 = 13;
-    pub const DROPPED_LINKS: u32 = 14;
-    pub const STATUS: u32 = 15;
-    pub const FLAGS: u32 = 16;
+    pub(crate) const TRACE_ID: u32 = 1;
+    pub(crate) const SPAN_ID: u32 = 2;
+    pub(crate) const TRACE_STATE: u32 = 3;
+    pub(crate) const PARENT_SPAN_ID: u32 = 4;
+    pub(crate) const NAME: u32 = 5;
+    pub(crate) const KIND: u32 = 6;
+    pub(crate) const START: u32 = 7;
+    pub(crate) const END: u32 = 8;
+    pub(crate) const ATTRIBUTES: u32 = 9;
+    pub(crate) const DROPPED_ATTRIBUTES: u32 = 10;
+    pub(crate) const EVENTS: u32 = 11;
+    pub(crate) const DROPPED_EVENTS: u32 = 12;
+    pub(crate) const LINKS: u32 = 13;
+    pub(crate) const DROPPED_LINKS: u32 = 14;
+    pub(crate) const STATUS: u32 = 15;
+    pub(crate) const FLAGS: u32 = 16;
     // Span.Event
-    pub const EVENT_TIME: u32 = 1;
-    pub const EVENT_NAME: u32 = 2;
-    pub const EVENT_ATTRIBUTES: u32 = 3;
-    pub const EVENT_DROPPED: u32 = 4;
+    pub(crate) const EVENT_TIME: u32 = 1;
+    pub(crate) const EVENT_NAME: u32 = 2;
+    pub(crate) const EVENT_ATTRIBUTES: u32 = 3;
+    pub(crate) const EVENT_DROPPED: u32 = 4;
     // Span.Link
-    pub const LINK_TRACE_ID: u32 = 1;
-    pub const LINK_SPAN_ID: u32 = 2;
-    pub const LINK_TRACE_STATE: u32 = 3;
-    pub const LINK_ATTRIBUTES: u32 = 4;
-    pub const LINK_DROPPED: u32 = 5;
-    pub const LINK_FLAGS: u32 = 6;
+    pub(crate) const LINK_TRACE_ID: u32 = 1;
+    pub(crate) const LINK_SPAN_ID: u32 = 2;
+    pub(crate) const LINK_TRACE_STATE: u32 = 3;
+    pub(crate) const LINK_ATTRIBUTES: u32 = 4;
+    pub(crate) const LINK_DROPPED: u32 = 5;
+    pub(crate) const LINK_FLAGS: u32 = 6;
     // Status
-    pub const STATUS_MESSAGE: u32 = 2;
-    pub const STATUS_CODE: u32 = 3;
+    pub(crate) const STATUS_MESSAGE: u32 = 2;
+    pub(crate) const STATUS_CODE: u32 = 3;
 }
 
 use field as f;

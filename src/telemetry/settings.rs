@@ -17,32 +17,32 @@ pub struct TelemetrySettings {
     /// gRPC metadata sent with span exports
     /// (`OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`:
     /// `key=value` pairs separated by commas, values percent-encoded).
-    pub traces_headers: Vec<(String, String)>,
+    pub(crate) traces_headers: Vec<(String, String)>,
     /// Deadline of one span export, retries included
     /// (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`,
     /// milliseconds; default 10,000).
-    pub traces_timeout: Duration,
+    pub(crate) traces_timeout: Duration,
     /// gzip span exports (`OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, else
     /// `OTEL_EXPORTER_OTLP_COMPRESSION`: `gzip` or `none`).
-    pub traces_gzip: bool,
+    pub(crate) traces_gzip: bool,
     /// `service.name`: `OTEL_SERVICE_NAME`, else `service.name` of
     /// `OTEL_RESOURCE_ATTRIBUTES`, else `verdict`.
     pub service_name: String,
     /// Extra resource attributes (`OTEL_RESOURCE_ATTRIBUTES`).
-    pub resource_attributes: Vec<(String, String)>,
+    pub(crate) resource_attributes: Vec<(String, String)>,
     /// Sampler (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
     pub sampler: SamplerSetting,
     /// Metric export interval (`OTEL_METRIC_EXPORT_INTERVAL`, milliseconds).
-    pub metric_interval: Duration,
+    pub(crate) metric_interval: Duration,
     /// Spans queued for export before new ones are dropped
     /// (`OTEL_BSP_MAX_QUEUE_SIZE`; default 65,536, so that a burst at full
     /// sampling is not lost).
-    pub span_queue: usize,
+    pub(crate) span_queue: usize,
     /// Delay between span exports (`OTEL_BSP_SCHEDULE_DELAY`, ms; default 1,000).
-    pub span_delay: Duration,
+    pub(crate) span_delay: Duration,
     /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`; default 512, the
     /// OpenTelemetry default).
-    pub span_batch: usize,
+    pub(crate) span_batch: usize,
     /// Events kept per span (`OTEL_SPAN_EVENT_COUNT_LIMIT`; default 16). A
     /// `BatchAuthorize` span carries one event per decision up to this many,
     /// and its outcome counts. Exports must stay under the collector's
@@ -72,7 +72,7 @@ pub enum SamplerSetting {
 
 impl SamplerSetting {
     /// The SDK sampler.
-    pub fn sampler(self) -> Sampler {
+    pub(crate) fn sampler(self) -> Sampler {
         match self {
             Self::AlwaysOn => Sampler::AlwaysOn,
             Self::AlwaysOff => Sampler::AlwaysOff,
@@ -89,7 +89,7 @@ impl SamplerSetting {
 #[error("{var}: {message}")]
 pub struct TelemetryError {
     /// The variable.
-    pub var: String,
+    pub(crate) var: String,
     /// What is wrong.
     pub message: String,
 }

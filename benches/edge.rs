@@ -51,19 +51,17 @@ fn bench(c: &mut Criterion) {
         file: None,
     })
     .unwrap();
-    let reloader = Reloader::new(&config.reload_settings(), None);
+    let reloader = Reloader::new(&config.reload, None);
     rt.block_on(reloader.reload()).unwrap();
     let service = |entries: u64| {
         AuthorizerService::new(
             reloader.clone(),
             Arc::new(Cache::new(CacheLimits {
                 max_entries: entries,
-                max_bytes: config.cache_max_bytes,
-                max_entry_bytes: config.cache_max_entry_bytes,
-                ttl: config.cache_ttl,
+                ..config.cache
             })),
-            config.request_limits.clone(),
-            config.max_batch,
+            config.service.request_limits.clone(),
+            config.service.max_batch,
             Arc::new(Telemetry::disabled()),
         )
     };

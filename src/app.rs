@@ -1,7 +1,7 @@
 //! Wiring: listeners (TCP and a Unix socket), the request timeout and the
 //! edge (`crate::service::edge`: bodies read within their limits, then one
 //! concurrency limit over every loop), health and reflection, the
-//! `thread_per_core` event loops (`crate::loops`), the reloader and its
+//! `thread_per_core` event loops (`crate::runtime`), the reloader and its
 //! readiness flip, and graceful shutdown.
 //!
 //! `start` binds, serves health as NOT_SERVING, loads and compiles the first
@@ -26,12 +26,12 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::cache::CacheLimits;
-use crate::config::{Config, RuntimeFlavor};
+use crate::config::Config;
 use crate::conn::{ConnSettings, Gate};
-use crate::loops;
 use crate::proto::server::authorizer_server::AuthorizerServer;
 use crate::reload::{LoadFailure, Reloader};
+use crate::runtime;
+use crate::runtime::RuntimeFlavor;
 use crate::service::AuthorizerService;
 use crate::service::edge::{EdgeLayer, EdgeLimits};
 use crate::service::stored::Cache;
@@ -83,7 +83,7 @@ pub struct Running {
     pub telemetry: Arc<Telemetry>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
-    loops: Option<loops::Counts>,
+    loops: Option<runtime::Counts>,
     tasks: Vec<JoinHandle<()>>,
     health: HealthReporter,
     grace: Duration,
@@ -132,9 +132,9 @@ fn bind_uds(path: &Path, mode: u32) -> Result<tokio::net::UnixListener, AppError
 /// The connections one `thread_per_core` loop is handed, per listener.
 struct LoopWork {
     gate: Gate,
-    tcp: Option<mpsc::UnboundedReceiver<loops::Handoff<TcpStream>>>,
+    tcp: Option<mpsc::UnboundedReceiver<runtime::Handoff<TcpStream>>>,
     #[cfg(unix)]
-    uds: Option<mpsc::UnboundedReceiver<loops::Handoff<UnixStream>>>,
+    uds: Option<mpsc::UnboundedReceiver<runtime::Handoff<UnixStream>>>,
 }
 
 /// Serve what one loop is handed, on each listener, until `stop`; then let
@@ -159,14 +159,14 @@ where
 {
     let tcp = work.tcp.map(|rx| {
         server().serve_with_incoming_shutdown(
-            loops::incoming::<TcpStream>(rx, work.gate.clone()),
+            runtime::incoming::<TcpStream>(rx, work.gate.clone()),
             signal(stop.clone()),
         )
     });
     #[cfg(unix)]
     let uds = work.uds.map(|rx| {
         server().serve_with_incoming_shutdown(
-            loops::incoming::<UnixStream>(rx, work.gate.clone()),
+            runtime::incoming::<UnixStream>(rx, work.gate.clone()),
             signal(stop.clone()),
         )
     });
@@ -226,27 +226,15 @@ impl Listeners {
     }
 }
 
-/// Event loops of the runtime: one per core (or `worker_threads`) for
-/// `thread_per_core`, one otherwise.
-fn loop_count(config: &Config) -> usize {
-    match (config.runtime, config.worker_threads) {
-        (RuntimeFlavor::ThreadPerCore, 0) => {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        }
-        (RuntimeFlavor::ThreadPerCore, n) => n,
-        _ => 1,
-    }
-}
-
 /// The edge's limits. Each event loop queues its own batches, so that a
 /// batch finishing on one loop never wakes a batch waiting on another.
 fn edge_limits(config: &Config, loops: usize) -> EdgeLimits {
     EdgeLimits {
-        max_request_bytes: config.max_request_bytes,
-        max_batch_bytes: config.max_batch_bytes,
+        max_request_bytes: config.service.max_request_bytes,
+        max_batch_bytes: config.service.max_batch_bytes,
         body_timeout: config.connections.request_body_timeout,
-        batch_concurrency: config.batch_concurrency_limit.div_ceil(loops),
-        max_batch_decoded_bytes: config.max_batch_decoded_bytes,
+        batch_concurrency: config.service.batch_concurrency_limit.div_ceil(loops),
+        max_batch_decoded_bytes: config.service.max_batch_decoded_bytes,
     }
 }
 
@@ -297,7 +285,7 @@ async fn routes(
         .add_service(reflection_v1alpha)
         .add_service(
             AuthorizerServer::new(authorizer)
-                .max_decoding_message_size(config.max_batch_bytes)
+                .max_decoding_message_size(config.service.max_batch_bytes)
                 .max_encoding_message_size(usize::MAX),
         );
 
@@ -321,22 +309,17 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
 
     let observer = telemetry.clone();
     let reloader = Reloader::new(
-        &config.reload_settings(),
+        &config.reload.clone(),
         Some(Box::new(move |outcome, snap| {
             observer.reloaded(outcome, snap);
         })),
     );
-    let cache = Arc::new(Cache::new(CacheLimits {
-        max_entries: config.cache_max_entries,
-        max_bytes: config.cache_max_bytes,
-        max_entry_bytes: config.cache_max_entry_bytes,
-        ttl: config.cache_ttl,
-    }));
+    let cache = Arc::new(Cache::new(config.cache));
     let authorizer = AuthorizerService::new(
         reloader.clone(),
         cache.clone(),
-        config.request_limits.clone(),
-        config.max_batch,
+        config.service.request_limits.clone(),
+        config.service.max_batch,
         telemetry.clone(),
     );
     let (health, routes) = routes(config, authorizer).await?;
@@ -346,10 +329,12 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     // Calls past their body, over every listener and loop together.
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(config.concurrency_limit));
-    let loops = loop_count(config);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        config.service.concurrency_limit,
+    ));
+    let loops = config.runtime.loops();
     let edge = edge_limits(config, loops);
-    let timeout = config.request_timeout;
+    let timeout = config.service.request_timeout;
     let conn = config.connections.clone();
     let server = move || {
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
@@ -372,11 +357,11 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
     let gate = connection_gate(config);
     let mut servers = Vec::new();
     let mut loop_counts = None;
-    if config.runtime == RuntimeFlavor::ThreadPerCore {
-        let counts = loops::Counts::new(loops);
-        let (tcp_dispatch, tcp_rx) = loops::Dispatcher::<TcpStream>::new(&counts);
+    if config.runtime.flavor == RuntimeFlavor::ThreadPerCore {
+        let counts = runtime::Counts::new(loops);
+        let (tcp_dispatch, tcp_rx) = runtime::Dispatcher::<TcpStream>::new(&counts);
         #[cfg(unix)]
-        let (uds_dispatch, uds_rx) = loops::Dispatcher::<UnixStream>::new(&counts);
+        let (uds_dispatch, uds_rx) = runtime::Dispatcher::<UnixStream>::new(&counts);
         // Without a listener its receivers are dropped at once.
         let mut tcp_rx = tcp_rx.into_iter().filter(|_| tcp.is_some());
         #[cfg(unix)]
@@ -395,23 +380,13 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
                 servers.push(tokio::spawn(serving));
                 continue;
             }
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+            let lost = move || {
+                tracing::error!("event loop {i} ended without finishing its connections");
+                Ok(())
+            };
+            let task = runtime::spawn_loop(i, serving, lost)
                 .map_err(|e| AppError::Runtime(e.to_string()))?;
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            std::thread::Builder::new()
-                .name(format!("verdict-loop-{i}"))
-                .spawn(move || {
-                    let _ = done_tx.send(runtime.block_on(serving));
-                })
-                .map_err(|e| AppError::Runtime(e.to_string()))?;
-            servers.push(tokio::spawn(async move {
-                done_rx.await.unwrap_or_else(|_| {
-                    tracing::error!("event loop {i} ended without finishing its connections");
-                    Ok(())
-                })
-            }));
+            servers.push(task);
         }
         if let Some(listener) = tcp {
             let stop = signal(shutdown_rx.clone());
@@ -507,7 +482,7 @@ impl Running {
         shutdown_rx: watch::Receiver<bool>,
     ) -> Result<Self, AppError> {
         self.tasks
-            .extend(reloader.spawn_tasks(&config.reload_settings(), shutdown_rx));
+            .extend(reloader.spawn_tasks(&config.reload.clone(), shutdown_rx));
         tracing::info!("loading the first bundle");
         if let Err(failure) = reloader.reload().await {
             self.shutdown().await;
@@ -524,7 +499,7 @@ impl Running {
 
     /// With `thread_per_core`: the connections each event loop serves now.
     pub fn loop_connections(&self) -> Option<Vec<usize>> {
-        self.loops.as_ref().map(loops::Counts::snapshot)
+        self.loops.as_ref().map(runtime::Counts::snapshot)
     }
 
     /// Report NOT_SERVING, stop accepting, let in-flight calls finish within

@@ -11,30 +11,23 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::bundle::Limits;
+use crate::cache::CacheLimits;
+pub(crate) use crate::conn::ConnectionLimits;
 use crate::eval::{EvalOptions, RequestLimits};
+use crate::reload::ReloadSettings;
+use crate::runtime::{RuntimeFlavor, RuntimeSettings};
+use crate::service::ServiceSettings;
+use crate::telemetry::{LogSettings, TelemetryOptions, TelemetrySettings};
 
 pub(crate) use crate::bundle::BundleSource;
 
-/// The tokio runtime to run the server on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RuntimeFlavor {
-    /// One thread runs everything.
-    CurrentThread,
-    /// A pool of worker threads that steal tasks from each other.
-    MultiThread,
-    /// One single-threaded event loop per worker thread; each connection is
-    /// served wholly on one loop (the one with the fewest connections when
-    /// it was accepted), so a call never hops between threads.
-    ThreadPerCore,
-}
-
 pub use crate::telemetry::LogFilter;
 
-/// Everything the server needs, validated.
+/// Everything the server needs, validated: what `serve` itself uses
+/// (listeners, shutdown, its own log), then each module's settings, as
+/// that module defines them.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The bundle.
-    pub bundle: BundleSource,
     /// TCP address, if any.
     pub listen: Option<SocketAddr>,
     /// Unix socket path, if any.
@@ -43,121 +36,36 @@ pub struct Config {
     pub(crate) uds_mode: u32,
     /// Prometheus `/metrics` address, if any.
     pub metrics_listen: Option<SocketAddr>,
-    /// Request limits.
-    pub request_limits: RequestLimits,
-    /// Maximum requests per `BatchAuthorize` (0: unbounded).
-    pub max_batch: usize,
-    /// Bundle limits.
-    pub(crate) bundle_limits: Limits,
-    /// Evaluation settings.
-    pub(crate) eval: EvalOptions,
-    /// Decision cache entries (0 disables the cache).
-    pub(crate) cache_max_entries: u64,
-    /// Decision cache time to live.
-    pub cache_ttl: Duration,
-    /// Watch the bundle path for changes.
-    pub(crate) watch: bool,
-    /// Re-check the bundle path this often (0: never).
-    pub(crate) poll_interval: Duration,
-    /// Wait this long after a change event before reloading.
-    pub(crate) reload_debounce: Duration,
-    /// Requests served at once before shedding load.
-    pub(crate) concurrency_limit: usize,
-    /// Longest a call may take (a shorter `grpc-timeout` wins).
-    pub(crate) request_timeout: Duration,
     /// How long in-flight calls may take to finish on shutdown.
     pub(crate) shutdown_grace: Duration,
-    /// Runtime flavour.
-    pub(crate) runtime: RuntimeFlavor,
-    /// Worker threads for `multi_thread`, event loops for `thread_per_core`
-    /// (0: one per core).
-    pub(crate) worker_threads: usize,
-    /// Decision log destination: `-` for stdout, a file path, or none.
-    pub decision_log: Option<String>,
-    /// Decision log queue length.
-    pub decision_log_queue: usize,
-    /// Which decisions the log records.
-    pub decision_log_filter: LogFilter,
-    /// Log format for the server's own log: `text` or `json`.
+    /// The server's own log as JSON lines (else text).
     pub(crate) log_json: bool,
-    /// Longest a bundle load may take before it is recorded as failed.
-    pub(crate) reload_timeout: Duration,
-    /// Bytes the decision cache may hold, its entries weighed by size.
-    pub cache_max_bytes: u64,
-    /// Requests larger than this (as received) are decided but not cached.
-    pub cache_max_entry_bytes: u64,
-    /// Largest `Authorize` request message, in bytes.
-    pub(crate) max_request_bytes: usize,
-    /// Largest `BatchAuthorize` request message, in bytes.
-    pub(crate) max_batch_bytes: usize,
-    /// Largest `BatchAuthorize` request once decoded, measured before decoding.
-    pub(crate) max_batch_decoded_bytes: u64,
-    /// `BatchAuthorize` calls in flight at once (their bodies included).
-    pub(crate) batch_concurrency_limit: usize,
-    /// Bytes the decision log queue may hold.
-    pub decision_log_queue_bytes: usize,
+    /// The bundle and its reloads.
+    pub reload: ReloadSettings,
+    /// The decision cache.
+    pub cache: CacheLimits,
+    /// What a call may be, and how many run at once.
+    pub service: ServiceSettings,
     /// Connection-level protections: HTTP/2 and timeouts.
     pub(crate) connections: ConnectionLimits,
-}
-
-/// What bounds a client connection: its streams, how long it may take to
-/// start and to send a request, how long it may stay idle or live, and how
-/// many connections there may be.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ConnectionLimits {
-    /// HTTP/2 streams a connection may have open at once.
-    pub(crate) max_concurrent_streams: u32,
-    /// A request body not fully received this long after its headers is reset.
-    pub(crate) request_body_timeout: Duration,
-    /// A connection that has not sent the HTTP/2 preface and SETTINGS this long after it was accepted is closed.
-    pub(crate) handshake_timeout: Duration,
-    /// HTTP/2 PING every this often (0: never).
-    pub(crate) keepalive_interval: Duration,
-    /// A PING not answered within this closes the connection.
-    pub(crate) keepalive_timeout: Duration,
-    /// A connection with no open stream for this long is closed (0: never).
-    pub(crate) idle_timeout: Duration,
-    /// Connections open at once; more are closed as they are accepted.
-    pub(crate) max_connections: usize,
-    /// A connection older than this is asked to go away (0: never).
-    pub(crate) max_connection_age: Duration,
-    /// HTTP/2 flow-control window of one stream: the most a stream may
-    /// send before the server has read it.
-    pub(crate) stream_window_bytes: u32,
-    /// HTTP/2 flow-control window of a connection: the most all its streams
-    /// together may send before the server has read it, so at most this
-    /// times `max_connections` bytes wait unread.
-    pub(crate) connection_window_bytes: u32,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            max_concurrent_streams: 100,
-            request_body_timeout: Duration::from_secs(1),
-            handshake_timeout: Duration::from_secs(10),
-            keepalive_interval: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(300),
-            max_connections: 10_000,
-            max_connection_age: Duration::ZERO,
-            stream_window_bytes: 256 * 1024,
-            connection_window_bytes: 512 * 1024,
-        }
-    }
+    /// The runtime.
+    pub(crate) runtime: RuntimeSettings,
+    /// The decision log.
+    pub decision_log: LogSettings,
+    /// Traces and metrics export (`OTEL_*`).
+    pub telemetry: TelemetrySettings,
 }
 
 impl Config {
-    /// What the reloader needs of this configuration.
-    pub fn reload_settings(&self) -> crate::reload::ReloadSettings {
-        crate::reload::ReloadSettings {
-            source: self.bundle.clone(),
-            limits: self.bundle_limits.clone(),
-            eval: self.eval.clone(),
-            timeout: self.reload_timeout,
-            debounce: self.reload_debounce,
-            watch: self.watch,
-            poll_interval: self.poll_interval,
+    /// What telemetry starts with.
+    pub fn telemetry_options(&self) -> TelemetryOptions {
+        TelemetryOptions {
+            settings: self.telemetry.clone(),
+            prometheus: self.metrics_listen.is_some(),
+            decision_log: self.decision_log.sink(),
+            decision_log_queue: self.decision_log.queue,
+            decision_log_queue_bytes: self.decision_log.queue_bytes,
+            decision_log_filter: self.decision_log.filter,
         }
     }
 }
@@ -604,51 +512,75 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
             ),
         });
     }
-    if !errors.is_empty() {
+    // The OTEL_* variables are read in the same pass, so that every bad
+    // value is reported at once.
+    let telemetry = match TelemetrySettings::from_env(sources.env) {
+        Ok(t) => Some(t),
+        Err(bad) => {
+            errors.extend(bad.into_iter().map(|e| ConfigError {
+                origin: e.var,
+                message: e.message,
+            }));
+            None
+        }
+    };
+    let (Some(telemetry), true) = (telemetry, errors.is_empty()) else {
         return Err(errors);
-    }
+    };
     Ok(Config {
-        bundle,
         listen,
         uds,
         uds_mode,
         metrics_listen,
-        request_limits,
-        max_batch,
-        bundle_limits,
-        eval: EvalOptions {
-            trust_session_tags,
-            default_context,
-        },
-        cache_max_entries,
-        cache_ttl,
-        watch,
-        poll_interval,
-        reload_debounce,
-        concurrency_limit,
-        request_timeout,
         shutdown_grace,
-        runtime,
-        worker_threads,
-        decision_log,
-        decision_log_queue,
-        decision_log_filter,
         log_json,
-        reload_timeout,
-        cache_max_bytes,
-        cache_max_entry_bytes,
-        max_request_bytes,
-        max_batch_bytes,
-        max_batch_decoded_bytes,
-        batch_concurrency_limit,
-        decision_log_queue_bytes,
+        reload: ReloadSettings {
+            source: bundle,
+            limits: bundle_limits,
+            eval: EvalOptions {
+                trust_session_tags,
+                default_context,
+            },
+            timeout: reload_timeout,
+            debounce: reload_debounce,
+            watch,
+            poll_interval,
+        },
+        cache: CacheLimits {
+            max_entries: cache_max_entries,
+            max_bytes: cache_max_bytes,
+            max_entry_bytes: cache_max_entry_bytes,
+            ttl: cache_ttl,
+        },
+        service: ServiceSettings {
+            request_limits,
+            max_batch,
+            concurrency_limit,
+            request_timeout,
+            max_request_bytes,
+            max_batch_bytes,
+            max_batch_decoded_bytes,
+            batch_concurrency_limit,
+        },
         connections,
+        runtime: RuntimeSettings {
+            flavor: runtime,
+            worker_threads,
+        },
+        decision_log: LogSettings {
+            path: decision_log,
+            queue: decision_log_queue,
+            queue_bytes: decision_log_queue_bytes,
+            filter: decision_log_filter,
+        },
+        telemetry,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::RuntimeFlavor;
     use std::collections::HashMap;
 
     fn parse(
@@ -671,15 +603,15 @@ mod tests {
     #[test]
     fn defaults() {
         let c = parse(FlagValues::default(), &[], None).unwrap();
-        assert_eq!(c.bundle, BundleSource::Embedded);
+        assert_eq!(c.reload.source, BundleSource::Embedded);
         assert_eq!(c.listen, Some("127.0.0.1:50051".parse().unwrap()));
         assert_eq!(c.uds, None);
         assert_eq!(c.uds_mode, 0o660);
-        assert_eq!(c.runtime, RuntimeFlavor::ThreadPerCore);
-        assert_eq!(c.worker_threads, 0);
-        assert_eq!(c.max_batch, 1000);
-        assert_eq!(c.request_limits, RequestLimits::default());
-        assert!(!c.eval.trust_session_tags);
+        assert_eq!(c.runtime.flavor, RuntimeFlavor::ThreadPerCore);
+        assert_eq!(c.runtime.worker_threads, 0);
+        assert_eq!(c.service.max_batch, 1000);
+        assert_eq!(c.service.request_limits, RequestLimits::default());
+        assert!(!c.reload.eval.trust_session_tags);
     }
 
     #[test]
@@ -697,11 +629,11 @@ mod tests {
             Some(file),
         )
         .unwrap();
-        assert_eq!(c.max_batch, 20);
+        assert_eq!(c.service.max_batch, 20);
         assert_eq!(c.listen, Some("127.0.0.1:3".parse().unwrap()));
-        assert_eq!(c.cache_ttl, Duration::from_millis(5));
+        assert_eq!(c.cache.ttl, Duration::from_millis(5));
         assert_eq!(
-            c.eval.default_context,
+            c.reload.eval.default_context,
             vec![("aws:SecureTransport".to_owned(), vec!["true".to_owned()])]
         );
     }
@@ -719,8 +651,34 @@ mod tests {
                 None,
             )
             .unwrap();
-            assert_eq!((c.runtime, c.worker_threads), (want, 3), "{value}");
+            assert_eq!(
+                (c.runtime.flavor, c.runtime.worker_threads),
+                (want, 3),
+                "{value}"
+            );
         }
+    }
+
+    #[test]
+    fn otel_variables_are_checked_in_the_same_pass() {
+        let errors = parse(
+            FlagValues::default(),
+            &[
+                ("VERDICT_MAX_BATCH", "many"),
+                ("OTEL_SPAN_EVENT_COUNT_LIMIT", "lots"),
+            ],
+            None,
+        )
+        .unwrap_err();
+        let origins: Vec<&str> = errors.iter().map(|e| e.origin.as_str()).collect();
+        assert!(
+            origins.iter().any(|o| o.contains("VERDICT_MAX_BATCH")),
+            "{origins:?}"
+        );
+        assert!(
+            origins.contains(&"OTEL_SPAN_EVENT_COUNT_LIMIT"),
+            "{origins:?}"
+        );
     }
 
     #[test]

@@ -19,6 +19,53 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
+/// What bounds a client connection: its streams, how long it may take to
+/// start and to send a request, how long it may stay idle or live, and how
+/// many connections there may be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ConnectionLimits {
+    /// HTTP/2 streams a connection may have open at once.
+    pub(crate) max_concurrent_streams: u32,
+    /// A request body not fully received this long after its headers is reset.
+    pub(crate) request_body_timeout: Duration,
+    /// A connection that has not sent the HTTP/2 preface and SETTINGS this long after it was accepted is closed.
+    pub(crate) handshake_timeout: Duration,
+    /// HTTP/2 PING every this often (0: never).
+    pub(crate) keepalive_interval: Duration,
+    /// A PING not answered within this closes the connection.
+    pub(crate) keepalive_timeout: Duration,
+    /// A connection with no open stream for this long is closed (0: never).
+    pub(crate) idle_timeout: Duration,
+    /// Connections open at once; more are closed as they are accepted.
+    pub(crate) max_connections: usize,
+    /// A connection older than this is asked to go away (0: never).
+    pub(crate) max_connection_age: Duration,
+    /// HTTP/2 flow-control window of one stream: the most a stream may
+    /// send before the server has read it.
+    pub(crate) stream_window_bytes: u32,
+    /// HTTP/2 flow-control window of a connection: the most all its streams
+    /// together may send before the server has read it, so at most this
+    /// times `max_connections` bytes wait unread.
+    pub(crate) connection_window_bytes: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 100,
+            request_body_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 10_000,
+            max_connection_age: Duration::ZERO,
+            stream_window_bytes: 256 * 1024,
+            connection_window_bytes: 512 * 1024,
+        }
+    }
+}
+
 /// The client's HTTP/2 preface (24 bytes) and the header of its SETTINGS
 /// frame (9 bytes): a connection that has not sent this much has not
 /// started HTTP/2.

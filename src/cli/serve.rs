@@ -7,8 +7,8 @@ use clap::Args;
 
 use super::Exit;
 use crate::app::{self, Hooks};
-use crate::config::{self, Config, FlagValues, RuntimeFlavor, Sources};
-use crate::telemetry::{LogSink, Telemetry, TelemetryOptions, TelemetrySettings};
+use crate::config::{self, Config, FlagValues, Sources};
+use crate::telemetry::Telemetry;
 
 /// Arguments of `verdict serve`.
 #[derive(Debug, Args)]
@@ -109,33 +109,8 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    let env = |k: &str| std::env::var(k).ok();
-    let settings = match TelemetrySettings::from_env(&env) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: configuration: {e}");
-            }
-            return Exit::Usage;
-        }
-    };
     init_logging(config.log_json);
-    let runtime = match config.runtime {
-        // thread_per_core: this thread runs the first event loop; the server
-        // starts the others (app::start).
-        RuntimeFlavor::CurrentThread | RuntimeFlavor::ThreadPerCore => {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        }
-        RuntimeFlavor::MultiThread => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            if config.worker_threads > 0 {
-                b.worker_threads(config.worker_threads);
-            }
-            b.enable_all().build()
-        }
-    };
+    let runtime = config.runtime.build();
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
@@ -144,14 +119,7 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
         }
     };
     runtime.block_on(async {
-        let telemetry = match Telemetry::start(TelemetryOptions {
-            settings,
-            prometheus: config.metrics_listen.is_some(),
-            decision_log: config.decision_log.as_deref().map(LogSink::from_setting),
-            decision_log_queue: config.decision_log_queue,
-            decision_log_queue_bytes: config.decision_log_queue_bytes,
-            decision_log_filter: config.decision_log_filter,
-        }) {
+        let telemetry = match Telemetry::start(config.telemetry_options()) {
             Ok(t) => Arc::new(t),
             Err(e) => {
                 eprintln!("error: {e}");

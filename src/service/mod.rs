@@ -8,3 +8,28 @@ mod measure;
 pub mod stored;
 
 pub use authorizer::AuthorizerService;
+
+use std::time::Duration;
+
+use crate::eval::RequestLimits;
+
+/// What a call may be, and how many run at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// What one request may hold.
+    pub request_limits: RequestLimits,
+    /// Requests per `BatchAuthorize` (0: unbounded).
+    pub max_batch: usize,
+    /// Calls decided at once; more get `RESOURCE_EXHAUSTED`.
+    pub(crate) concurrency_limit: usize,
+    /// Longest a call may take (a shorter `grpc-timeout` wins).
+    pub(crate) request_timeout: Duration,
+    /// Largest `Authorize` request message, in bytes.
+    pub(crate) max_request_bytes: usize,
+    /// Largest `BatchAuthorize` request message, in bytes.
+    pub(crate) max_batch_bytes: usize,
+    /// Largest `BatchAuthorize` request once decoded, measured before decoding.
+    pub(crate) max_batch_decoded_bytes: u64,
+    /// `BatchAuthorize` calls in flight at once (their bodies included).
+    pub(crate) batch_concurrency_limit: usize,
+}

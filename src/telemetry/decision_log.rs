@@ -33,6 +33,26 @@ pub enum LogFilter {
 use crate::eval::json::DecisionJson;
 use crate::eval::{Decision, Outcome, Request};
 
+/// The decision log settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `-` for standard output, a file path, or none (no log).
+    pub path: Option<String>,
+    /// Records the queue may hold.
+    pub queue: usize,
+    /// Bytes the queue may hold.
+    pub queue_bytes: usize,
+    /// Which decisions are logged.
+    pub filter: LogFilter,
+}
+
+impl LogSettings {
+    /// Where the log goes, if anywhere.
+    pub(crate) fn sink(&self) -> Option<LogSink> {
+        self.path.as_deref().map(LogSink::from_setting)
+    }
+}
+
 /// Where the log goes.
 pub enum LogSink {
     /// The process's standard output.

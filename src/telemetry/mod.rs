@@ -36,7 +36,7 @@ use tonic::metadata::{KeyRef, MetadataMap};
 use crate::compile::Snapshot;
 use crate::eval::{Decision, Request, RequestParts};
 use crate::reload::ReloadOutcome;
-pub use decision_log::{DecisionLog, LogFilter, LogRecord, LogSink};
+pub use decision_log::{DecisionLog, LogFilter, LogRecord, LogSettings, LogSink};
 pub(crate) use metrics::{ActiveBundle, Metrics};
 pub use settings::{SamplerSetting, TelemetryError, TelemetrySettings};
 

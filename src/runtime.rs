@@ -1,5 +1,7 @@
-//! The `thread_per_core` runtime: one single-threaded event loop per worker
-//! thread, and connections handed to loops whole.
+//! The runtime the server runs on: its flavour and size
+//! ([`RuntimeSettings`]), building it, and the `thread_per_core` flavour:
+//! one single-threaded event loop per worker thread, and connections
+//! handed to loops whole.
 //!
 //! tokio's work-stealing runtime spreads the calls of one HTTP/2 connection
 //! over its workers: every call is a task that an idle worker is woken to
@@ -24,6 +26,85 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::server::Connected;
 
 use crate::conn::{Gate, Slot, Warnings, Watched};
+
+/// The tokio runtime to run the server on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RuntimeFlavor {
+    /// One thread runs everything.
+    CurrentThread,
+    /// A pool of worker threads that steal tasks from each other.
+    MultiThread,
+    /// One single-threaded event loop per worker thread; each connection is
+    /// served wholly on one loop (the one with the fewest connections when
+    /// it was accepted), so a call never hops between threads.
+    ThreadPerCore,
+}
+
+/// The `runtime` and `worker_threads` settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeSettings {
+    /// The flavour.
+    pub(crate) flavor: RuntimeFlavor,
+    /// Worker threads for `multi_thread`, event loops for `thread_per_core`
+    /// (0: one per core).
+    pub(crate) worker_threads: usize,
+}
+
+impl RuntimeSettings {
+    /// The runtime the server starts on. For `thread_per_core` it is the
+    /// first event loop; the server starts the others ([`spawn_loop`]).
+    pub(crate) fn build(&self) -> io::Result<tokio::runtime::Runtime> {
+        match self.flavor {
+            RuntimeFlavor::CurrentThread | RuntimeFlavor::ThreadPerCore => {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            }
+            RuntimeFlavor::MultiThread => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                if self.worker_threads > 0 {
+                    b.worker_threads(self.worker_threads);
+                }
+                b.enable_all().build()
+            }
+        }
+    }
+
+    /// Event loops for `thread_per_core`: `worker_threads`, or one per
+    /// core; one for the other flavours.
+    pub(crate) fn loops(&self) -> usize {
+        match (self.flavor, self.worker_threads) {
+            (RuntimeFlavor::ThreadPerCore, 0) => {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }
+            (RuntimeFlavor::ThreadPerCore, n) => n,
+            _ => 1,
+        }
+    }
+}
+
+/// Run `work` on event loop `i`: a thread of its own with a
+/// single-threaded runtime. The task returned (on the caller's runtime)
+/// ends with `work`'s result, or `on_lost` when the loop's thread ended
+/// without one.
+pub(crate) fn spawn_loop<T: Send + 'static>(
+    i: usize,
+    work: impl Future<Output = T> + Send + 'static,
+    on_lost: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<tokio::task::JoinHandle<T>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("verdict-loop-{i}"))
+        .spawn(move || {
+            let _ = done_tx.send(runtime.block_on(work));
+        })?;
+    Ok(tokio::spawn(async move {
+        done_rx.await.unwrap_or_else(|_| on_lost())
+    }))
+}
 
 /// A transport whose connections can be accepted on one runtime and served
 /// on another: they cross threads as the standard library's socket.

@@ -201,6 +201,15 @@ fn decision_tables() {
         missing_u.is_empty(),
         "open points without a case: {missing_u:?}"
     );
+    // The second edition's new points that are in force (docs/evaluation.md §9).
+    let missing_second: Vec<&str> = ["U44", "U46", "U47"]
+        .into_iter()
+        .filter(|u| !cov.rules.contains(*u))
+        .collect();
+    assert!(
+        missing_second.is_empty(),
+        "second-edition points without a case: {missing_second:?}"
+    );
     // Every operator, plain, with IfExists and with both set qualifiers.
     let mut missing_ops = Vec::new();
     for base in BaseOperator::ALL {

@@ -97,6 +97,7 @@ const REQ_RESOURCES: &[&str] = &[
     "arn:aws:kms:us-west-2:444455556666:key/k4",
     "arn:aws:kms:us-west-2:111122223333:key/missing",
     "arn:aws:kms:us-west-2:111122223333:alias/a",
+    "arn:aws:iam::aws:policy/ReadOnlyAccess",
 ];
 const KEYS: &[&str] = &[
     "k1",
@@ -188,15 +189,22 @@ const STRINGS: &[&str] = &[
     "AROAR1:s1",
     "o-abc",
 ];
-const NUMBERS: &[&str] = &["0", "10", "10.0", "-1.5", "1795824000"];
+const NUMBERS: &[&str] = &["0", "10", "10.0", "-1.5", "1795824000", "ten"];
 const DATES: &[&str] = &[
     "2026-11-28",
     "2026-11-28T06:00:00Z",
     "2027",
     "1795824000",
     "2026-11-28T08:00:00+02:00",
+    "2026-13-01",
 ];
-const IPS: &[&str] = &["10.0.0.0/8", "10.1.2.3", "2001:db8::/32", "192.0.2.1/24"];
+const IPS: &[&str] = &[
+    "10.0.0.0/8",
+    "10.1.2.3",
+    "2001:db8::/32",
+    "192.0.2.1/24",
+    "123456789012",
+];
 const ARNS: &[&str] = &[
     "arn:aws:iam::111122223333:user/*",
     "arn:aws:iam::*:role/app/*",
@@ -229,7 +237,10 @@ const REQ_VALUES: &[&str] = &[
     "::ffff:10.0.0.1",
     "true",
     "FALSE",
+    "TrUe",
+    "yes",
     "YQ==",
+    "arn:aws:logs",
     "arn:aws:iam::111122223333:user/alice",
     "arn:aws:iam::111122223333:role/app/R1",
     "arn:aws:s3:::bucket",
@@ -248,12 +259,12 @@ fn condition_value(base: &str, v2012: bool) -> BoxedStrategy<Value> {
     let pool: &'static [&'static str] = match base {
         b if b.starts_with("Numeric") => NUMBERS,
         b if b.starts_with("Date") => DATES,
-        "Bool" if v2012 => &["true", "false", "${aws:PrincipalTag/secure}"],
-        "Bool" => &["true", "false"],
-        "BinaryEquals" => &["YQ==", "QUJD"],
+        "Bool" if v2012 => &["true", "false", "${aws:PrincipalTag/secure}", "maybe"],
+        "Bool" => &["true", "false", "maybe"],
+        "BinaryEquals" => &["YQ==", "QUJD", "not base64!"],
         "IpAddress" | "NotIpAddress" => IPS,
         b if b.starts_with("Arn") => ARNS,
-        "Null" => &["true", "false"],
+        "Null" => &["true", "false", "absent"],
         _ => STRINGS,
     };
     prop::collection::vec(select(pool), 1..3)
@@ -264,7 +275,12 @@ fn condition_value(base: &str, v2012: bool) -> BoxedStrategy<Value> {
 fn operator() -> impl Strategy<Value = String> {
     (select(BASES), 0..6u8).prop_map(|(base, q)| {
         if base == "Null" {
-            return base.to_owned();
+            // U47: a set qualifier on `Null` is ignored.
+            return match q {
+                1 => "ForAllValues:Null".to_owned(),
+                2 => "ForAnyValue:Null".to_owned(),
+                _ => base.to_owned(),
+            };
         }
         match q {
             0 => format!("{base}IfExists"),

@@ -340,6 +340,50 @@ struct ExpectedError {
     contains: String,
 }
 
+#[derive(serde::Deserialize)]
+struct ExpectWarnings {
+    warnings: Vec<ExpectedError>,
+}
+
+/// Bundles that load with located warnings (tests/fixtures/warned): a
+/// policy value its operator cannot read loads and matches nothing (U46).
+#[test]
+fn warned_bundles_load_with_located_warnings() {
+    let corpus = root().join("tests/fixtures/warned");
+    let mut failures = Vec::new();
+    for entry in fs::read_dir(&corpus).unwrap() {
+        let case = entry.unwrap().path();
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let bundle = case.join("bundle");
+        let expect: ExpectWarnings =
+            serde_json::from_str(&fs::read_to_string(case.join("expect.json")).unwrap()).unwrap();
+        let o = verdict(&["check", bundle.to_str().unwrap()]);
+        let out = stdout(&o);
+        if code(&o) != 0 {
+            failures.push(format!("{name}: check exited {} (want 0)\n{out}", code(&o)));
+        }
+        for w in &expect.warnings {
+            let prefix = format!(
+                "warning: {}:{}:{}: {}: ",
+                w.file,
+                w.line.unwrap(),
+                w.column.unwrap(),
+                w.pointer
+            );
+            if !out
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(&w.contains))
+            {
+                failures.push(format!(
+                    "{name}: no line `{prefix}…{}…` in:\n{out}",
+                    w.contains
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 #[test]
 fn broken_bundles_give_located_errors() {
     let corpus = root().join("tests/fixtures/broken");

@@ -760,7 +760,10 @@ fn load_resources(
                 None
             }
         };
-        if r.policy.is_some() && pieces[4].is_empty() && account.is_none() {
+        let account_piece = pieces[4];
+        let names_account =
+            account_piece.len() == 12 && account_piece.bytes().all(|b| b.is_ascii_digit());
+        if r.policy.is_some() && !names_account && account.is_none() {
             cx.warning_at(
                 src,
                 FILE,

@@ -273,24 +273,29 @@ impl CCondition {
             c.op.base.positive(),
             crate::policy::BaseOperator::StringLike
         );
+        // U46: an unreadable value matches nothing; it is left out (a
+        // condition left with no value is false).
         let values = c
             .values
             .iter()
-            .map(|v| match v {
-                ConditionValue::String(t) => CValue::Str(CText::compile(t, like)),
-                ConditionValue::Number(d) => CValue::Number(d.clone()),
-                ConditionValue::Date(d) => CValue::Date(d.clone()),
-                ConditionValue::Bool(BoolValue::Literal(b)) => CValue::Bool(*b),
-                ConditionValue::Bool(BoolValue::Template(t)) => {
-                    CValue::BoolVar(CText::compile(t, false))
-                }
-                ConditionValue::Binary(b) => CValue::Binary(b.clone()),
-                ConditionValue::Ip(n) => CValue::Ip(*n),
-                ConditionValue::Arn(a) => CValue::Arn(
-                    (a.pieces.len() == 6)
-                        .then(|| a.pieces.iter().map(|p| CText::compile(p, true)).collect()),
-                ),
-                ConditionValue::Null(b) => CValue::Null(*b),
+            .filter_map(|v| {
+                Some(match v {
+                    ConditionValue::String(t) => CValue::Str(CText::compile(t, like)),
+                    ConditionValue::Number(d) => CValue::Number(d.clone()),
+                    ConditionValue::Date(d) => CValue::Date(d.clone()),
+                    ConditionValue::Bool(BoolValue::Literal(b)) => CValue::Bool(*b),
+                    ConditionValue::Bool(BoolValue::Template(t)) => {
+                        CValue::BoolVar(CText::compile(t, false))
+                    }
+                    ConditionValue::Binary(b) => CValue::Binary(b.clone()),
+                    ConditionValue::Ip(n) => CValue::Ip(*n),
+                    ConditionValue::Arn(a) => CValue::Arn(
+                        (a.pieces.len() == 6)
+                            .then(|| a.pieces.iter().map(|p| CText::compile(p, true)).collect()),
+                    ),
+                    ConditionValue::Null(b) => CValue::Null(*b),
+                    ConditionValue::Unreadable => return None,
+                })
             })
             .collect();
         Self {

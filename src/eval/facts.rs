@@ -161,7 +161,11 @@ impl<'a, E> ResourceOf<'a, E> {
         caller_account: Option<&'a str>,
     ) -> Self {
         let pieces = split_arn(resource);
-        let arn_account = pieces.map(|p| p[4]).filter(|a| !a.is_empty());
+        // U44: an account piece that is no account id (`aws` in
+        // `arn:aws:iam::aws:policy/…`) counts as empty.
+        let arn_account = pieces
+            .map(|p| p[4])
+            .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()));
         let (account, account_known) = match arn_account.or(entry.and_then(|e| e.1)) {
             Some(a) => (Some(a), true),
             None => (caller_account, false),

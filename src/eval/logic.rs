@@ -297,6 +297,11 @@ impl<'s> Eval<'s> {
     // === Conditions (§3) ===
 
     fn condition(&self, c: &'s CCondition, kind: PolicyKind) -> bool {
+        // U46: compiling left out the values the operator cannot read; a
+        // condition left with none is false.
+        if c.values.is_empty() {
+            return false;
+        }
         let vals = self.env.lookup(&c.key, kind);
         if c.op.base == BaseOperator::Null {
             let present = vals.is_some();
@@ -307,7 +312,12 @@ impl<'s> Eval<'s> {
         }
         let neg = c.op.base.negated();
         let pos = c.op.base.positive();
+        // U38: a negated ARN operator is false for a value that is no ARN.
+        let arn_negated = neg && c.op.base.value_type() == ValueType::Arn;
         let one = |rv: &str| {
+            if arn_negated && crate::policy::principal::split_arn(rv).is_none() {
+                return false;
+            }
             let any = c.values.iter().any(|pv| self.compare(pos, rv, pv, kind));
             any != neg
         };
@@ -345,7 +355,9 @@ impl<'s> Eval<'s> {
             (_, CValue::Date(p)) if op.value_type() == ValueType::Date => {
                 value::parse_date(rv).is_some_and(|r| op.admits(r.cmp(&p.as_decimal())))
             }
-            (O::Bool, CValue::Bool(b)) => value::parse_bool(rv) == Some(*b),
+            // U13 (second edition): a request value is `true` when it says
+            // so, ignoring case, and `false` whatever else it says.
+            (O::Bool, CValue::Bool(b)) => rv.eq_ignore_ascii_case("true") == *b,
             (O::Bool, CValue::BoolVar(t)) => {
                 let CText::Template(parts) = t else {
                     return false;
@@ -360,7 +372,7 @@ impl<'s> Eval<'s> {
                 } else {
                     return false;
                 };
-                value::parse_bool(rv) == Some(want)
+                rv.eq_ignore_ascii_case("true") == want
             }
             (O::BinaryEquals, CValue::Binary(b)) => binary_equals(rv, b),
             (O::IpAddress, CValue::Ip(net)) => {

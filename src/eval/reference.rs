@@ -762,6 +762,10 @@ impl<'a> Interp<'a> {
 
     /// §3 pseudocode.
     fn condition(&self, c: &Condition, kind: PolicyKind) -> bool {
+        // U46: a condition none of whose values its operator can read is false.
+        if c.values.iter().all(|v| *v == ConditionValue::Unreadable) {
+            return false;
+        }
         let entry = self.ctx.get(&c.key, kind);
         let present = entry.is_some();
         if c.op.base == BaseOperator::Null {
@@ -779,7 +783,13 @@ impl<'a> Interp<'a> {
             .iter()
             .filter_map(|v| resolve_value(v, &lookup))
             .collect();
+        let is_arn_operator = c.op.base.value_type() == ValueType::Arn;
         let one = |rv: &str| {
+            // U38: a value that is not an ARN satisfies no ARN operator,
+            // positive or negated.
+            if is_arn_operator && split_arn(rv).is_none() {
+                return false;
+            }
             let any = resolved.iter().any(|pv| compare(pos, rv, pv));
             if neg { !any } else { any }
         };
@@ -1319,7 +1329,7 @@ fn resolve_value<'a>(
                 Resolved::Arn(Some(pieces))
             }
         }
-        ConditionValue::Null(_) => return None,
+        ConditionValue::Null(_) | ConditionValue::Unreadable => return None,
     })
 }
 
@@ -1347,7 +1357,8 @@ fn compare(op: BaseOperator, rv: &str, pv: &Resolved) -> bool {
             };
             op.value_type() == want && parsed.is_some_and(|r| op.admits(r.cmp(&p.as_decimal())))
         }
-        (O::Bool, Resolved::Bool(b)) => value::parse_bool(rv) == Some(*b),
+        // U13: `Bool` reads `true` (any case) as true, anything else as false.
+        (O::Bool, Resolved::Bool(b)) => *b == matches!(rv.to_ascii_lowercase().as_str(), "true"),
         (O::BinaryEquals, Resolved::Binary(b)) => {
             value::parse_base64(rv).is_some_and(|r| *r == **b)
         }

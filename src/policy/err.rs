@@ -73,16 +73,6 @@ pub(crate) enum PolicyErrorKind {
     /// A condition value that is not a string, number or boolean.
     #[error("condition values must be strings, numbers or booleans")]
     ValueType,
-    /// A value that does not parse for its operator.
-    #[error("`{operator}` value `{value}` is not {expected}")]
-    Value {
-        /// The operator.
-        operator: String,
-        /// The value.
-        value: String,
-        /// What it should be.
-        expected: &'static str,
-    },
     /// `Principal`/`NotPrincipal` where the place forbids it.
     #[error("`{element}` is not allowed in {place}")]
     PrincipalNotAllowed {
@@ -150,6 +140,21 @@ pub(crate) enum PolicyWarningKind {
         operator: String,
         /// Key.
         key: String,
+    },
+    /// A set qualifier on `Null` (U47): ignored.
+    #[error(
+        "`{0}`: `Null` takes no set qualifier; it is ignored and the condition is a plain `Null`"
+    )]
+    NullQualifier(String),
+    /// A value its operator cannot read (U46): it matches nothing.
+    #[error("`{operator}`: `{value}` is not {expected}; this value matches nothing")]
+    UnreadableValue {
+        /// Operator.
+        operator: String,
+        /// The value (cut to 128 bytes).
+        value: String,
+        /// What the operator reads.
+        expected: &'static str,
     },
     /// `NotAction` with `Allow`.
     #[error("`NotAction` with `Allow` allows every action not listed, in every service")]

@@ -439,6 +439,9 @@ pub(crate) enum ConditionValue {
     Arn(ArnPattern),
     /// `Null`: `true` means "the key is absent".
     Null(bool),
+    /// A value its operator cannot read (U46): it matches nothing, and a
+    /// condition whose values are all such is false.
+    Unreadable,
 }
 
 /// A `Bool` value.

@@ -579,9 +579,15 @@ fn conditions(cx: &mut Ctx, ptr: &str, block: &UniqueMap<UniqueMap<&RawValue>>) 
             cx.error(op_ptr, E::Operator(op_name.clone()));
             continue;
         };
-        if op.base == BaseOperator::Null && (op.set.is_some() || op.if_exists) {
+        if op.base == BaseOperator::Null && op.if_exists {
             cx.error(op_ptr, E::NullQualified(op_name.clone()));
             continue;
+        }
+        let mut op = op;
+        if op.base == BaseOperator::Null && op.set.is_some() {
+            // U47: evaluated as plain `Null`.
+            cx.warn(op_ptr.clone(), W::NullQualifier(op_name.clone()));
+            op.set = None;
         }
         let mut seen = HashSet::new();
         for (key, raw) in &keys.0 {
@@ -606,14 +612,18 @@ fn conditions(cx: &mut Ctx, ptr: &str, block: &UniqueMap<UniqueMap<&RawValue>>) 
             for (vptr, text) in raw_values {
                 match condition_value(cx, op, &text, &vptr) {
                     Ok(v) => values.push(v),
-                    Err(expected) => cx.error(
-                        vptr,
-                        E::Value {
-                            operator: op_name.clone(),
-                            value: text,
-                            expected,
-                        },
-                    ),
+                    // U46: the document loads; the value matches nothing.
+                    Err(expected) => {
+                        cx.warn(
+                            vptr,
+                            W::UnreadableValue {
+                                operator: op_name.clone(),
+                                value: super::err::cut(&text, 128),
+                                expected,
+                            },
+                        );
+                        values.push(ConditionValue::Unreadable);
+                    }
                 }
             }
             out.push(Condition {

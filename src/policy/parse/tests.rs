@@ -69,7 +69,8 @@ fn every_error_is_reported() {
             {"Effect": "Deny", "Action": "s3:*", "Resource": "*",
              "Condition": {"StringEqualz": {"a": "b"}, "NumericLessThan": {"n": "ten"},
                            "IpAddress": {"aws:SourceIp": "10.0.0.300"}, "DateLessThan": {"d": "tomorrow"},
-                           "ForAllValues:Null": {"k": "true"}, "StringEquals": {"K": "1", "k": "2"},
+                           "ForAllValues:Null": {"k": "true"}, "NullIfExists": {"k": "true"},
+                           "StringEquals": {"K": "1", "k": "2"},
                            "BinaryEquals": {"b": "!!"}, "Bool": {"x": "yes"}}}
         ]}"#,
     );
@@ -83,13 +84,8 @@ fn every_error_is_reported() {
             "/Statement/1",
             "/Statement/1/Resource",
             "/Statement/2/Condition/StringEqualz",
-            "/Statement/2/Condition/NumericLessThan/n",
-            "/Statement/2/Condition/IpAddress/aws:SourceIp",
-            "/Statement/2/Condition/DateLessThan/d",
-            "/Statement/2/Condition/ForAllValues:Null",
+            "/Statement/2/Condition/NullIfExists",
             "/Statement/2/Condition/StringEquals/k",
-            "/Statement/2/Condition/BinaryEquals/b",
-            "/Statement/2/Condition/Bool/x",
         ]
     );
     assert!(matches!(e[1].1, E::ActionServiceWildcard(_)));
@@ -272,5 +268,43 @@ fn statement_positions_are_reported() {
     assert_eq!(
         p.document.statements[1].position,
         Position { line: 4, column: 5 }
+    );
+}
+
+#[test]
+fn unreadable_values_and_qualified_null_load_with_warnings() {
+    let p = parse(
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:Get", "Resource": "*",
+            "Condition": {"NumericLessThan": {"n": ["ten", "5"]}, "Bool": {"b": "yes"},
+                          "ForAnyValue:Null": {"k": "true"}}}]}"#,
+    )
+    .unwrap();
+    let conditions = &p.document.statements[0].conditions;
+    let numeric = conditions
+        .iter()
+        .find(|c| c.op.base == BaseOperator::NumericLessThan)
+        .unwrap();
+    assert_eq!(numeric.values.len(), 2);
+    assert_eq!(numeric.values[0], ConditionValue::Unreadable);
+    let null = conditions
+        .iter()
+        .find(|c| c.op.base == BaseOperator::Null)
+        .unwrap();
+    assert_eq!(null.op.set, None);
+    let w: Vec<String> = p.warnings.iter().map(|w| w.kind.to_string()).collect();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(
+        w.iter().any(|w| w.contains("`ten` is not a number")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|w| w.contains("`yes` is not `true` or `false`")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|w| w.contains("`Null` takes no set qualifier")),
+        "{w:?}"
     );
 }

@@ -50,6 +50,8 @@ const ACTIONS: &[&str] = &[
     "kms:GetKeyPolicy",
     "iam:ListUsers",
     "IAM:listusers",
+    "sts:AssumeRole",
+    "sts:*",
 ];
 const REQ_ACTIONS: &[&str] = &[
     "s3:GetObject",
@@ -65,6 +67,8 @@ const REQ_ACTIONS: &[&str] = &[
     "kms:GenerateDataKey",
     "iam:ListUsers",
     "ec2:RunInstances",
+    "sts:AssumeRole",
+    "sts:TagSession",
 ];
 const RESOURCES: &[&str] = &[
     "*",
@@ -98,6 +102,8 @@ const REQ_RESOURCES: &[&str] = &[
     "arn:aws:kms:us-west-2:111122223333:key/missing",
     "arn:aws:kms:us-west-2:111122223333:alias/a",
     "arn:aws:iam::aws:policy/ReadOnlyAccess",
+    "arn:aws:iam::111122223333:role/app/R1",
+    "arn:aws:iam::444455556666:role/Ext",
 ];
 const KEYS: &[&str] = &[
     "k1",
@@ -365,6 +371,8 @@ fn statement(kind: u8, v2012: bool) -> impl Strategy<Value = Value> {
                 };
                 s.insert(action_key.into(), json!(actions));
                 match resource_form {
+                    // A trust policy (kind 4) names no resource.
+                    _ if kind == 4 => {}
                     0 => {
                         s.insert("NotResource".into(), json!(resources));
                     }
@@ -374,7 +382,7 @@ fn statement(kind: u8, v2012: bool) -> impl Strategy<Value = Value> {
                     }
                 }
                 if kind > 0 {
-                    if !allow && not_principal == 0 && kind != 2 {
+                    if !allow && not_principal == 0 && kind != 2 && kind != 4 {
                         s.insert("NotPrincipal".into(), principal);
                     } else {
                         s.insert("Principal".into(), principal);
@@ -417,12 +425,12 @@ fn world() -> impl Strategy<Value = World> {
         prop::collection::vec(policy(1), 4),
         prop::collection::vec(policy(3), 2),
         prop::collection::vec(policy(2), 1..2),
-        prop::collection::vec(any::<bool>(), 16),
+        (prop::collection::vec(any::<bool>(), 16), prop::collection::vec(policy(4), 2)),
         select(&["Enabled", "Disabled", "PendingDeletion", "PendingImport", "Updating"][..]),
         0..4u8,
         any::<bool>(),
     )
-        .prop_map(|(ids, rbps, bucket_policies, rcps, flags, state, scp_shape, trust)| {
+        .prop_map(|(ids, rbps, bucket_policies, rcps, (flags, trusts), state, scp_shape, trust)| {
             let f = |i: usize| flags[i];
             let mut files = vec![("manifest.json".to_owned(), json!({"revision": "diff"}).to_string())];
             for (i, p) in ids.iter().enumerate() {
@@ -465,6 +473,11 @@ fn world() -> impl Strategy<Value = World> {
             if f(5) {
                 resources["arn:aws:s3:::bucket/x"] = json!({"policy": bucket_policies[1].clone(), "account": A});
             }
+            // Trust policies (U45): on the listed role, and on a role of B.
+            if f(6) {
+                resources[format!("arn:aws:iam::{A}:role/app/R1")] = json!({"policy": trusts[0].clone()});
+            }
+            resources[format!("arn:aws:iam::{B}:role/Ext")] = json!({"policy": trusts[1].clone()});
             files.push(("resources.json".into(), resources.to_string()));
             let scps = match scp_shape {
                 0 => json!(["p5", "scp-full"]),

@@ -659,6 +659,15 @@ pub(crate) fn is_kms_key_arn(arn: &str) -> bool {
     })
 }
 
+/// Whether an ARN names an IAM role (`arn:*:iam::*:role/…`).
+pub(crate) fn is_role_arn(arn: &str) -> bool {
+    split_arn(arn).is_some_and(|[a, _, svc, _, _, rest]| {
+        a.eq_ignore_ascii_case("arn")
+            && svc.eq_ignore_ascii_case("iam")
+            && rest.starts_with("role/")
+    })
+}
+
 fn load_resources(
     cx: &mut Loader<'_>,
     texts: &HashMap<String, SourceText>,
@@ -748,6 +757,9 @@ fn load_resources(
         };
         let place = if is_key {
             PolicyKind::KeyPolicy
+        } else if is_role_arn(key) {
+            // U45: a role's entry carries its trust policy.
+            PolicyKind::Trust
         } else {
             PolicyKind::Resource
         };

@@ -183,6 +183,14 @@ impl<'a, E> ResourceOf<'a, E> {
         }
     }
 
+    /// Whether the resource is an IAM role (`arn:*:iam::*:role/…`), whose
+    /// entry holds its trust policy (U45).
+    pub(crate) fn is_role(&self) -> bool {
+        self.pieces.is_some_and(|[_, _, service, _, _, rest]| {
+            service.eq_ignore_ascii_case("iam") && rest.starts_with("role/")
+        })
+    }
+
     /// The ARN's region piece, if not empty.
     #[cfg(feature = "reference")]
     pub(crate) fn region(&self) -> Option<&'a str> {
@@ -243,6 +251,22 @@ pub(crate) fn caller_value_ignored(
                     && !(trust_session_tags && caller.carries_session_tags()))
         }
     }
+}
+
+/// The actions a role's trust policy governs (U45).
+const TRUST_ACTIONS: &[&str] = &[
+    "assumerole",
+    "assumerolewithsaml",
+    "assumerolewithwebidentity",
+    "tagsession",
+    "setsourceidentity",
+    "setcontext",
+];
+
+/// Whether the action is one a role's trust policy governs (U45), on a
+/// role: the `sts:` actions that take one.
+pub(crate) fn is_trust_action(req: &Request) -> bool {
+    req.service() == "sts" && TRUST_ACTIONS.contains(&req.name())
 }
 
 /// Whether the action is `kms:CreateKey` (whose key properties come from the caller).

@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 
 use super::decision::*;
 use super::env::Env;
-use super::facts::Form;
+use super::facts::{Form, is_trust_action};
 use super::kms;
 use super::request::Request;
 use crate::bundle::{GrantConstraint, GrantOperation, KeyInfo, KeyState};
@@ -154,9 +154,11 @@ impl<'s> Eval<'s> {
         if st.mentions_clock && self.env.server_clock() {
             self.env.clock_read.set(true);
         }
-        let resources = st.resources.as_ref()?;
-        if !self.resources(resources, kind) {
-            return None;
+        match st.resources.as_ref() {
+            Some(resources) if self.resources(resources, kind) => {}
+            // A trust policy's statements apply to the role itself (U45).
+            None if kind == PolicyKind::Trust => {}
+            _ => return None,
         }
         let strength = if kind.has_principals() {
             self.principals(st.principals.as_ref()?)?
@@ -469,19 +471,26 @@ impl<'s> Eval<'s> {
             .then(|| res.account.and_then(|a| bundle.accounts.get(a)))
             .flatten()
             .and_then(|a| a.rcps.as_deref());
-        let rbp = (!retire)
+        // U45: a role's entry holds its trust policy, which takes part in
+        // the trust actions alone.
+        let role = !kms && res.is_role();
+        let trust = role && is_trust_action(req);
+        let rbp = (!retire && (!role || trust))
             .then(|| res.entry.and_then(|e| e.policy))
             .flatten()
             .and_then(|p| bundle.policy(p));
         Participants {
             kms,
             retire,
+            trust,
             cross: matches!((caller.account, res.account), (Some(pa), Some(ra)) if pa != ra),
             scp,
             rcp,
             rbp,
             rbp_kind: if kms {
                 PolicyKind::KeyPolicy
+            } else if trust {
+                PolicyKind::Trust
             } else {
                 PolicyKind::Resource
             },
@@ -652,6 +661,9 @@ impl<'s> Eval<'s> {
     fn allow_path(&self, snap: &'s Snapshot, p: &Participants<'s>, g: &Gates) -> Option<Path<'s>> {
         if !g.open() {
             None
+        } else if p.trust {
+            // U45: the trust policy must allow, as a key policy must.
+            self.key_path(p, g)
         } else if !p.kms {
             self.resource_path(p, g)
         } else if p.retire {
@@ -907,6 +919,9 @@ struct Participants<'s> {
     kms: bool,
     /// The request is `kms:RetireGrant` on a key: grants alone decide.
     retire: bool,
+    /// A trust action on a role: its trust policy decides as a key policy
+    /// does (U45).
+    trust: bool,
     /// Caller and resource are in different known accounts.
     cross: bool,
     /// The caller's SCP levels, when SCPs bind it.

@@ -438,6 +438,9 @@ struct Participants<'b> {
     kms: bool,
     /// `kms:RetireGrant` on a key: grants alone decide.
     retire: bool,
+    /// `sts:AssumeRole` and its kin on a role: the role's trust policy
+    /// must allow, as a key policy must (U45).
+    trust: bool,
     /// Caller and resource are in different known accounts.
     cross: bool,
     scp: Option<&'b Vec<Vec<Arc<crate::bundle::Policy>>>>,
@@ -560,9 +563,10 @@ impl<'a> Interp<'a> {
             if self.ctx.server_clock && mentions_clock(st) {
                 self.clock_read = true;
             }
+            // A trust policy names no resource: it speaks of its role (U45).
             let resource_ok = match &st.resource {
                 Some(block) => self.resource_matches(block, kind),
-                None => false,
+                None => kind == PolicyKind::Trust,
             };
             if !resource_ok {
                 continue;
@@ -815,6 +819,7 @@ impl<'a> Interp<'a> {
     fn participants(&self, bundle: &'a Bundle, resource: &ResourceFacts<'a>) -> Participants<'a> {
         let kms = resource.is_kms_key;
         let retire = kms && is_retire_grant(self.req);
+        let trust = !kms && resource.is_role() && is_trust_action(self.req);
         let key = resource.entry.and_then(|e| e.key.as_ref());
         let account_of = |a: Option<&str>| a.and_then(|a| bundle.accounts.get(a));
         // SCPs bind every caller but AWS services and service-linked roles.
@@ -838,16 +843,20 @@ impl<'a> Interp<'a> {
         Participants {
             kms,
             retire,
+            trust,
             cross: is_cross_account(&self.caller, resource),
             scp,
             rcp,
-            rbp: match retire {
-                true => None,
-                false => resource.entry.and_then(|e| e.policy.as_deref()),
+            // A role's entry holds its trust policy: it speaks to the
+            // trust actions only (U45).
+            rbp: match (retire, resource.is_role(), trust) {
+                (true, _, _) | (false, true, false) => None,
+                _ => resource.entry.and_then(|e| e.policy.as_deref()),
             },
-            rbp_kind: match kms {
-                true => PolicyKind::KeyPolicy,
-                false => PolicyKind::Resource,
+            rbp_kind: match (kms, trust) {
+                (true, _) => PolicyKind::KeyPolicy,
+                (false, true) => PolicyKind::Trust,
+                (false, false) => PolicyKind::Resource,
             },
             grants,
             key,
@@ -943,7 +952,10 @@ impl<'a> Interp<'a> {
         if !(g.cross_account_op && g.rcp && g.scp && g.key_policy) {
             return None;
         }
-        let mut allowed = if !p.kms {
+        let mut allowed = if p.trust {
+            // Like a key policy, without grants (U45).
+            self.key_allow(p, e, g)
+        } else if !p.kms {
             self.resource_allow(p, e, g)
         } else if p.retire {
             self.retire_allow(p, e, g)

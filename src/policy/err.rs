@@ -90,6 +90,11 @@ pub(crate) enum PolicyErrorKind {
     /// No `Resource`/`NotResource`.
     #[error("statement needs `Resource` or `NotResource`")]
     MissingResource,
+    /// `Resource`/`NotResource` in a role trust policy.
+    #[error(
+        "a role trust policy's statements have no `Resource` or `NotResource`: they apply to the role itself"
+    )]
+    ResourceInTrustPolicy,
 }
 
 /// A policy that loads but deserves a second look.
@@ -194,7 +199,7 @@ pub(crate) enum PolicyWarningKind {
 impl PolicyKind {
     /// Whether a `Sid` may hold more than letters and digits here.
     pub(crate) fn allows_free_sid(self) -> bool {
-        matches!(self, Self::Resource | Self::KeyPolicy)
+        matches!(self, Self::Resource | Self::KeyPolicy | Self::Trust)
     }
 }
 

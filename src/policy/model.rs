@@ -63,6 +63,9 @@ pub enum PolicyKind {
     Resource,
     /// KMS key policy.
     KeyPolicy,
+    /// A role's trust policy (U45): its statements have no `Resource` and
+    /// apply to the role itself.
+    Trust,
     /// Identity policy attached to the user or role.
     Identity,
     /// Identity policy attached to one of the user's groups.
@@ -83,6 +86,7 @@ impl PolicyKind {
             Self::Rcp => "rcp",
             Self::Resource => "resource",
             Self::KeyPolicy => "key_policy",
+            Self::Trust => "trust",
             Self::Identity => "identity",
             Self::Group => "group",
             Self::Boundary => "boundary",
@@ -93,7 +97,10 @@ impl PolicyKind {
 
     /// Whether statements of this kind carry `Principal`/`NotPrincipal`.
     pub(crate) fn has_principals(self) -> bool {
-        matches!(self, Self::Resource | Self::KeyPolicy | Self::Rcp)
+        matches!(
+            self,
+            Self::Resource | Self::KeyPolicy | Self::Trust | Self::Rcp
+        )
     }
 
     /// Human name with its article, for messages.
@@ -103,6 +110,7 @@ impl PolicyKind {
             Self::Rcp => "a resource control policy",
             Self::Resource => "a resource-based policy",
             Self::KeyPolicy => "a key policy",
+            Self::Trust => "a role trust policy",
             Self::Identity => "an identity policy",
             Self::Group => "a group policy",
             Self::Boundary => "a permissions boundary",

@@ -777,7 +777,8 @@ pub fn check_place(
             ),
             (None, true) => err(ptr.clone(), E::PrincipalRequired(place.describe())),
             (Some(p), true) if p.negated => {
-                if place == PolicyKind::Rcp {
+                // NotPrincipal is not supported in RCPs or trust policies.
+                if matches!(place, PolicyKind::Rcp | PolicyKind::Trust) {
                     err(
                         format!("{ptr}/NotPrincipal"),
                         E::PrincipalNotAllowed {
@@ -791,7 +792,11 @@ pub fn check_place(
             }
             _ => {}
         }
-        if st.resource.is_none() {
+        if place == PolicyKind::Trust {
+            if st.resource.is_some() {
+                err(ptr.clone(), E::ResourceInTrustPolicy);
+            }
+        } else if st.resource.is_none() {
             if place == PolicyKind::KeyPolicy {
                 warnings.push(PolicyWarning {
                     pointer: ptr.clone(),

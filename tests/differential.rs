@@ -87,6 +87,8 @@ const RESOURCES: &[&str] = &[
     "arn:aws:s3",
     "arn:aws:s3:::*",
     "arn:*",
+    "arn:aws:kms:us-west-2",
+    "arn:aws:s3:us-?ast-1",
 ];
 const REQ_RESOURCES: &[&str] = &[
     "*",
@@ -339,12 +341,39 @@ fn principal_value() -> impl Strategy<Value = Value> {
 }
 
 /// `kind`: 0 identity-like, 1 key policy, 2 RCP, 3 other resource policy.
+/// The resource patterns a policy of `kind` may hold (U43): an RCP (2)
+/// takes no short pattern, a policy attached as an SCP (5) only short ones
+/// whose last piece ends in `*`.
+fn resources_for(kind: u8) -> &'static [&'static str] {
+    const SIX_PIECES: &[&str] = &[
+        "*",
+        "arn:aws:s3:::bucket/*",
+        "arn:aws:s3:::b*",
+        "arn:aws:kms:*:111122223333:key/*",
+        "arn:aws:kms:us-west-2:*:key/k1",
+        "arn:aws:s3:::*",
+    ];
+    const SCP_SAFE: &[&str] = &[
+        "*",
+        "arn:aws:s3:::bucket/*",
+        "arn:aws:kms:*:111122223333:key/*",
+        "arn:aws:s3:::*",
+        "arn:*",
+        "arn:aws:kms:us-west-2:*",
+    ];
+    match kind {
+        2 => SIX_PIECES,
+        5 => SCP_SAFE,
+        _ => RESOURCES,
+    }
+}
+
 fn statement(kind: u8, v2012: bool) -> impl Strategy<Value = Value> {
     (
         prop::bool::weighted(0.75),
         prop::collection::vec(select(ACTIONS), 1..3),
         0..5u8,
-        prop::collection::vec(select(RESOURCES), 1..3),
+        prop::collection::vec(select(resources_for(kind)), 1..3),
         0..6u8,
         principal_value(),
         0..5u8,
@@ -381,7 +410,7 @@ fn statement(kind: u8, v2012: bool) -> impl Strategy<Value = Value> {
                         s.insert("Resource".into(), json!(resources));
                     }
                 }
-                if kind > 0 {
+                if kind > 0 && kind != 5 {
                     if !allow && not_principal == 0 && kind != 2 && kind != 4 {
                         s.insert("NotPrincipal".into(), principal);
                     } else {
@@ -421,7 +450,7 @@ struct World {
 
 fn world() -> impl Strategy<Value = World> {
     (
-        prop::collection::vec(policy(0), 6),
+        (policy(5), policy(0), prop::collection::vec(policy(5), 4)),
         prop::collection::vec(policy(1), 4),
         prop::collection::vec(policy(3), 2),
         prop::collection::vec(policy(2), 1..2),
@@ -430,7 +459,9 @@ fn world() -> impl Strategy<Value = World> {
         0..4u8,
         any::<bool>(),
     )
-        .prop_map(|(ids, rbps, bucket_policies, rcps, (flags, trusts), state, scp_shape, trust)| {
+        .prop_map(|((p0, p1, rest), rbps, bucket_policies, rcps, (flags, trusts), state, scp_shape, trust)| {
+            // Every identity policy but p1 is also attached as an SCP somewhere.
+            let ids: Vec<Value> = [p0, p1].into_iter().chain(rest).collect();
             let f = |i: usize| flags[i];
             let mut files = vec![("manifest.json".to_owned(), json!({"revision": "diff"}).to_string())];
             for (i, p) in ids.iter().enumerate() {

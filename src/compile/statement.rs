@@ -64,12 +64,12 @@ impl CActions {
 pub(crate) enum CResource {
     /// `*`.
     Any,
-    /// An ARN pattern: 6 pieces, or fewer for a short pattern whose last
-    /// piece absorbs the rest of the ARN.
+    /// An ARN pattern: 6 pieces (a short pattern is padded, U43).
     Arn {
         /// The pieces (inline: matching one does not follow a pointer).
         pieces: SmallVec<[CText; 6]>,
-        /// A short pattern whose last piece does not end in `*` (never matches).
+        /// A short pattern without a wildcard in a policy that names
+        /// principals (U43): it matches nothing.
         never: bool,
         /// Bit `i` set: piece `i` (of the five case-insensitive ones) is plain
         /// text stored case-folded, so an ASCII request piece (which requests
@@ -164,7 +164,27 @@ pub struct CStatement {
     pub(crate) mentions_clock: bool,
 }
 
-fn compile_arn(pieces: &[Template]) -> CResource {
+/// Compile an ARN pattern. A short one (fewer than six pieces, U43) is
+/// padded with `*` pieces, except that in a policy whose statements name
+/// principals (resource, key and trust policies) one without a wildcard
+/// matches nothing.
+fn compile_arn(pieces: &[Template], names_principals: bool) -> CResource {
+    if pieces.len() < 6 {
+        if names_principals && !pieces.iter().any(Template::has_wildcard) {
+            return CResource::Arn {
+                pieces: SmallVec::new(),
+                never: true,
+                prefolded: 0,
+            };
+        }
+        let star = Template::plain("*");
+        let padded: Vec<Template> = pieces
+            .iter()
+            .cloned()
+            .chain(std::iter::repeat_n(star, 6 - pieces.len()))
+            .collect();
+        return compile_arn(&padded, names_principals);
+    }
     let six = pieces.len() == 6;
     let mut prefolded = 0u8;
     let compiled = pieces
@@ -179,7 +199,7 @@ fn compile_arn(pieces: &[Template]) -> CResource {
         })
         .collect();
     CResource::Arn {
-        never: pieces.len() < 6 && !pieces.last().is_some_and(Template::ends_with_wildcard),
+        never: false,
         pieces: compiled,
         prefolded,
     }
@@ -199,7 +219,7 @@ impl CStatement {
                 .iter()
                 .map(|r| match r {
                     ResourcePattern::Any => CResource::Any,
-                    ResourcePattern::Arn(a) => compile_arn(&a.pieces),
+                    ResourcePattern::Arn(a) => compile_arn(&a.pieces, st.principal.is_some()),
                 })
                 .collect(),
         });

@@ -658,40 +658,28 @@ impl<'a> Interp<'a> {
         any != block.negated
     }
 
-    /// §2.4: piece by piece; the first five case-insensitively; a short
-    /// pattern ending in `*` absorbs the rest of the ARN.
+    /// §2.4: piece by piece, the first five ignoring case. A short pattern
+    /// (U43) stands for itself followed by `*` pieces, except in a policy
+    /// that names principals, where one without any wildcard names nothing.
     fn arn_resource_matches(&self, pattern: &ArnPattern, kind: PolicyKind) -> bool {
         let Some(pieces) = split_arn(&self.req.resource) else {
             return false;
         };
         let lookup = |k: &str| self.ctx.var(k, kind);
-        let n = pattern.pieces.len();
-        if n == 6 {
-            return pattern
-                .pieces
-                .iter()
-                .zip(pieces.iter())
-                .enumerate()
-                .all(|(i, (p, r))| {
-                    glob::resolve(p, true, &lookup)
-                        .is_some_and(|toks| glob::matches(&toks, r, i < 5))
-                });
-        }
-        let Some(last) = pattern.pieces.last() else {
-            return false;
-        };
-        if !last.ends_with_wildcard() {
-            return false;
-        }
-        for (i, p) in pattern.pieces.iter().enumerate().take(n - 1) {
-            let ok = glob::resolve(p, true, &lookup)
-                .is_some_and(|toks| pieces.get(i).is_some_and(|r| glob::matches(&toks, r, true)));
-            if !ok {
+        let mut written: Vec<Template> = pattern.pieces.to_vec();
+        if written.len() < 6 {
+            if kind.has_principals() && written.iter().all(|p| !p.has_wildcard()) {
                 return false;
             }
+            written.resize(6, Template::plain("*"));
         }
-        let rest = pieces.get(n - 1..).map(|r| r.join(":")).unwrap_or_default();
-        glob::resolve(last, true, &lookup).is_some_and(|toks| glob::matches(&toks, &rest, true))
+        written
+            .iter()
+            .zip(pieces.iter())
+            .enumerate()
+            .all(|(i, (p, r))| {
+                glob::resolve(p, true, &lookup).is_some_and(|toks| glob::matches(&toks, r, i < 5))
+            })
     }
 
     fn entry_strength(&self, entry: &PrincipalEntry) -> Option<Strength> {

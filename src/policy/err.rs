@@ -90,6 +90,9 @@ pub(crate) enum PolicyErrorKind {
     /// No `Resource`/`NotResource`.
     #[error("statement needs `Resource` or `NotResource`")]
     MissingResource,
+    /// A short ARN pattern where the place refuses it (U43).
+    #[error("`{0}` has fewer than six colon-separated pieces; {1}")]
+    ShortArn(String, &'static str),
     /// `Resource`/`NotResource` in a role trust policy.
     #[error(
         "a role trust policy's statements have no `Resource` or `NotResource`: they apply to the role itself"
@@ -146,6 +149,15 @@ pub(crate) enum PolicyWarningKind {
         /// Key.
         key: String,
     },
+    /// A short ARN pattern that is padded with `*` pieces (U43).
+    #[error("`{0}` has fewer than six colon-separated pieces; it is read as if padded with `:*`")]
+    ShortArnPadded(String),
+    /// A short ARN pattern without a wildcard in a policy that names
+    /// principals (U43): it matches nothing.
+    #[error(
+        "`{0}` has fewer than six colon-separated pieces and no wildcard; here it matches nothing"
+    )]
+    ShortArnMatchesNothing(String),
     /// A set qualifier on `Null` (U47): ignored.
     #[error(
         "`{0}`: `Null` takes no set qualifier; it is ignored and the condition is a plain `Null`"

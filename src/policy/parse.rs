@@ -739,6 +739,59 @@ fn condition_value(
     })
 }
 
+/// U43: what a short ARN pattern (fewer than six pieces) means where it
+/// stands: an error in RCPs, and in SCPs unless its last piece ends in `*`;
+/// otherwise a warning that it is padded, or (no wildcard, in a policy that
+/// names principals) that it matches nothing.
+fn short_arns(
+    block: &Block<ResourcePattern>,
+    place: PolicyKind,
+    ptr: &str,
+    errors: &mut Vec<PolicyError>,
+    warnings: &mut Vec<PolicyWarning>,
+) {
+    let element = if block.negated {
+        "NotResource"
+    } else {
+        "Resource"
+    };
+    for (i, item) in block.items.iter().enumerate() {
+        let ResourcePattern::Arn(arn) = item else {
+            continue;
+        };
+        if arn.pieces.len() >= 6 {
+            continue;
+        }
+        let pointer = format!("{ptr}/{element}/{i}");
+        let written: Vec<String> = arn.pieces.iter().map(Template::source).collect();
+        let text = super::err::cut(&written.join(":"), 128);
+        let refused = match place {
+            PolicyKind::Rcp => Some("resource control policies refuse it"),
+            PolicyKind::Scp if !arn.pieces.last().is_some_and(Template::ends_with_wildcard) => {
+                Some("service control policies take one only when its last piece ends in `*`")
+            }
+            _ => None,
+        };
+        if let Some(why) = refused {
+            errors.push(PolicyError {
+                pointer,
+                offset: None,
+                kind: E::ShortArn(text, why),
+            });
+        } else if place.has_principals() && !arn.pieces.iter().any(Template::has_wildcard) {
+            warnings.push(PolicyWarning {
+                pointer,
+                kind: W::ShortArnMatchesNothing(text),
+            });
+        } else {
+            warnings.push(PolicyWarning {
+                pointer,
+                kind: W::ShortArnPadded(text),
+            });
+        }
+    }
+}
+
 /// Check what the place a document is attached to requires. `document` has
 /// already passed [`parse_document`].
 pub fn check_place(
@@ -749,6 +802,9 @@ pub fn check_place(
     let mut warnings = Vec::new();
     for st in &doc.statements {
         let ptr = doc.statement_pointer(st.index);
+        if let Some(block) = &st.resource {
+            short_arns(block, place, &ptr, &mut errors, &mut warnings);
+        }
         let mut err = |pointer: String, kind: E| {
             errors.push(PolicyError {
                 pointer,

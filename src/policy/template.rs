@@ -184,7 +184,7 @@ impl Template {
         s
     }
 
-    /// Whether the template is text only and ends with `*` written as a wildcard.
+    /// Whether the template ends with `*` written as a wildcard.
     pub(crate) fn ends_with_wildcard(&self) -> bool {
         matches!(self.parts().last(), Some(Part::Text(t)) if t.ends_with('*'))
     }

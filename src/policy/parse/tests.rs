@@ -308,3 +308,52 @@ fn unreadable_values_and_qualified_null_load_with_warnings() {
         "{w:?}"
     );
 }
+
+#[test]
+fn short_arn_patterns_per_place() {
+    let doc = parse(
+        r#"{"Statement": [{"Effect": "Allow", "Action": "s3:Get*",
+            "Resource": ["arn:aws:s3", "arn:aws:sqs:*:111122223333", "arn:aws:s3:::b/*", "arn:aws:sqs:*"]}]}"#,
+    )
+    .unwrap()
+    .document;
+    let count = |(e, w): (Vec<PolicyError>, Vec<PolicyWarning>)| {
+        let padded = w
+            .iter()
+            .filter(|w| matches!(w.kind, W::ShortArnPadded(_)))
+            .count();
+        let nothing = w
+            .iter()
+            .filter(|w| matches!(w.kind, W::ShortArnMatchesNothing(_)))
+            .count();
+        let refused: Vec<String> = e
+            .iter()
+            .filter(|e| matches!(e.kind, E::ShortArn(..)))
+            .map(|e| e.pointer.clone())
+            .collect();
+        (padded, nothing, refused)
+    };
+    // Identity policies pad every short pattern.
+    assert_eq!(
+        count(check_place(&doc, PolicyKind::Identity)),
+        (3, 0, vec![])
+    );
+    // SCPs take only those whose last piece ends in `*`.
+    assert_eq!(
+        count(check_place(&doc, PolicyKind::Scp)),
+        (
+            1,
+            0,
+            vec![
+                "/Statement/0/Resource/0".to_owned(),
+                "/Statement/0/Resource/1".to_owned()
+            ]
+        )
+    );
+    // RCPs take none.
+    let (_, _, refused) = count(check_place(&doc, PolicyKind::Rcp));
+    assert_eq!(refused.len(), 3);
+    // Resource policies: no wildcard, no match; a wildcard pads.
+    let (padded, nothing, _) = count(check_place(&doc, PolicyKind::Resource));
+    assert_eq!((padded, nothing), (2, 1));
+}

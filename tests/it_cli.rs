@@ -714,6 +714,7 @@ fn every_command_gives_the_documented_exit_status_and_streams() {
     .unwrap();
     let failing = failing.path().to_str().unwrap().to_owned();
     let broken = "tests/fixtures/broken/bad-account-id/bundle";
+    let warned = "tests/fixtures/warned/bad-date/bundle";
     let allow = [
         "--principal",
         "arn:aws:iam::111122223333:user/frank",
@@ -753,6 +754,15 @@ fn every_command_gives_the_documented_exit_status_and_streams() {
         (of(&["check", broken]), 1, Text, Empty),
         (of(&["check", broken, "--format", "json"]), 1, Json, Empty),
         (of(&["check", &failing]), 0, Text, Empty),
+        (of(&["check", warned]), 0, Text, Empty),
+        (of(&["check", warned, "--strict"]), 1, Text, Empty),
+        (
+            of(&["check", warned, "--strict", "--format", "json"]),
+            1,
+            Json,
+            Empty,
+        ),
+        (of(&["check", KMS, "--strict"]), 0, Text, Empty),
         (of(&["test", KMS]), 0, Text, Empty),
         (of(&["test", KMS, "--format", "json"]), 0, Json, Empty),
         (of(&["test", &failing]), 1, Text, Empty),

@@ -224,6 +224,29 @@ pub(crate) enum BundleWarningKind {
     ArchiveEntry,
 }
 
+impl BundleWarningKind {
+    /// The warning's stable code.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownFile => "W-UNKNOWN-FILE",
+            Self::ResourceWithoutAccount => "W-RESOURCE-NO-ACCOUNT",
+            Self::ArchiveEntry => "W-ARCHIVE-ENTRY",
+        }
+    }
+}
+
+impl Finding {
+    /// A warning's stable code (none for errors).
+    pub(crate) fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::PolicyWarning(w) => Some(w.code()),
+            Self::BundleWarning(w) => Some(w.code()),
+            Self::Attached { finding, .. } => finding.code(),
+            Self::Policy(_) | Self::Bundle(_) => None,
+        }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sev = match self.severity {
@@ -241,7 +264,11 @@ impl fmt::Display for Diagnostic {
         if !self.pointer.is_empty() {
             write!(f, "{}: ", self.pointer)?;
         }
-        write!(f, "{}", self.finding)
+        write!(f, "{}", self.finding)?;
+        match self.finding.code() {
+            Some(code) => write!(f, " [{code}]"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -17,6 +17,24 @@ pub(crate) struct CheckArgs {
     /// (`source`, `revision`, `errors`, `warnings`, `test_cases`).
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    /// Count every warning as an error (exit 1), so that CI can hold
+    /// authors to the strict form while exported bundles still load.
+    #[arg(long)]
+    strict: bool,
+}
+
+/// The bundle's warnings, as errors under `--strict`.
+fn graded(warnings: &[Diagnostic], strict: bool) -> Vec<Diagnostic> {
+    warnings
+        .iter()
+        .cloned()
+        .map(|mut d| {
+            if strict {
+                d.severity = Severity::Error;
+            }
+            d
+        })
+        .collect()
 }
 
 /// Run `verdict check`.
@@ -29,17 +47,21 @@ pub(crate) fn run(args: CheckArgs) -> Exit {
         }
     };
     if args.format == Format::Json {
-        return run_json(&path);
+        return run_json(&path, args.strict);
     }
-    match load_bundle(&path, true, false, Findings::Result) {
+    match load_bundle(&path, true, true, Findings::Result) {
         Ok(loaded) => {
-            let (cases, errors) = suite::parse_tests(&loaded.bundle, &RequestLimits::default());
+            let findings = graded(&loaded.warnings, args.strict);
+            print_diagnostics(&findings, Findings::Result);
+            let (cases, mut errors) = suite::parse_tests(&loaded.bundle, &RequestLimits::default());
             print_diagnostics(&errors, Findings::Result);
-            let warnings = loaded
-                .warnings
-                .iter()
-                .filter(|d| d.severity == Severity::Warning)
-                .count();
+            let count = |s: Severity| findings.iter().filter(|d| d.severity == s).count();
+            let warnings = count(Severity::Warning);
+            errors.extend(
+                findings
+                    .into_iter()
+                    .filter(|d| d.severity == Severity::Error),
+            );
             Findings::Result.line(&format_args!(
                 "{}: revision {}, {} error(s), {warnings} warning(s), {} test case(s)",
                 loaded.bundle.source,
@@ -59,7 +81,7 @@ pub(crate) fn run(args: CheckArgs) -> Exit {
 }
 
 /// `check --format json`: the same findings and status as one JSON object.
-fn run_json(path: &std::path::Path) -> Exit {
+fn run_json(path: &std::path::Path, strict: bool) -> Exit {
     let opts = LoadOptions {
         with_tests: true,
         ..Default::default()
@@ -77,7 +99,8 @@ fn run_json(path: &std::path::Path) -> Exit {
         Ok(loaded) => {
             let (cases, test_errors) =
                 suite::parse_tests(&loaded.bundle, &RequestLimits::default());
-            let all: Vec<&Diagnostic> = loaded.warnings.iter().chain(&test_errors).collect();
+            let findings = graded(&loaded.warnings, strict);
+            let all: Vec<&Diagnostic> = findings.iter().chain(&test_errors).collect();
             let (errors, warnings) = split(&all);
             let exit = if errors.is_empty() {
                 Exit::Ok

@@ -89,6 +89,7 @@ fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
         "line": d.position.map(|p| p.line),
         "column": d.position.map(|p| p.column),
         "message": d.finding.to_string(),
+        "code": d.finding.code(),
     })
 }
 

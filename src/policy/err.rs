@@ -208,6 +208,33 @@ pub(crate) enum PolicyWarningKind {
     Unattached,
 }
 
+impl PolicyWarningKind {
+    /// The warning's stable code (`check` prints it; `--strict` refuses it).
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedVariable => "W-MALFORMED-VARIABLE",
+            Self::VariablesNeedVersion => "W-VARIABLE-VERSION",
+            Self::MultivaluedVariable(_) => "W-MULTIVALUED-VARIABLE",
+            Self::VariableInArnPiece(_) => "W-VARIABLE-ARN-PIECE",
+            Self::ForAllValuesInAllow(_) => "W-FORALLVALUES-ALLOW",
+            Self::SetOperatorOnSingleValued { .. } => "W-SET-OPERATOR-SINGLE-VALUED",
+            Self::PlainOperatorOnMultivalued { .. } => "W-PLAIN-OPERATOR-MULTIVALUED",
+            Self::ShortArnPadded(_) => "W-SHORT-ARN",
+            Self::ShortArnMatchesNothing(_) => "W-SHORT-ARN-NO-MATCH",
+            Self::NullQualifier(_) => "W-NULL-QUALIFIER",
+            Self::UnreadableValue { .. } => "W-TYPED-VALUE",
+            Self::NotActionWithAllow => "W-NOTACTION-ALLOW",
+            Self::NotResourceWithAllow => "W-NOTRESOURCE-ALLOW",
+            Self::DenyOnOptionalKey { .. } => "W-DENY-OPTIONAL-KEY",
+            Self::SidNotAlphanumeric(_) => "W-SID",
+            Self::DuplicateSid(_) => "W-DUPLICATE-SID",
+            Self::KeyPolicyWithoutResource => "W-KEY-POLICY-NO-RESOURCE",
+            Self::ResourceAliasesInKeyPolicy => "W-RESOURCE-ALIASES-KEY-POLICY",
+            Self::Unattached => "W-UNATTACHED",
+        }
+    }
+}
+
 impl PolicyKind {
     /// Whether a `Sid` may hold more than letters and digits here.
     pub(crate) fn allows_free_sid(self) -> bool {

@@ -13,6 +13,7 @@ pub mod compile;
 pub mod config;
 pub(crate) mod conn;
 pub mod eval;
+pub mod import;
 pub mod policy;
 pub mod proto;
 pub mod reload;

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 const ORDER: &[&str] = &[
     "policy",
     "bundle",
+    "import",
     "compile",
     "eval",
     "suite",

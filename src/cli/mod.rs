@@ -4,6 +4,7 @@
 mod check;
 mod eval;
 mod health;
+mod import;
 pub(crate) mod serve;
 mod settings;
 mod test;
@@ -53,6 +54,9 @@ pub(crate) enum Command {
     Config(settings::ConfigArgs),
     /// Ask a running server's gRPC health service; exit 0 only when SERVING.
     Health(health::HealthArgs),
+    /// Build a bundle from an AWS CLI export (IAM account authorization
+    /// details, KMS keys, grants and aliases).
+    Import(import::ImportArgs),
 }
 
 /// Run a parsed command line.
@@ -64,6 +68,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Serve(a) => serve::run(a),
         Command::Config(a) => settings::run(a),
         Command::Health(a) => health::run(a),
+        Command::Import(a) => import::run(a),
     }
 }
 

@@ -125,6 +125,11 @@ pub struct Reloader {
     started: AtomicU64,
     /// Load threads alive, stuck ones included.
     running: Arc<AtomicUsize>,
+    /// The fingerprint of the bundle path as the latest load began to read
+    /// it (0: none yet), so that the periodic check compares with what was
+    /// loaded, and a change made between a load and the check's start is
+    /// not missed.
+    read_fingerprint: AtomicU64,
 }
 
 /// Load threads alive at once (stuck ones included) before another load is
@@ -153,6 +158,7 @@ impl Reloader {
             timeout: settings.timeout,
             started: AtomicU64::new(0),
             running: Arc::new(AtomicUsize::new(0)),
+            read_fingerprint: AtomicU64::new(0),
         })
     }
 
@@ -188,6 +194,10 @@ impl Reloader {
     }
 
     fn compile(&self) -> Result<Snapshot, LoadError> {
+        if let BundleSource::Path(path) = &self.source {
+            let seen = fingerprint(path, &self.load_opts.limits);
+            self.read_fingerprint.store(seen, Ordering::Relaxed);
+        }
         let bundle = self.read()?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(Snapshot::compile(&bundle, &self.eval_opts, generation))
@@ -378,7 +388,12 @@ impl Reloader {
             let mut stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
                 let limits = this.load_opts.limits.clone();
-                let mut last = fingerprint_async(path.clone(), limits.clone()).await;
+                // Compare with what the latest load read, not with what is
+                // there when this check starts.
+                let mut last = match this.read_fingerprint.load(Ordering::Relaxed) {
+                    0 => fingerprint_async(path.clone(), limits.clone()).await,
+                    seen => seen,
+                };
                 loop {
                     tokio::select! {
                         () = tokio::time::sleep(every) => {}

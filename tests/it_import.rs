@@ -60,6 +60,7 @@ fn policy_version(doc: &Value) -> Value {
 }
 
 fn export(root: &Path) {
+    organization(root);
     let key = key_arn();
     let key_users = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": key}]});
@@ -137,6 +138,85 @@ fn export(root: &Path) {
         {"AliasName": "alias/payments", "AliasArn": format!("arn:aws:kms:us-west-2:{A}:alias/payments"), "TargetKeyId": KEY_ID},
         {"AliasName": "alias/aws/s3", "AliasArn": format!("arn:aws:kms:us-west-2:{A}:alias/aws/s3")}]}),
     );
+}
+
+/// An organization: the management account 999988887777 and, under
+/// `ou-prod`, account A. The SCP at the root allows everything; the one on
+/// `ou-prod` denies `kms:ScheduleKeyDeletion`. An RCP at the root allows
+/// everything.
+fn organization(root: &Path) {
+    let o = "organizations";
+    write(
+        root,
+        &format!("{o}/describe-organization.json"),
+        &json!({"Organization": {
+        "Id": "o-a1b2c3d4e5", "Arn": "arn:aws:organizations::999988887777:organization/o-a1b2c3d4e5",
+        "MasterAccountId": "999988887777", "FeatureSet": "ALL"}}),
+    );
+    write(
+        root,
+        &format!("{o}/roots.json"),
+        &json!({"Roots": [{"Id": "r-ab12", "Name": "Root"}]}),
+    );
+    write(
+        root,
+        &format!("{o}/children/r-ab12/ous.json"),
+        &json!({"OrganizationalUnits": [
+        {"Id": "ou-ab12-prod0001", "Name": "prod"}]}),
+    );
+    write(
+        root,
+        &format!("{o}/children/r-ab12/accounts.json"),
+        &json!({"Accounts": [
+        {"Id": "999988887777", "Name": "management", "Status": "ACTIVE"}]}),
+    );
+    write(
+        root,
+        &format!("{o}/children/ou-ab12-prod0001/accounts.json"),
+        &json!({"Accounts": [
+        {"Id": A, "Name": "payments", "Status": "ACTIVE"}]}),
+    );
+    let full = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]});
+    let rcp_full = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}]});
+    let deny = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "kms:ScheduleKeyDeletion", "Resource": "*"}]});
+    let policies: [(&str, &str, &Value, &[&str]); 3] = [
+        (
+            "p-FullAWSAccess",
+            "SERVICE_CONTROL_POLICY",
+            &full,
+            &["r-ab12", "ou-ab12-prod0001", A],
+        ),
+        (
+            "p-denydelete",
+            "SERVICE_CONTROL_POLICY",
+            &deny,
+            &["ou-ab12-prod0001"],
+        ),
+        (
+            "p-RCPFullAWSAccess",
+            "RESOURCE_CONTROL_POLICY",
+            &rcp_full,
+            &["r-ab12", "ou-ab12-prod0001", A],
+        ),
+    ];
+    for (id, kind, doc, targets) in policies {
+        write(
+            root,
+            &format!("{o}/policies/{id}/describe-policy.json"),
+            &json!({"Policy": {
+            "PolicySummary": {"Id": id, "Name": id, "Type": kind, "AwsManaged": false},
+            "Content": doc.to_string()}}),
+        );
+        let targets: Vec<Value> = targets
+            .iter()
+            .map(|t| json!({"TargetId": t, "Name": t, "Type": "ORGANIZATIONAL_UNIT"}))
+            .collect();
+        write(
+            root,
+            &format!("{o}/policies/{id}/targets.json"),
+            &json!({"Targets": targets}),
+        );
+    }
 }
 
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -278,6 +358,21 @@ fn an_export_imports_checks_and_decides_as_aws_would() {
             vec![],
             "ImplicitDeny",
         ),
+        // The SCP on the account's OU denies key deletion, whatever IAM says.
+        (
+            format!("arn:aws:iam::{A}:root"),
+            "kms:ScheduleKeyDeletion",
+            key.clone(),
+            vec![],
+            "ExplicitDeny",
+        ),
+        (
+            format!("arn:aws:iam::{A}:root"),
+            "kms:DescribeKey",
+            key.clone(),
+            vec![],
+            "Allow",
+        ),
     ];
     for (principal, action, resource, context, want) in &cases {
         assert_eq!(
@@ -293,6 +388,25 @@ fn an_export_imports_checks_and_decides_as_aws_would() {
     assert_eq!(entry["aliases"], json!(["alias/payments"]));
     assert_eq!(entry["tags"], json!({"env": "prod"}));
     assert_eq!(entry["key_spec"], "SYMMETRIC_DEFAULT");
+    // The organization: levels from the root to the account, the org path;
+    // the management account is bound by neither SCPs nor RCPs.
+    let accounts: Value =
+        serde_json::from_slice(&fs::read(out.join("accounts.json")).unwrap()).unwrap();
+    assert_eq!(
+        accounts[A]["scps"],
+        json!([
+            ["org/p-FullAWSAccess"],
+            ["org/p-FullAWSAccess", "org/p-denydelete"],
+            ["org/p-FullAWSAccess"]
+        ])
+    );
+    assert_eq!(
+        accounts[A]["org_paths"],
+        json!(["o-a1b2c3d4e5/r-ab12/ou-ab12-prod0001/"])
+    );
+    assert_eq!(accounts[A]["rcps"].as_array().unwrap().len(), 3);
+    assert_eq!(accounts["999988887777"]["org_id"], "o-a1b2c3d4e5");
+    assert!(accounts["999988887777"].get("scps").is_none());
 
     // The same export gives the same bytes, and so the same revision.
     let again = tmp.path().join("again");

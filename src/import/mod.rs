@@ -9,7 +9,9 @@
 //! - `kms/<key-id>/describe-key.json`, `key-policy.json`
 //!   (`get-key-policy --policy-name default`), `grants.json`
 //!   (`list-grants`), `tags.json` (`list-resource-tags`), and
-//!   `kms/aliases*.json` (`list-aliases`).
+//!   `kms/aliases*.json` (`list-aliases`);
+//! - `organizations/`: the organization, its tree, and its SCPs and RCPs
+//!   with their targets (see `orgs`).
 //!
 //! The output is deterministic: the same export gives byte-identical files,
 //! and the revision is a digest of them. What the bundle format cannot
@@ -17,6 +19,7 @@
 
 mod iam;
 mod kms;
+mod orgs;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -89,6 +92,8 @@ pub(crate) struct Out {
     pub(crate) resources: BTreeMap<String, Value>,
     /// `grants.json` entries by grant id.
     pub(crate) grants: BTreeMap<String, Value>,
+    /// `accounts.json` entries by account id.
+    pub(crate) accounts: BTreeMap<String, Value>,
     /// What the bundle does not carry.
     pub(crate) notes: Vec<Note>,
 }
@@ -195,6 +200,7 @@ pub fn run(export: &Path, out_dir: &Path) -> Result<Imported, ImportError> {
     let mut out = Out::default();
     iam::import(export, &mut out)?;
     kms::import(export, &mut out)?;
+    orgs::import(export, &mut out)?;
     write(out_dir, out)
 }
 
@@ -222,6 +228,12 @@ fn write(out_dir: &Path, out: Out) -> Result<Imported, ImportError> {
         "resources.json".into(),
         pretty(&Value::Object(out.resources.into_iter().collect())),
     );
+    if !out.accounts.is_empty() {
+        files.insert(
+            "accounts.json".into(),
+            pretty(&Value::Object(out.accounts.into_iter().collect())),
+        );
+    }
     if !out.grants.is_empty() {
         files.insert(
             "grants.json".into(),

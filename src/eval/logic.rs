@@ -45,6 +45,7 @@ struct Hit<'s> {
 }
 
 impl Hit<'_> {
+    #[inline]
     fn matched(&self) -> MatchedStatement {
         MatchedStatement {
             policy_id: self.policy.id.clone(),
@@ -438,6 +439,7 @@ impl<'s> Eval<'s> {
     // → key state → result. The reference interpreter has the same phases.
 
     /// The policies that take part (§5 step 1, §6, §7.1).
+    #[inline]
     fn participants(&self, snap: &'s Snapshot) -> Participants<'s> {
         let bundle = &snap.bundle;
         let (req, caller, res) = (self.env.req, self.env.caller, self.env.res);
@@ -488,6 +490,7 @@ impl<'s> Eval<'s> {
 
     /// Every statement of every participating policy that can match (§5
     /// steps 2–3): the applicable ones become hits; what each kind said.
+    #[inline]
     fn statements(&mut self, snap: &'s Snapshot, p: &Participants<'s>) -> Said {
         let identity = self.env.caller.identity;
         let scp = self.levels(snap, p.scp, PolicyKind::Scp);
@@ -518,6 +521,7 @@ impl<'s> Eval<'s> {
     /// The caller's identity and group policies, through the identity's
     /// action index: what its own policies and its groups' policies said
     /// (`None` when it has none of that kind).
+    #[inline]
     fn identity_statements(&mut self, snap: &'s Snapshot) -> (Option<Summary>, Option<Summary>) {
         let Some(identity) = self.env.caller.identity else {
             return (None, None);
@@ -593,6 +597,7 @@ impl<'s> Eval<'s> {
     }
 
     /// The gates (§5 steps 4–6, §6, §7.1–§7.2).
+    #[inline]
     fn gates(&self, p: &Participants<'s>, said: &Said) -> Gates {
         let caller = self.env.caller;
         let boundary = said.boundary.is_none_or(|s| s.allow);
@@ -622,6 +627,7 @@ impl<'s> Eval<'s> {
     /// Whether a principal of `strength` reaches the caller along its own
     /// path: a role's needs the boundary and session policy, an account's
     /// the whole identity path (§5, §7.3).
+    #[inline]
     fn reaches(gates: &Gates, strength: Strength) -> bool {
         match strength {
             Strength::Direct => true,
@@ -632,6 +638,7 @@ impl<'s> Eval<'s> {
 
     /// Whether the resource or key policy has an applicable `Allow` whose
     /// principal names the caller with `strength` (any strength for `None`).
+    #[inline]
     fn rbp_allows(&self, p: &Participants<'s>, strength: Option<Strength>) -> bool {
         self.hits.iter().any(|h| {
             h.kind == p.rbp_kind
@@ -641,6 +648,7 @@ impl<'s> Eval<'s> {
     }
 
     /// The path that allows, if any (§5 steps 4–7, §7.3–§7.4).
+    #[inline]
     fn allow_path(&self, snap: &'s Snapshot, p: &Participants<'s>, g: &Gates) -> Option<Path<'s>> {
         if !g.open() {
             None
@@ -658,6 +666,7 @@ impl<'s> Eval<'s> {
 
     /// Any resource but a KMS key: the resource policy, then the identity
     /// path; across accounts both must allow (§5 step 7).
+    #[inline]
     fn resource_path(&self, p: &Participants<'s>, g: &Gates) -> Option<Path<'s>> {
         if p.cross {
             return (g.identity && self.rbp_allows(p, None)).then_some(Path::Rbp(None, true));
@@ -672,6 +681,7 @@ impl<'s> Eval<'s> {
     }
 
     /// A KMS key's key policy (§7.3 steps 5–6).
+    #[inline]
     fn key_path(&self, p: &Participants<'s>, g: &Gates) -> Option<Path<'s>> {
         let same_or_identity = !p.cross || g.identity;
         [Strength::Direct, Strength::Role, Strength::Account]
@@ -688,6 +698,7 @@ impl<'s> Eval<'s> {
 
     /// A grant on the key whose operation, constraint and grantee fit
     /// (§7.3 step 7, §7.4).
+    #[inline]
     fn grant_path(&self, snap: &'s Snapshot, p: &Participants<'s>, g: &Gates) -> Option<Path<'s>> {
         p.grants
             .iter()
@@ -728,6 +739,7 @@ impl<'s> Eval<'s> {
     }
 
     /// The key state gate on an allowed KMS request (§7.6).
+    #[inline]
     fn key_state(&self, p: &Participants<'s>) -> Option<KeyState> {
         let (req, key) = (self.env.req, p.key?);
         (p.kms && kms::key_state_refuses(req.service(), req.name(), key.state)).then_some(key.state)

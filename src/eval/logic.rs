@@ -753,27 +753,28 @@ impl<'s> Eval<'s> {
         rbp_kind: PolicyKind,
     ) -> MatchedList {
         let mut matched = MatchedList::new();
-        let of = |effect: Effect, keep: &dyn Fn(&Hit<'s>) -> bool| {
-            self.hits
-                .iter()
-                .filter(move |h| h.st.effect == effect && keep(h))
-                .map(Hit::matched)
-                .collect::<MatchedList>()
-        };
         match (outcome, path) {
-            (Outcome::ExplicitDeny, _) => matched = of(Effect::Deny, &|_| true),
+            (Outcome::ExplicitDeny, _) => matched.extend(
+                self.hits
+                    .iter()
+                    .filter(|h| h.st.effect == Effect::Deny)
+                    .map(Hit::matched),
+            ),
             (Outcome::Allow, Some(path)) => {
                 let listed = Listed::of(path);
-                let keep = |h: &Hit<'s>| match h.kind {
-                    PolicyKind::Scp | PolicyKind::Rcp => !h.st.full_access,
-                    PolicyKind::Identity | PolicyKind::Group => listed.identities,
-                    PolicyKind::Boundary | PolicyKind::Session => listed.boundary_session,
-                    k if k == rbp_kind => listed
-                        .rbp
-                        .is_some_and(|s| s.is_none_or(|s| h.strength == s)),
-                    _ => false,
+                let keep = |h: &&Hit<'s>| {
+                    h.st.effect == Effect::Allow
+                        && match h.kind {
+                            PolicyKind::Scp | PolicyKind::Rcp => !h.st.full_access,
+                            PolicyKind::Identity | PolicyKind::Group => listed.identities,
+                            PolicyKind::Boundary | PolicyKind::Session => listed.boundary_session,
+                            k if k == rbp_kind => listed
+                                .rbp
+                                .is_some_and(|s| s.is_none_or(|s| h.strength == s)),
+                            _ => false,
+                        }
                 };
-                matched = of(Effect::Allow, &keep);
+                matched.extend(self.hits.iter().filter(keep).map(Hit::matched));
                 if let Path::Grant(grant, _) = path {
                     matched.push(MatchedStatement::grant(&grant.id));
                 }

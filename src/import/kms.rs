@@ -136,11 +136,15 @@ fn one_key(
         Some(s) if STATES.contains(&s) => {
             entry.insert("state".into(), json!(s));
         }
-        Some(s) => out.note(
-            &describe_file,
-            "/KeyMetadata/KeyState".into(),
-            format!("key state `{s}` is not one verdict knows; imported as Enabled"),
-        ),
+        Some(s) => {
+            // Fail closed: an unknown state refuses what `Unavailable` does.
+            out.note(
+                &describe_file,
+                "/KeyMetadata/KeyState".into(),
+                format!("key state `{s}` is not one verdict knows; imported as Unavailable"),
+            );
+            entry.insert("state".into(), json!("Unavailable"));
+        }
         None => {}
     }
     for (field, key) in [

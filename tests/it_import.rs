@@ -81,7 +81,13 @@ fn export(root: &Path) {
             {"Path": "/", "UserName": "carol", "UserId": "AIDACAROL", "Arn": format!("arn:aws:iam::{A}:user/carol"),
              "GroupList": [], "AttachedManagedPolicies": [],
              "UserPolicyList": [{"PolicyName": "assume", "PolicyDocument": url_encode(
-                &json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}).to_string())}]}
+                &json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}).to_string())}]},
+            {"Path": "/", "UserName": "erin", "UserId": "AIDAERIN", "Arn": format!("arn:aws:iam::{A}:user/erin"),
+             "GroupList": [], "AttachedManagedPolicies": [],
+             "PermissionsBoundary": {"PermissionsBoundaryType": "Policy",
+                "PermissionsBoundaryArn": format!("arn:aws:iam::{A}:policy/NotExported")},
+             "UserPolicyList": [{"PolicyName": "all", "PolicyDocument":
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}}]}
         ],
         "GroupDetailList": [
             {"Path": "/", "GroupName": "KeyUsers", "GroupId": "AGPAKEYUSERS", "Arn": format!("arn:aws:iam::{A}:group/KeyUsers"),
@@ -355,6 +361,14 @@ fn an_export_imports_checks_and_decides_as_aws_would() {
             user("dave"),
             "kms:Decrypt",
             key.clone(),
+            vec![],
+            "ImplicitDeny",
+        ),
+        // A boundary the export lacks stands in as one that allows nothing.
+        (
+            user("erin"),
+            "iam:ListUsers",
+            "*".into(),
             vec![],
             "ImplicitDeny",
         ),

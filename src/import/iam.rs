@@ -184,7 +184,11 @@ fn attached(
     policies
 }
 
-/// A permissions boundary, as a policy id, when the export holds it.
+/// The policy standing for a boundary the export does not hold.
+const MISSING_BOUNDARY: &str = "import/missing-boundary";
+
+/// A permissions boundary, as a policy id (one that allows nothing when
+/// the export does not hold it).
 fn boundary(file: &File<'_>, entity: &Value, ptr: &str, out: &mut Out) -> Option<Value> {
     let arn = entity
         .get("PermissionsBoundary")
@@ -192,12 +196,18 @@ fn boundary(file: &File<'_>, entity: &Value, ptr: &str, out: &mut Out) -> Option
     match managed_policy_id(arn) {
         Some(id) if out.policies.contains_key(&id) => Some(Value::String(id)),
         _ => {
+            // Fail closed: a boundary that allows nothing, never none.
             out.note(
                 file.name,
                 format!("{ptr}/PermissionsBoundary"),
-                format!("boundary `{arn}` is not in the export's `Policies`; the principal is imported without it, so it may be allowed more than in AWS"),
+                format!("boundary `{arn}` is not in the export's `Policies`; a boundary that allows nothing stands in for it"),
             );
-            None
+            out.policies.insert(
+                MISSING_BOUNDARY.into(),
+                json!({"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "NotAction": "*", "Resource": "*"}]}),
+            );
+            Some(Value::String(MISSING_BOUNDARY.into()))
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{ImportError, Out, document, json_files, read_json};
+use super::{ImportError, Out, document, json_files, read_json, subdirs};
 
 /// Key states the bundle format names (docs/bundle-format.md).
 const STATES: &[&str] = &[
@@ -27,20 +27,7 @@ fn text<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
 
 pub(crate) fn import(root: &Path, out: &mut Out) -> Result<(), ImportError> {
     let aliases = aliases(root, out)?;
-    let dir = root.join("kms");
-    if !dir.is_dir() {
-        return Ok(());
-    }
-    let mut keys: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|e| ImportError::Read {
-            file: "kms".into(),
-            message: e.to_string(),
-        })?
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    keys.sort();
+    let keys = subdirs(root, "kms")?;
     for key in keys {
         one_key(root, &format!("kms/{key}"), &aliases, out)?;
     }

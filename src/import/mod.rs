@@ -163,6 +163,26 @@ pub(crate) fn json_files(root: &Path, dir: &str) -> Result<Vec<String>, ImportEr
     Ok(out)
 }
 
+/// The names of the directories in `dir` (relative to `root`), sorted;
+/// none when it does not exist.
+pub(crate) fn subdirs(root: &Path, dir: &str) -> Result<Vec<String>, ImportError> {
+    let path = root.join(dir);
+    if !path.is_dir() {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(&path).map_err(|e| ImportError::Read {
+        file: dir.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// A policy document as the export holds it: a JSON object, or a string
 /// holding one (URL-encoded, as the IAM API returns it, or plain, as
 /// `get-key-policy` prints it).

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{ImportError, Out, document, read_json};
+use super::{ImportError, Out, document, read_json, subdirs};
 
 const DIR: &str = "organizations";
 
@@ -70,20 +70,7 @@ pub(crate) fn import(root: &Path, out: &mut Out) -> Result<(), ImportError> {
 /// it is attached to.
 fn policies(root: &Path, out: &mut Out) -> Result<Attached, ImportError> {
     let mut attached = Attached::default();
-    let dir = root.join(DIR).join("policies");
-    if !dir.is_dir() {
-        return Ok(attached);
-    }
-    let mut ids: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|e| ImportError::Read {
-            file: format!("{DIR}/policies"),
-            message: e.to_string(),
-        })?
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    ids.sort();
+    let ids = subdirs(root, &format!("{DIR}/policies"))?;
     for id in ids {
         let file = format!("{DIR}/policies/{id}/describe-policy.json");
         let v = read_json(root, &file)?;

@@ -356,11 +356,13 @@ impl ActionTable {
     }
 
     /// The id of an exact `service:name` (lower-cased), if any policy names it.
+    #[inline]
     pub(crate) fn lookup_action(&self, key: &str) -> Option<u32> {
         self.actions.get(key).copied()
     }
 
     /// The id of a service, if any policy names an action pattern of it.
+    #[inline]
     pub(crate) fn lookup_service(&self, service: &str) -> Option<u32> {
         self.services.get(service).copied()
     }
@@ -505,6 +507,7 @@ impl<T: Copy + Ord> ActionIndex<T> {
     }
 
     /// The entries whose statement's action matches, each once.
+    #[inline]
     pub(crate) fn candidates<'s, const N: usize>(
         &self,
         action: &ActionKey<'_>,
@@ -631,6 +634,7 @@ impl CPolicy {
     }
 
     /// The statements whose action matches, each once.
+    #[inline]
     pub(crate) fn candidates(&self, action: &ActionKey<'_>, out: &mut Candidates) {
         out.clear();
         match &self.index {

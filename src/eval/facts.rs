@@ -155,6 +155,7 @@ impl<'a, E> ResourceOf<'a, E> {
     /// Resolve `resource`, whose bundle entry (if any) is `entry` with the
     /// account it names: RA is the ARN's account, else the entry's, else
     /// the caller's (then it is not known).
+    #[inline]
     pub(crate) fn new(
         resource: &'a str,
         entry: Option<(&'a E, Option<&'a str>)>,

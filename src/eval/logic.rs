@@ -890,20 +890,23 @@ impl<'s> Eval<'s> {
         let matched = self.matched(outcome, path, participants.rbp_kind);
         let mut missing = std::mem::take(&mut self.missing);
         missing.sort_unstable();
-        let decided = Decided {
-            participants,
-            said,
-            gates,
-            outcome,
-            path,
-            key_state,
-        };
+        let explanation = self.env.req.explain.then(|| {
+            let decided = Decided {
+                participants,
+                said,
+                gates,
+                outcome,
+                path,
+                key_state,
+            };
+            self.explain(snap, &decided)
+        });
         Decision {
             outcome,
             matched,
             missing_context_keys: missing,
             bundle_revision: snap.revision.clone(),
-            explanation: self.env.req.explain.then(|| self.explain(snap, &decided)),
+            explanation,
             reads_server_clock: self.env.clock_read.get(),
         }
     }

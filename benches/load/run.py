@@ -34,6 +34,7 @@ concurrency limit are counted in the table, any other failure ends the test.
 
 Usage: python3 benches/load/run.py [--pairs 6] [--duration 3s] [--quick]
                                    [--only hits,misses,...] [--json FILE]
+                                   [--against OTHER_BUILD/verdict]
 Prints the Markdown tables BENCHMARKS.md shows.
 """
 
@@ -95,7 +96,7 @@ def free_port():
 class Server:
     """One `verdict serve` process with the given VERDICT_*/OTEL_* settings."""
 
-    def __init__(self, name, workdir, env):
+    def __init__(self, name, workdir, env, binary=None):
         self.name = name
         self.port = free_port()
         self.uds = Path(workdir) / f"{name}.sock"
@@ -104,7 +105,7 @@ class Server:
         full_env["RUST_LOG"] = "warn"
         self.log_path = Path(workdir) / f"{name}.log"
         self.proc = subprocess.Popen(
-            [str(VERDICT), "serve", "--listen", f"127.0.0.1:{self.port}", "--uds", str(self.uds)],
+            [str(binary or VERDICT), "serve", "--listen", f"127.0.0.1:{self.port}", "--uds", str(self.uds)],
             env=full_env,
             stdout=subprocess.DEVNULL,
             stderr=open(self.log_path, "w"),
@@ -266,6 +267,12 @@ def main():
     ap.add_argument("--quick", action="store_true", help="one pair of 1 s runs: a smoke test of the script")
     ap.add_argument("--json", default=None, help="write the raw numbers here")
     ap.add_argument("--only", default=None, help="comma-separated comparisons to run (no table), e.g. hits,misses")
+    ap.add_argument(
+        "--against",
+        default=None,
+        help="another build's verdict binary: compare this build with it (Authorize, cache hits and cache off, "
+        "thread_per_core) and print those two comparisons only",
+    )
     args = ap.parse_args()
     if args.quick:
         args.pairs, args.duration, args.warmup = 1, "1s", "0s"
@@ -327,6 +334,13 @@ def main():
                     "OTEL_METRIC_EXPORT_INTERVAL": "1000",
                 },
             )
+        if args.against:
+            old = Path(args.against).resolve()
+            servers["old"] = Server("old", work, {"VERDICT_RUNTIME": "thread_per_core"}, binary=old)
+            servers["old_uncached"] = Server(
+                "old_uncached", work, {"VERDICT_RUNTIME": "thread_per_core", "VERDICT_CACHE_MAX_ENTRIES": "0"}, binary=old
+            )
+            args.only = "against_hits,against_misses"
         for s in servers.values():
             s.check(bodies, 5)
 
@@ -378,6 +392,13 @@ def main():
             ("ct_telemetry", "all telemetry (tracing at 100%, metrics) against none, Authorize (cache off), current_thread",
              run("current_thread_uncached", AUTHORIZE, single), run("ct_traced", AUTHORIZE, single)),
         ]
+        if args.against:
+            comparisons += [
+                ("against_hits", "this build against the --against build, Authorize (cache hits), thread_per_core",
+                 run("old", AUTHORIZE, single), run("tpc", AUTHORIZE, single)),
+                ("against_misses", "this build against the --against build, Authorize (cache off), thread_per_core",
+                 run("old_uncached", AUTHORIZE, single), run("tpc_uncached", AUTHORIZE, single)),
+            ]
         only = set(args.only.split(",")) if args.only else None
         for key, title, a, b in comparisons:
             if only is None or key in only:

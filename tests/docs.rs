@@ -46,3 +46,48 @@ fn every_setting_is_documented_and_every_documented_setting_exists() {
     );
     assert!(unknown.is_empty(), "documented but not read: {unknown:?}");
 }
+
+/// Every finding code in `src/` has a row in docs/check.md, and every row
+/// names a code the code emits.
+#[test]
+fn every_finding_code_is_documented_and_every_documented_code_exists() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut in_code = BTreeSet::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for piece in text.split('"').skip(1).step_by(2) {
+                    let is_code = (piece.starts_with("E-") || piece.starts_with("W-"))
+                        && piece.len() > 2
+                        && piece[2..]
+                            .bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+                    if is_code {
+                        in_code.insert(piece.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    let page = std::fs::read_to_string(root.join("docs/check.md")).unwrap();
+    let documented: BTreeSet<String> = documented(&page)
+        .into_iter()
+        .filter(|n| n.starts_with("E-") || n.starts_with("W-"))
+        .collect();
+    assert!(in_code.len() > 60, "{in_code:?}");
+    let undocumented: Vec<_> = in_code.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&in_code).collect();
+    assert!(
+        undocumented.is_empty(),
+        "codes missing from docs/check.md: {undocumented:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "docs/check.md lists codes the code never emits: {stale:?}"
+    );
+}

@@ -224,6 +224,50 @@ pub(crate) enum BundleWarningKind {
     ArchiveEntry,
 }
 
+impl BundleErrorKind {
+    /// The error's stable code (`check` prints it with the message).
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::Io(_) => "E-IO",
+            Self::Utf8 => "E-UTF8",
+            Self::Json(_) => "E-JSON",
+            Self::TooLarge { .. } => "E-TOO-LARGE",
+            Self::TooManyFiles(_) => "E-TOO-MANY-FILES",
+            Self::TooDeep(_) => "E-TOO-DEEP",
+            Self::StringTooLong { .. } => "E-STRING-TOO-LONG",
+            Self::DirectoryTooDeep(_) => "E-DIRECTORY-TOO-DEEP",
+            Self::SymlinkOutside => "E-SYMLINK-OUTSIDE",
+            Self::DirectoryLoop => "E-DIRECTORY-LOOP",
+            Self::NotRegularFile => "E-NOT-REGULAR-FILE",
+            Self::ArchivePath(_) => "E-ARCHIVE-PATH",
+            Self::MissingManifest => "E-MISSING-MANIFEST",
+            Self::EmptyRevision => "E-EMPTY-REVISION",
+            Self::PolicyRef => "E-POLICY-REF",
+            Self::UnknownPolicy(_) => "E-UNKNOWN-POLICY",
+            Self::UnknownGroup(_) => "E-UNKNOWN-GROUP",
+            Self::GroupArn(_) => "E-GROUP-ARN",
+            Self::PrincipalKey { .. } => "E-PRINCIPAL-KEY",
+            Self::GroupsOnRole => "E-GROUPS-ON-ROLE",
+            Self::DuplicateName { .. } => "E-DUPLICATE-NAME",
+            Self::DuplicateTag(_) => "E-DUPLICATE-TAG",
+            Self::ResourceArn(_) => "E-RESOURCE-ARN",
+            Self::KeyPolicyRequired => "E-KEY-POLICY-REQUIRED",
+            Self::KeyOnlyField(_) => "E-KEY-ONLY-FIELD",
+            Self::KeyState(_) => "E-KEY-STATE",
+            Self::Alias(_) => "E-ALIAS",
+            Self::Account(_) => "E-ACCOUNT",
+            Self::Levels(_) => "E-LEVELS",
+            Self::DuplicateGrant(_) => "E-DUPLICATE-GRANT",
+            Self::GrantKey(_) => "E-GRANT-KEY",
+            Self::Grantee { .. } => "E-GRANTEE",
+            Self::GrantOperation(_) => "E-GRANT-OPERATION",
+            Self::GrantConstraints => "E-GRANT-CONSTRAINTS",
+            Self::Empty(_) => "E-EMPTY",
+            Self::TestCase(_) => "E-TEST-CASE",
+        }
+    }
+}
+
 impl BundleWarningKind {
     /// The warning's stable code.
     pub(crate) fn code(&self) -> &'static str {
@@ -236,13 +280,26 @@ impl BundleWarningKind {
 }
 
 impl Finding {
-    /// A warning's stable code (none for errors).
-    pub(crate) fn code(&self) -> Option<&'static str> {
+    /// The finding's stable code: `E-…` for errors, `W-…` for warnings
+    /// (docs/check.md lists them all).
+    pub(crate) fn code(&self) -> &'static str {
         match self {
-            Self::PolicyWarning(w) => Some(w.code()),
-            Self::BundleWarning(w) => Some(w.code()),
+            Self::PolicyWarning(w) => w.code(),
+            Self::BundleWarning(w) => w.code(),
             Self::Attached { finding, .. } => finding.code(),
-            Self::Policy(_) | Self::Bundle(_) => None,
+            Self::Policy(e) => e.code(),
+            Self::Bundle(e) => e.code(),
+        }
+    }
+
+    /// What was probably meant, when the finding is a likely typo of a
+    /// known name.
+    pub(crate) fn suggestion(&self) -> Option<&str> {
+        match self {
+            Self::PolicyWarning(w) => w.suggestion(),
+            Self::Policy(e) => e.suggestion(),
+            Self::Attached { finding, .. } => finding.suggestion(),
+            Self::BundleWarning(_) | Self::Bundle(_) => None,
         }
     }
 }
@@ -264,11 +321,7 @@ impl fmt::Display for Diagnostic {
         if !self.pointer.is_empty() {
             write!(f, "{}: ", self.pointer)?;
         }
-        write!(f, "{}", self.finding)?;
-        match self.finding.code() {
-            Some(code) => write!(f, " [{code}]"),
-            None => Ok(()),
-        }
+        write!(f, "{} [{}]", self.finding, self.finding.code())
     }
 }
 

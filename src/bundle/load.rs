@@ -43,6 +43,7 @@ pub fn load_raw(raw: RawBundle, opts: &LoadOptions) -> Result<Loaded, LoadError>
         diags: raw.diagnostics,
         policies: BTreeMap::new(),
         checked: HashSet::new(),
+        catalogue: CATALOGUE_BUDGET,
     };
     // 1. Text, UTF-8 and the limits serde cannot enforce.
     let mut texts: HashMap<String, SourceText> = HashMap::new();
@@ -110,25 +111,29 @@ pub fn load_raw(raw: RawBundle, opts: &LoadOptions) -> Result<Loaded, LoadError>
         else {
             continue;
         };
-        let parsed = match parse::parse_document(src.text(), &|o| src.position(o)) {
-            Ok(p) => {
-                for w in p.warnings {
-                    cx.policy_warning(src, path, "", 0, w);
+        let parsed =
+            match parse::parse_checked(src.text(), &|o| src.position(o), Some(&mut cx.catalogue)) {
+                Ok(p) => {
+                    for w in p.warnings {
+                        cx.policy_warning(src, path, "", 0, w);
+                    }
+                    Some(Arc::new(Policy {
+                        id: id.into(),
+                        file: path.as_str().into(),
+                        pointer: String::new(),
+                        document: p.document,
+                    }))
                 }
-                Some(Arc::new(Policy {
-                    id: id.into(),
-                    file: path.as_str().into(),
-                    pointer: String::new(),
-                    document: p.document,
-                }))
-            }
-            Err(errors) => {
-                for e in errors {
-                    cx.policy_error(src, path, "", 0, e, None);
+                Err(rejected) => {
+                    for e in rejected.errors {
+                        cx.policy_error(src, path, "", 0, e, None);
+                    }
+                    for w in rejected.warnings {
+                        cx.policy_warning(src, path, "", 0, w);
+                    }
+                    None
                 }
-                None
-            }
-        };
+            };
         cx.policies.insert(
             id.to_owned(),
             PolicyFile {
@@ -261,7 +266,15 @@ struct Loader<'l> {
     policies: BTreeMap<String, PolicyFile>,
     /// (policy id, place) pairs already validated.
     checked: HashSet<(String, PolicyKind)>,
+    /// What is left of [`CATALOGUE_BUDGET`] for this load.
+    catalogue: u64,
 }
+
+/// How many names one load may compare against the IAM catalogue (to match
+/// wildcards and find suggestions): plenty for any real bundle (each
+/// unknown action costs its service's action count, at most about a
+/// thousand), and a bound on what a bundle of unknown names can cost.
+const CATALOGUE_BUDGET: u64 = 20_000_000;
 
 impl Loader<'_> {
     fn error(&mut self, file: &str, pointer: &str, position: Option<locate::Position>, kind: B) {
@@ -435,7 +448,8 @@ impl Loader<'_> {
                 }
                 let base_offset =
                     (text.as_ptr() as usize).saturating_sub(src.text().as_ptr() as usize);
-                match parse::parse_document(text, &|o| src.position(base_offset + o)) {
+                let position = |o| src.position(base_offset + o);
+                match parse::parse_checked(text, &position, Some(&mut self.catalogue)) {
                     Ok(p) => {
                         for w in p.warnings {
                             self.policy_warning(src, file, pointer, base_offset, w);
@@ -449,9 +463,12 @@ impl Loader<'_> {
                         self.check_place(src, file, pointer, base_offset, &policy, place, None);
                         Some(policy)
                     }
-                    Err(errors) => {
-                        for e in errors {
+                    Err(rejected) => {
+                        for e in rejected.errors {
                             self.policy_error(src, file, pointer, base_offset, e, None);
+                        }
+                        for w in rejected.warnings {
+                            self.policy_warning(src, file, pointer, base_offset, w);
                         }
                         None
                     }

@@ -95,6 +95,7 @@ fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
         "column": d.position.map(|p| p.column),
         "message": d.finding.to_string(),
         "code": d.finding.code(),
+        "suggestion": d.finding.suggestion(),
     })
 }
 

@@ -58,9 +58,19 @@ pub(crate) enum PolicyErrorKind {
         /// Why.
         reason: String,
     },
-    /// An operator AWS does not define.
-    #[error("unknown condition operator `{0}`")]
-    Operator(String),
+    /// A name that is no element of a document or statement, with the
+    /// element it probably means.
+    #[error("unknown field `{0}`{hint}", hint = did_you_mean(*.1))]
+    UnknownElement(String, Option<&'static str>),
+    /// An element written twice.
+    #[error("duplicate field `{0}`")]
+    DuplicateElement(String),
+    /// A required element left out.
+    #[error("missing field `{0}`")]
+    MissingElement(&'static str),
+    /// An operator AWS does not define, with the closest one that it does.
+    #[error("unknown condition operator `{0}`{hint}", hint = did_you_mean(.1.as_deref()))]
+    Operator(String, Option<String>),
     /// `Null` with a set qualifier or `IfExists`.
     #[error("`{0}`: `Null` takes no `ForAllValues:`/`ForAnyValue:` prefix and no `IfExists`")]
     NullQualified(String),
@@ -206,6 +216,82 @@ pub(crate) enum PolicyWarningKind {
     /// A document attached nowhere.
     #[error("policy is attached nowhere; validated as an identity policy")]
     Unattached,
+    /// An action whose service prefix the IAM catalogue does not hold.
+    #[error("`{action}`: no service has the prefix `{service}` in the IAM catalogue, so it matches no AWS action{}", did_you_mean(.suggestion.as_deref()))]
+    UnknownService {
+        /// The action as written.
+        action: String,
+        /// Its service prefix.
+        service: String,
+        /// The closest known prefix.
+        suggestion: Option<String>,
+    },
+    /// An action its service does not have.
+    #[error("`{action}` is no action of its service in the IAM catalogue, so it matches no AWS action{}", did_you_mean(.suggestion.as_deref()))]
+    UnknownAction {
+        /// The action as written.
+        action: String,
+        /// The closest action of the service.
+        suggestion: Option<String>,
+    },
+    /// A wildcard action pattern no action of its service matches.
+    #[error("`{0}` matches no action of its service in the IAM catalogue")]
+    ActionMatchesNothing(String),
+    /// A condition key the IAM catalogue does not hold.
+    #[error("`{key}` is no condition key in the IAM catalogue: AWS never sends it{}", did_you_mean(.suggestion.as_deref()))]
+    UnknownConditionKey {
+        /// The key as written.
+        key: String,
+        /// The closest known key.
+        suggestion: Option<String>,
+    },
+}
+
+/// `; did you mean `x`?` when there is a suggestion.
+fn did_you_mean(suggestion: Option<&str>) -> String {
+    suggestion.map_or_else(String::new, |s| format!("; did you mean `{s}`?"))
+}
+
+impl PolicyErrorKind {
+    /// The known name this one is probably a typo of.
+    pub(crate) fn suggestion(&self) -> Option<&str> {
+        match self {
+            Self::Operator(_, suggestion) => suggestion.as_deref(),
+            Self::UnknownElement(_, suggestion) => *suggestion,
+            _ => None,
+        }
+    }
+
+    /// The error's stable code (`check` prints it with the message).
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::Json(_) => "E-JSON",
+            Self::UnknownElement(..) => "E-UNKNOWN-ELEMENT",
+            Self::DuplicateElement(_) => "E-DUPLICATE-ELEMENT",
+            Self::MissingElement(_) => "E-MISSING-ELEMENT",
+            Self::Version(_) => "E-VERSION",
+            Self::MissingEffect => "E-MISSING-EFFECT",
+            Self::Effect(_) => "E-EFFECT",
+            Self::ExactlyOne(_) => "E-EXACTLY-ONE",
+            Self::Empty(_) => "E-EMPTY",
+            Self::Action(_) => "E-ACTION",
+            Self::ActionServiceWildcard(_) => "E-ACTION-SERVICE-WILDCARD",
+            Self::Resource(_) => "E-RESOURCE",
+            Self::ResourceServiceWildcard(_) => "E-RESOURCE-SERVICE-WILDCARD",
+            Self::Principal { .. } => "E-PRINCIPAL",
+            Self::Operator(..) => "E-OPERATOR",
+            Self::NullQualified(_) => "E-NULL-QUALIFIED",
+            Self::DuplicateKey(_) => "E-DUPLICATE-CONDITION-KEY",
+            Self::EmptyKey => "E-EMPTY-CONDITION-KEY",
+            Self::ValueType => "E-CONDITION-VALUE-TYPE",
+            Self::PrincipalNotAllowed { .. } => "E-PRINCIPAL-NOT-ALLOWED",
+            Self::PrincipalRequired(_) => "E-PRINCIPAL-REQUIRED",
+            Self::NotPrincipalWithAllow => "E-NOTPRINCIPAL-ALLOW",
+            Self::MissingResource => "E-MISSING-RESOURCE",
+            Self::ShortArn(..) => "E-SHORT-ARN",
+            Self::ResourceInTrustPolicy => "E-TRUST-POLICY-RESOURCE",
+        }
+    }
 }
 
 impl PolicyWarningKind {
@@ -231,6 +317,20 @@ impl PolicyWarningKind {
             Self::KeyPolicyWithoutResource => "W-KEY-POLICY-NO-RESOURCE",
             Self::ResourceAliasesInKeyPolicy => "W-RESOURCE-ALIASES-KEY-POLICY",
             Self::Unattached => "W-UNATTACHED",
+            Self::UnknownService { .. } => "W-UNKNOWN-SERVICE",
+            Self::UnknownAction { .. } => "W-UNKNOWN-ACTION",
+            Self::ActionMatchesNothing(_) => "W-ACTION-MATCHES-NOTHING",
+            Self::UnknownConditionKey { .. } => "W-UNKNOWN-CONDITION-KEY",
+        }
+    }
+
+    /// The known name this one is probably a typo of.
+    pub(crate) fn suggestion(&self) -> Option<&str> {
+        match self {
+            Self::UnknownService { suggestion, .. }
+            | Self::UnknownAction { suggestion, .. }
+            | Self::UnknownConditionKey { suggestion, .. } => suggestion.as_deref(),
+            _ => None,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! into [`model::PolicyDocument`]s and says precisely what is wrong when it
 //! cannot.
 
+pub(crate) mod catalogue;
 pub(crate) mod document;
 pub(crate) mod err;
 pub(crate) mod glob;

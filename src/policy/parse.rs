@@ -9,7 +9,10 @@ use std::collections::HashSet;
 
 use serde_json::value::RawValue;
 
-use super::document::{DocumentShape, OneOrMany, PrincipalShape, StatementShape, UniqueMap};
+use super::catalogue::ActionFinding;
+use super::document::{
+    OneOrMany, PrincipalShape, ShapeError, ShapeErrorKind, StatementShape, UniqueMap, read_document,
+};
 use super::err::{PolicyError, PolicyErrorKind as E, PolicyWarning, PolicyWarningKind as W};
 use super::locate::{self, Position};
 use super::model::*;
@@ -40,13 +43,26 @@ pub(crate) const MULTIVALUED_KEYS: &[&str] = &[
 /// Keys callers often leave out, which a `Deny` should test with `IfExists`.
 const OPTIONAL_TRANSPORT_KEYS: &[&str] = &["aws:securetransport", "aws:sourceip", "aws:sourcevpc"];
 
-struct Ctx {
+struct Ctx<'c> {
     variables: bool,
     errors: Vec<PolicyError>,
     warnings: Vec<PolicyWarning>,
+    /// The IAM catalogue checks' budget (names left to compare), when the
+    /// document is checked against the catalogue.
+    catalogue: Option<&'c mut u64>,
 }
 
-impl Ctx {
+/// A document that did not validate: every error, and the warnings found
+/// along the way.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Errors.
+    pub(crate) errors: Vec<PolicyError>,
+    /// Warnings.
+    pub(crate) warnings: Vec<PolicyWarning>,
+}
+
+impl Ctx<'_> {
     fn error(&mut self, pointer: impl Into<String>, kind: E) {
         self.errors.push(PolicyError {
             pointer: pointer.into(),
@@ -59,6 +75,29 @@ impl Ctx {
             pointer: pointer.into(),
             kind,
         });
+    }
+}
+
+/// A document or statement element that could not be read, as a policy error.
+fn shape_error(e: ShapeError) -> PolicyError {
+    let kind = match e.kind {
+        ShapeErrorKind::Json(err) => E::Json(strip_serde_position(&err.to_string())),
+        ShapeErrorKind::Unknown(name) => {
+            let known = if e.pointer.starts_with("/Statement") {
+                super::document::STATEMENT_ELEMENTS
+            } else {
+                super::document::DOCUMENT_ELEMENTS
+            };
+            let suggestion = super::catalogue::closest_name(&name, known);
+            E::UnknownElement(super::err::cut(&name, 64), suggestion)
+        }
+        ShapeErrorKind::Duplicate(name) => E::DuplicateElement(name),
+        ShapeErrorKind::Missing(name) => E::MissingElement(name),
+    };
+    PolicyError {
+        pointer: e.pointer,
+        offset: e.offset,
+        kind,
     }
 }
 
@@ -156,14 +195,40 @@ pub fn parse_document(
     text: &str,
     position: &dyn Fn(usize) -> Position,
 ) -> Result<Parsed, Vec<PolicyError>> {
-    let shape: DocumentShape<'_> = match serde_json::from_str(text) {
-        Ok(s) => s,
-        Err(e) => return Err(vec![json_error(text, &e)]),
+    parse_checked(text, position, None).map_err(|r| r.errors)
+}
+
+/// [`parse_document`], and when `catalogue` is given, every action and
+/// condition key checked against the IAM catalogue (unknown ones are
+/// warnings, with the closest known name) while that budget of names to
+/// compare lasts. Bundles are checked; requests' session policies are not
+/// (a caller must not make verdict search the catalogue).
+pub(crate) fn parse_checked(
+    text: &str,
+    position: &dyn Fn(usize) -> Position,
+    catalogue: Option<&mut u64>,
+) -> Result<Parsed, Rejected> {
+    let (shape, shape_errors) = match read_document(text) {
+        Ok(read) => read,
+        Err(e) => {
+            // Skipping over a value unread, serde_json words some syntax
+            // errors less well ("key must be a string" for a trailing
+            // comma): read as a plain JSON value for its message.
+            let e = serde_json::from_str::<serde_json::Value>(text)
+                .err()
+                .filter(|v| v.is_syntax() || v.is_eof())
+                .unwrap_or(e);
+            return Err(Rejected {
+                errors: vec![json_error(text, &e)],
+                warnings: Vec::new(),
+            });
+        }
     };
     let mut cx = Ctx {
         variables: false,
-        errors: Vec::new(),
+        errors: shape_errors.into_iter().map(shape_error).collect(),
         warnings: Vec::new(),
+        catalogue,
     };
     let version = match shape.version.as_deref() {
         None => Version::Unspecified,
@@ -209,7 +274,10 @@ pub fn parse_document(
             warnings: cx.warnings,
         })
     } else {
-        Err(cx.errors)
+        Err(Rejected {
+            errors: cx.errors,
+            warnings: cx.warnings,
+        })
     }
 }
 
@@ -229,13 +297,16 @@ fn statement(
             None
         }
         None => {
-            cx.error(ptr, E::MissingEffect);
+            if !st.unreadable.contains(&"Effect") {
+                cx.error(ptr, E::MissingEffect);
+            }
             None
         }
     };
     let action = match (&st.action, &st.not_action) {
         (Some(a), None) => actions(cx, &format!("{ptr}/Action"), a, false),
         (None, Some(a)) => actions(cx, &format!("{ptr}/NotAction"), a, true),
+        (None, None) if st.unreadable.iter().any(|e| e.ends_with("Action")) => None,
         _ => {
             cx.error(ptr, E::ExactlyOne("Action"));
             None
@@ -376,7 +447,10 @@ fn actions(
     let mut ok = true;
     for (p, v) in values.with_pointers(ptr) {
         match action(v) {
-            Ok(a) => items.push(a),
+            Ok(a) => {
+                catalogue_action(cx, p, v, &a);
+                items.push(a);
+            }
             Err(kind) => {
                 ok = false;
                 cx.error(p, kind);
@@ -387,6 +461,30 @@ fn actions(
         negated,
         items: items.into_boxed_slice(),
     })
+}
+
+/// What the IAM catalogue says of a valid action pattern, as a warning.
+fn catalogue_action(cx: &mut Ctx, pointer: String, written: &str, a: &ActionPattern) {
+    let (ActionPattern::Named { service, name }, Some(budget)) = (a, cx.catalogue.as_deref_mut())
+    else {
+        return;
+    };
+    let kind = match super::catalogue::catalogue().action(service, name, budget) {
+        None => return,
+        Some(ActionFinding::UnknownService { suggestion }) => W::UnknownService {
+            action: super::err::cut(written, 128),
+            service: super::err::cut(service, 64),
+            suggestion: suggestion.map(str::to_owned),
+        },
+        Some(ActionFinding::UnknownAction { suggestion }) => W::UnknownAction {
+            action: super::err::cut(written, 128),
+            suggestion,
+        },
+        Some(ActionFinding::MatchesNothing) => {
+            W::ActionMatchesNothing(super::err::cut(written, 128))
+        }
+    };
+    cx.warn(pointer, kind);
 }
 
 /// Parse one action value.
@@ -576,7 +674,8 @@ fn conditions(cx: &mut Ctx, ptr: &str, block: &UniqueMap<UniqueMap<&RawValue>>) 
     for (op_name, keys) in &block.0 {
         let op_ptr = locate::push_segment(ptr, op_name);
         let Some(op) = Operator::parse(op_name) else {
-            cx.error(op_ptr, E::Operator(op_name.clone()));
+            let suggestion = super::catalogue::closest_operator(op_name);
+            cx.error(op_ptr, E::Operator(op_name.clone(), suggestion));
             continue;
         };
         if op.base == BaseOperator::Null && op.if_exists {
@@ -600,6 +699,19 @@ fn conditions(cx: &mut Ctx, ptr: &str, block: &UniqueMap<UniqueMap<&RawValue>>) 
             if !seen.insert(lower.clone()) {
                 cx.error(key_ptr, E::DuplicateKey(key.clone()));
                 continue;
+            }
+            if let Some(suggestion) = cx
+                .catalogue
+                .as_deref_mut()
+                .and_then(|budget| super::catalogue::catalogue().condition_key(&lower, budget))
+            {
+                cx.warn(
+                    key_ptr.clone(),
+                    W::UnknownConditionKey {
+                        key: super::err::cut(key, 128),
+                        suggestion: suggestion.map(str::to_owned),
+                    },
+                );
             }
             let Some(raw_values) = scalars(cx, &key_ptr, raw) else {
                 continue;

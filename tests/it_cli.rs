@@ -813,3 +813,111 @@ fn every_command_gives_the_documented_exit_status_and_streams() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The typos of tests/fixtures/warned/typos, as `check --format json`
+/// reports them: each with its code and the name probably meant; under
+/// `--strict` the warnings become errors and the suggestion (a policy
+/// attached nowhere) stays what it is.
+#[test]
+fn check_names_typos_with_codes_and_suggestions() {
+    let bundle = root().join("tests/fixtures/warned/typos/bundle");
+    let bundle = bundle.to_str().unwrap();
+    let o = verdict(&["check", bundle, "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let found: Vec<(String, String, Option<String>)> = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["severity"].as_str().unwrap().to_owned(),
+                w["code"].as_str().unwrap().to_owned(),
+                w["suggestion"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let want = |sev: &str, code: &str, s: Option<&str>| {
+        (sev.to_owned(), code.to_owned(), s.map(str::to_owned))
+    };
+    for w in [
+        want("warning", "W-UNKNOWN-ACTION", Some("kms:GetPublicKey")),
+        want("warning", "W-UNKNOWN-SERVICE", Some("kms")),
+        want("warning", "W-ACTION-MATCHES-NOTHING", None),
+        want("warning", "W-UNKNOWN-CONDITION-KEY", Some("aws:username")),
+        want(
+            "warning",
+            "W-UNKNOWN-CONDITION-KEY",
+            Some("kms:CallerAccount"),
+        ),
+        want("suggestion", "W-UNATTACHED", None),
+    ] {
+        assert!(found.contains(&w), "{w:?} not in {found:?}");
+    }
+    assert_eq!(found.len(), 6, "{found:?}");
+
+    let strict = verdict(&["check", bundle, "--format", "json", "--strict"]);
+    assert_eq!(code(&strict), 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&strict)).unwrap();
+    assert_eq!(report["errors"].as_array().unwrap().len(), 5);
+    let left = report["warnings"].as_array().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["severity"], "suggestion");
+
+    let broken = root().join("tests/fixtures/broken/unknown-operator/bundle");
+    let o = verdict(&["check", broken.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code(&o), 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["errors"][0]["code"], "E-OPERATOR");
+    assert_eq!(report["errors"][0]["suggestion"], "StringEquals");
+}
+
+/// One policy file with four wrong elements reports all four, each located,
+/// and a misspelt element once (not again as a missing one).
+#[test]
+fn check_reports_every_wrong_element_of_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("policies")).unwrap();
+    fs::write(dir.path().join("manifest.json"), r#"{"revision": "r1"}"#).unwrap();
+    fs::write(
+        dir.path().join("policies/p.json"),
+        r#"{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Actoin": "kms:Decrypt", "Resource": "*"},
+  {"Effect": "Permit", "Action": "kms:Decrypt", "Resource": 5},
+  {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*", "Condition": {"StringEqualz": {"aws:username": "a"}}}
+], "Versoin": "x"}"#,
+    )
+    .unwrap();
+    let o = verdict(&["check", dir.path().to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code(&o), 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let errors: Vec<(String, String)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["pointer"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("/Statement/0/Actoin", "E-UNKNOWN-ELEMENT"),
+        ("/Statement/1/Resource", "E-JSON"),
+        ("/Statement/1/Effect", "E-EFFECT"),
+        ("/Statement/2/Condition/StringEqualz", "E-OPERATOR"),
+        ("/Versoin", "E-UNKNOWN-ELEMENT"),
+    ]
+    .iter()
+    .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
+    .collect();
+    let mut sorted = errors.clone();
+    sorted.sort();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(sorted, want_sorted, "{errors:?}");
+    for e in report["errors"].as_array().unwrap() {
+        assert!(e["line"].is_u64() && e["column"].is_u64(), "{e}");
+    }
+}

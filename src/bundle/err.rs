@@ -6,13 +6,37 @@ use std::fmt;
 use crate::policy::locate::Position;
 use crate::policy::{PolicyErrorKind, PolicyWarningKind};
 
-/// Error or warning.
+/// How much a finding matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Severity {
     /// Stops the bundle loading.
     Error,
-    /// Reported; the bundle still loads.
+    /// Reported; the bundle still loads, and probably does not do what its
+    /// author meant (`check --strict` counts it as an error).
     Warning,
+    /// Reported; the bundle does what AWS would do with it, and could be
+    /// tidier (`--strict` leaves it alone).
+    Suggestion,
+}
+
+impl Severity {
+    /// The severity of a finding that does not stop a load.
+    pub(crate) fn of_warning(finding: &Finding) -> Self {
+        if finding.is_suggestion() {
+            Self::Suggestion
+        } else {
+            Self::Warning
+        }
+    }
+
+    /// The word `check` prints.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+            Self::Suggestion => "suggestion",
+        }
+    }
 }
 
 /// One finding, located.
@@ -292,6 +316,15 @@ impl Finding {
         }
     }
 
+    /// Whether the finding is only a suggestion (see [`Severity`]).
+    pub(crate) fn is_suggestion(&self) -> bool {
+        match self {
+            Self::PolicyWarning(w) => w.is_suggestion(),
+            Self::Attached { finding, .. } => finding.is_suggestion(),
+            Self::BundleWarning(_) | Self::Policy(_) | Self::Bundle(_) => false,
+        }
+    }
+
     /// What was probably meant, when the finding is a likely typo of a
     /// known name.
     pub(crate) fn suggestion(&self) -> Option<&str> {
@@ -306,11 +339,7 @@ impl Finding {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sev = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(f, "{sev}: ")?;
+        write!(f, "{}: ", self.severity.as_str())?;
         if !self.file.is_empty() {
             f.write_str(&self.file)?;
             if let Some(p) = self.position {

@@ -295,7 +295,7 @@ impl Loader<'_> {
     fn warning_at(&mut self, src: &SourceText, file: &str, pointer: &str, finding: Finding) {
         let position = locate::offset_of_pointer(src.text(), pointer).map(|o| src.position(o));
         self.diags.push(Diagnostic {
-            severity: Severity::Warning,
+            severity: Severity::of_warning(&finding),
             file: file.to_owned(),
             pointer: pointer.to_owned(),
             position,
@@ -359,12 +359,13 @@ impl Loader<'_> {
         let doc_text = src.text().get(base_offset..).unwrap_or("");
         let position =
             locate::offset_of_pointer(doc_text, &w.pointer).map(|o| src.position(base_offset + o));
+        let finding = Finding::PolicyWarning(w.kind);
         self.diags.push(Diagnostic {
-            severity: Severity::Warning,
+            severity: Severity::of_warning(&finding),
             file: file.to_owned(),
             pointer: format!("{base}{}", w.pointer),
             position,
-            finding: Finding::PolicyWarning(w.kind),
+            finding,
         });
     }
 

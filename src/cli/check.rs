@@ -23,13 +23,13 @@ pub(crate) struct CheckArgs {
     strict: bool,
 }
 
-/// The bundle's warnings, as errors under `--strict`.
+/// The bundle's warnings, as errors under `--strict` (suggestions stay).
 fn graded(warnings: &[Diagnostic], strict: bool) -> Vec<Diagnostic> {
     warnings
         .iter()
         .cloned()
         .map(|mut d| {
-            if strict {
+            if strict && d.severity == Severity::Warning {
                 d.severity = Severity::Error;
             }
             d
@@ -57,13 +57,17 @@ pub(crate) fn run(args: CheckArgs) -> Exit {
             print_diagnostics(&errors, Findings::Result);
             let count = |s: Severity| findings.iter().filter(|d| d.severity == s).count();
             let warnings = count(Severity::Warning);
+            let suggestions = match count(Severity::Suggestion) {
+                0 => String::new(),
+                n => format!(", {n} suggestion(s)"),
+            };
             errors.extend(
                 findings
                     .into_iter()
                     .filter(|d| d.severity == Severity::Error),
             );
             Findings::Result.line(&format_args!(
-                "{}: revision {}, {} error(s), {warnings} warning(s), {} test case(s)",
+                "{}: revision {}, {} error(s), {warnings} warning(s){suggestions}, {} test case(s)",
                 loaded.bundle.source,
                 loaded.bundle.revision,
                 errors.len(),
@@ -93,7 +97,12 @@ fn run_json(path: &std::path::Path, strict: bool) -> Exit {
                 .map(|d| diagnostic_json(d))
                 .collect()
         };
-        (pick(Severity::Error), pick(Severity::Warning))
+        let warnings = all
+            .iter()
+            .filter(|d| d.severity != Severity::Error)
+            .map(|d| diagnostic_json(d))
+            .collect();
+        (pick(Severity::Error), warnings)
     };
     let (report, exit) = match crate::bundle::load(path, &opts) {
         Ok(loaded) => {

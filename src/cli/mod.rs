@@ -85,10 +85,7 @@ pub(crate) enum Format {
 /// A finding as JSON: severity, file, pointer, line, column, message.
 fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
     serde_json::json!({
-        "severity": match d.severity {
-            crate::bundle::Severity::Error => "error",
-            crate::bundle::Severity::Warning => "warning",
-        },
+        "severity": d.severity.as_str(),
         "file": d.file,
         "pointer": d.pointer,
         "line": d.position.map(|p| p.line),

@@ -324,6 +324,13 @@ impl PolicyWarningKind {
         }
     }
 
+    /// Whether this is only a suggestion: the document does what AWS would
+    /// do with it, and could say so more plainly (a policy attached nowhere,
+    /// a short ARN pattern read as padded).
+    pub(crate) fn is_suggestion(&self) -> bool {
+        matches!(self, Self::Unattached | Self::ShortArnPadded(_))
+    }
+
     /// The known name this one is probably a typo of.
     pub(crate) fn suggestion(&self) -> Option<&str> {
         match self {

@@ -5,10 +5,12 @@
 //! resolves every reference and validates every policy for each place it is
 //! attached, and returns a [`Bundle`] or every error found.
 
+pub(crate) mod archive;
 pub(crate) mod err;
 pub mod load;
 pub(crate) mod model;
 pub(crate) mod shape;
+pub(crate) mod sign;
 pub mod source;
 
 pub(crate) use err::{Diagnostic, Finding, LoadError, Severity};

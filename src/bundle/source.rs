@@ -366,7 +366,12 @@ fn warning(file: &str, kind: BW) -> Diagnostic {
 pub(crate) fn is_bundle_file(path: &str) -> bool {
     matches!(
         path,
-        "manifest.json" | "principals.json" | "resources.json" | "accounts.json" | "grants.json"
+        "manifest.json"
+            | "principals.json"
+            | "resources.json"
+            | "accounts.json"
+            | "grants.json"
+            | super::sign::SIGNATURES_FILE
     ) || ((path.starts_with("policies/") || path.starts_with("tests/")) && path.ends_with(".json"))
 }
 

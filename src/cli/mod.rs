@@ -1,6 +1,7 @@
 //! The `verdict` command line (docs/api.md, "The command line"): one file per subcommand, each
 //! returning an exit status (0 / 1 / 2 as docs/api.md gives per command).
 
+mod bundle;
 mod check;
 mod eval;
 mod health;
@@ -57,6 +58,9 @@ pub(crate) enum Command {
     /// Build a bundle from an AWS CLI export (IAM account authorization
     /// details, KMS keys, grants and aliases).
     Import(import::ImportArgs),
+    /// Build a bundle into one deterministic .tar.gz (signed with --sign),
+    /// make a signing key pair, verify a signed bundle.
+    Bundle(bundle::BundleArgs),
 }
 
 /// Run a parsed command line.
@@ -69,6 +73,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Config(a) => settings::run(a),
         Command::Health(a) => health::run(a),
         Command::Import(a) => import::run(a),
+        Command::Bundle(a) => bundle::run(a),
     }
 }
 

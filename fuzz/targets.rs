@@ -53,6 +53,7 @@ pub fn bundle_targz(data: &[u8]) {
     let opts = LoadOptions {
         limits,
         with_tests: true,
+        ..Default::default()
     };
     if let Ok(loaded) = load_raw(raw, &opts) {
         let _ = Snapshot::compile(&loaded.bundle, &EvalOptions::default(), 1);

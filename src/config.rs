@@ -153,6 +153,7 @@ pub const SETTINGS: &[&str] = &[
     "max_connection_age_ms",
     "stream_window_bytes",
     "connection_window_bytes",
+    "bundle_public_keys",
 ];
 
 /// Values given as flags.
@@ -434,6 +435,7 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
         .clone()
         .map(|(_, c)| c)
         .unwrap_or_default();
+    let public_keys = p.get("bundle_public_keys", Vec::new(), read_public_keys);
     let cache_max_entries = p.number("cache_max_entries", 100_000u64);
     let cache_ttl = p.millis("cache_ttl_ms", Duration::from_secs(60));
     let watch = p.boolean("watch", true);
@@ -545,6 +547,7 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
             debounce: reload_debounce,
             watch,
             poll_interval,
+            public_keys,
         },
         cache: CacheLimits {
             max_entries: cache_max_entries,
@@ -575,6 +578,21 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
         },
         telemetry,
     })
+}
+
+/// `bundle_public_keys`: PEM files (SubjectPublicKeyInfo, Ed25519),
+/// separated by commas; each is read now, so a missing or unreadable key is
+/// a configuration error, never a bundle that loads unverified.
+fn read_public_keys(value: &str) -> Result<Vec<ed25519_dalek::VerifyingKey>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|path| {
+            let pem = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+            crate::bundle::sign::read_public_key(&pem).map_err(|e| format!("{path}: {e}"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -107,6 +107,8 @@ pub struct ReloadSettings {
     pub(crate) watch: bool,
     /// Look for changes this often (0: never).
     pub(crate) poll_interval: Duration,
+    /// A bundle loads only when signed by one of these (`bundle_public_keys`).
+    pub(crate) public_keys: Vec<ed25519_dalek::VerifyingKey>,
 }
 
 /// Holds the active snapshot and reloads it.
@@ -148,6 +150,7 @@ impl Reloader {
             load_opts: LoadOptions {
                 limits: settings.limits.clone(),
                 with_tests: false,
+                public_keys: settings.public_keys.clone(),
             },
             eval_opts: settings.eval.clone(),
             current: ArcSwapOption::empty(),
@@ -172,9 +175,9 @@ impl Reloader {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn read(&self) -> Result<crate::bundle::Bundle, LoadError> {
+    fn read(&self) -> Result<crate::bundle::Loaded, LoadError> {
         match &self.source {
-            BundleSource::Path(p) => load(p, &self.load_opts).map(|l| l.bundle),
+            BundleSource::Path(p) => load(p, &self.load_opts),
             BundleSource::Embedded => {
                 let raw = RawBundle {
                     source: EMBEDDED_SOURCE.to_owned(),
@@ -188,7 +191,7 @@ impl Reloader {
                         .collect(),
                     diagnostics: Vec::new(),
                 };
-                load_raw(raw, &self.load_opts).map(|l| l.bundle)
+                load_raw(raw, &self.load_opts)
             }
         }
     }
@@ -198,9 +201,11 @@ impl Reloader {
             let seen = fingerprint(path, &self.load_opts.limits);
             self.read_fingerprint.store(seen, Ordering::Relaxed);
         }
-        let bundle = self.read()?;
+        let loaded = self.read()?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        Ok(Snapshot::compile(&bundle, &self.eval_opts, generation))
+        let mut snap = Snapshot::compile(&loaded.bundle, &self.eval_opts, generation);
+        snap.signature = loaded.signature;
+        Ok(snap)
     }
 
     /// Load and compile on a thread of its own, within `reload_timeout_ms`,

@@ -314,3 +314,150 @@ async fn telemetry_is_exported_and_flushed_on_sigterm() {
     );
     assert_eq!(lines[0]["decision"], "Allow");
 }
+
+/// With `bundle_public_keys`, `serve` loads a signed archive (its status
+/// names the key), keeps the last good bundle when a reload brings an
+/// unsigned or tampered one (the failure names `.signatures.json`), and
+/// refuses to start on a bundle that is not signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_bundles_are_verified_on_every_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let o = verdict().args(args).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let (key, public) = (d.join("k.pem"), d.join("k.pub.pem"));
+    let id = run(&[
+        "bundle",
+        "keygen",
+        "--private",
+        key.to_str().unwrap(),
+        "--public",
+        public.to_str().unwrap(),
+    ]);
+    let id = id.trim().strip_prefix("key id ").unwrap().to_owned();
+    let kms = root().join(KMS);
+    let (signed, unsigned) = (d.join("signed.tar.gz"), d.join("unsigned.tar.gz"));
+    run(&[
+        "bundle",
+        "build",
+        kms.to_str().unwrap(),
+        "-o",
+        signed.to_str().unwrap(),
+        "--sign",
+        key.to_str().unwrap(),
+    ]);
+    run(&[
+        "bundle",
+        "build",
+        kms.to_str().unwrap(),
+        "-o",
+        unsigned.to_str().unwrap(),
+    ]);
+
+    // Not signed: the first load fails, and serve stops with status 2.
+    let refused = verdict()
+        .args([
+            "serve",
+            "--bundle",
+            unsigned.to_str().unwrap(),
+            "--uds",
+            d.join("x.sock").to_str().unwrap(),
+        ])
+        .env("VERDICT_BUNDLE_PUBLIC_KEYS", public.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(".signatures.json"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let active = d.join("bundle.tar.gz");
+    std::fs::copy(&signed, &active).unwrap();
+    let sock = d.join("verdict.sock");
+    let mut child = verdict()
+        .args([
+            "serve",
+            "--bundle",
+            active.to_str().unwrap(),
+            "--uds",
+            sock.to_str().unwrap(),
+        ])
+        .env("VERDICT_BUNDLE_PUBLIC_KEYS", public.to_str().unwrap())
+        .env("VERDICT_WATCH", "false")
+        .env("VERDICT_POLL_INTERVAL_MS", "0")
+        .env("VERDICT_RELOAD_DEBOUNCE_MS", "0")
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Serving)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "the socket never appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = proto::authorizer_client::AuthorizerClient::new(uds_channel(&sock).await);
+    let mut status = c
+        .get_bundle_status(proto::GetBundleStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    while status.revision.is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = c
+            .get_bundle_status(proto::GetBundleStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+    }
+    assert_eq!(status.signature, format!("verified by key {id}"));
+    let generation = status.generation;
+
+    // An unsigned bundle arrives: refused, the signed one keeps serving.
+    std::fs::copy(&unsigned, &active).unwrap();
+    signal(child.id(), "-HUP");
+    while status.reloads_failed == 0 {
+        assert!(Instant::now() < deadline, "the reload was never attempted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = c
+            .get_bundle_status(proto::GetBundleStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+    }
+    assert_eq!(status.generation, generation);
+    let error = status.last_error.unwrap();
+    assert!(
+        error
+            .errors
+            .iter()
+            .any(|e| e.contains(".signatures.json") && e.contains("missing")),
+        "{error:?}"
+    );
+    let r = c
+        .authorize(AuthorizeRequest {
+            principal: "arn:aws:iam::111122223333:user/frank".into(),
+            action: "kms:Encrypt".into(),
+            resource: KEY.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.decision(), proto::Decision::Allow);
+    signal(child.id(), "-TERM");
+    let code = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code.code(), Some(0));
+}

@@ -230,6 +230,10 @@ pub(crate) enum BundleErrorKind {
     /// Invalid test case.
     #[error("{0}")]
     TestCase(String),
+    /// The bundle's signature does not hold (public keys are configured):
+    /// nothing of it is read.
+    #[error("{0}")]
+    Signature(String),
 }
 
 /// Bundle warnings.
@@ -288,6 +292,7 @@ impl BundleErrorKind {
             Self::GrantConstraints => "E-GRANT-CONSTRAINTS",
             Self::Empty(_) => "E-EMPTY",
             Self::TestCase(_) => "E-TEST-CASE",
+            Self::Signature(_) => "E-SIGNATURE",
         }
     }
 }

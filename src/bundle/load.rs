@@ -26,8 +26,66 @@ use crate::policy::{PolicyError, PolicyKind, PolicyWarning, PrincipalEntry};
 pub struct Loaded {
     /// The bundle.
     pub bundle: Bundle,
+    /// What its signature says.
+    pub signature: SignatureState,
     /// Warnings (never errors).
     pub(crate) warnings: Vec<Diagnostic>,
+}
+
+/// What a loaded bundle's signature says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignatureState {
+    /// Verified with the configured key of this id.
+    Verified(String),
+    /// It carries `.signatures.json`, and no public key is configured: not checked.
+    NotVerified,
+    /// No `.signatures.json`, and no public key is configured.
+    Unsigned,
+}
+
+impl std::fmt::Display for SignatureState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Verified(id) => write!(f, "verified by key {id}"),
+            Self::NotVerified => {
+                f.write_str("signed, not verified (no bundle_public_keys configured)")
+            }
+            Self::Unsigned => f.write_str("unsigned"),
+        }
+    }
+}
+
+/// With public keys configured, the bundle's signature must hold before
+/// anything of it is parsed; every reason it does not is an error of
+/// `.signatures.json`.
+fn check_signature(raw: &RawBundle, opts: &LoadOptions) -> Result<SignatureState, LoadError> {
+    let signed = raw
+        .files
+        .iter()
+        .any(|f| f.path == super::sign::SIGNATURES_FILE);
+    if opts.public_keys.is_empty() {
+        return Ok(if signed {
+            SignatureState::NotVerified
+        } else {
+            SignatureState::Unsigned
+        });
+    }
+    super::sign::verify(&raw.files, &opts.public_keys)
+        .map(SignatureState::Verified)
+        .map_err(|errors| {
+            LoadError::Invalid(
+                errors
+                    .into_iter()
+                    .map(|e| Diagnostic {
+                        severity: Severity::Error,
+                        file: super::sign::SIGNATURES_FILE.to_owned(),
+                        pointer: String::new(),
+                        position: None,
+                        finding: Finding::Bundle(B::Signature(e.to_string())),
+                    })
+                    .collect(),
+            )
+        })
 }
 
 /// Load the bundle at `path` (a directory or a `.tar.gz`).
@@ -38,6 +96,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
 
 /// Load a bundle from files already read.
 pub fn load_raw(raw: RawBundle, opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    let signature = check_signature(&raw, opts)?;
     let mut cx = Loader {
         limits: &opts.limits,
         diags: raw.diagnostics,
@@ -247,6 +306,7 @@ pub fn load_raw(raw: RawBundle, opts: &LoadOptions) -> Result<Loaded, LoadError>
                     grants_by_key,
                     tests,
                 },
+                signature,
                 warnings: diags,
             })
         }

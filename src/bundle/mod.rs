@@ -14,7 +14,7 @@ pub(crate) mod sign;
 pub mod source;
 
 pub(crate) use err::{Diagnostic, Finding, LoadError, Severity};
-pub use load::{Loaded, load, load_raw};
+pub use load::{Loaded, SignatureState, load, load_raw};
 pub use model::*;
 
 /// Where a bundle comes from.
@@ -63,4 +63,8 @@ pub struct LoadOptions {
     pub limits: Limits,
     /// Keep `tests/` files (for `check` and `test`).
     pub with_tests: bool,
+    /// When not empty, a bundle loads only if its `.signatures.json` holds
+    /// a signature by one of these keys over exactly its files
+    /// (`bundle_public_keys`).
+    pub public_keys: Vec<ed25519_dalek::VerifyingKey>,
 }

@@ -283,14 +283,20 @@ mod tests {
         assert!(lines[2].ends_with(" policies/b.json"), "{text}");
         assert_eq!(lines[1].split(' ').next().unwrap().len(), 64);
         let bad = [file("a\nb", "x")];
-        assert!(matches!(canonical(&digests(&bad)), Err(SignatureError::Path(_))));
+        assert!(matches!(
+            canonical(&digests(&bad)),
+            Err(SignatureError::Path(_))
+        ));
     }
 
     #[test]
     fn signs_and_verifies_with_the_right_key_only() {
         let mut files = vec![file("manifest.json", "{}"), file("policies/p.json", "{}")];
         let sigs = sign(&files, &key(1)).unwrap();
-        files.push(file(SIGNATURES_FILE, &serde_json::to_string(&sigs).unwrap()));
+        files.push(file(
+            SIGNATURES_FILE,
+            &serde_json::to_string(&sigs).unwrap(),
+        ));
         let (right, wrong) = (key(1).verifying_key(), key(2).verifying_key());
         assert_eq!(verify(&files, &[wrong, right]), Ok(key_id(&right)));
         assert_eq!(

@@ -176,6 +176,8 @@ pub struct Snapshot {
     pub(crate) generation: u64,
     /// The compiled content.
     pub bundle: CompiledBundle,
+    /// What the bundle's signature said when it loaded.
+    pub(crate) signature: crate::bundle::SignatureState,
 }
 
 impl Snapshot {
@@ -188,6 +190,7 @@ impl Snapshot {
             loaded_at: SystemTime::now(),
             generation,
             bundle: compile(bundle, opts),
+            signature: crate::bundle::SignatureState::Unsigned,
         }
     }
 }

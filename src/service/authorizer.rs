@@ -359,6 +359,10 @@ impl Authorizer for AuthorizerService {
             }),
             reloads_ok: status.reloads_ok,
             reloads_failed: status.reloads_failed,
+            signature: snap
+                .as_ref()
+                .map(|s| s.signature.to_string())
+                .unwrap_or_default(),
         }))
     }
 }

@@ -266,6 +266,7 @@ mod tests {
             matched: Default::default(),
             missing_context_keys: Default::default(),
             bundle_revision: "r".into(),
+            bundle_serial: 0,
             explanation: None,
             reads_server_clock: clock,
         }

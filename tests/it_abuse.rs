@@ -582,6 +582,7 @@ async fn large_malformed_and_costly_requests_are_refused_clearly() {
         )]
         .into(),
         explain: false,
+        min_serial: 0,
     };
     let t = Instant::now();
     let r = c.authorize(costly).await;
@@ -919,9 +920,11 @@ async fn distinct_requests_and_wide_batches_hold_the_cache_to_its_byte_bound() {
         let mut c = c.clone();
         let wide = proto::BatchAuthorizeRequest {
             requests: (0..900).map(|n| item(t * 1000 + n, 26)).collect(),
+            ..Default::default()
         };
         let narrow = proto::BatchAuthorizeRequest {
             requests: (0..100).map(|n| item(t * 1000 + n, 1)).collect(),
+            ..Default::default()
         };
         tasks.push(tokio::spawn(async move {
             for _ in 0..5 {

@@ -51,6 +51,7 @@ fn request(
         context: ctx(context),
         session_policy: String::new(),
         explain: false,
+        min_serial: 0,
     }
 }
 
@@ -85,6 +86,7 @@ fn example_requests() -> Vec<(AuthorizeRequest, serde_json::Value)> {
                     .collect(),
                 session_policy: String::new(),
                 explain: true,
+                min_serial: 0,
             };
             let line = serde_json::json!({
                 "principal": req.principal, "action": req.action, "resource": req.resource,
@@ -208,6 +210,7 @@ async fn batch_authorize_keeps_order_and_is_all_or_nothing() {
     let batch = c
         .batch_authorize(BatchAuthorizeRequest {
             requests: reqs.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -224,7 +227,10 @@ async fn batch_authorize_keeps_order_and_is_all_or_nothing() {
     let mut bad = reqs.clone();
     bad[5].principal = "not-a-principal".into();
     let e = c
-        .batch_authorize(BatchAuthorizeRequest { requests: bad })
+        .batch_authorize(BatchAuthorizeRequest {
+            requests: bad,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -236,7 +242,10 @@ async fn batch_authorize_keeps_order_and_is_all_or_nothing() {
     // More than max_batch.
     let many: Vec<AuthorizeRequest> = (0..101).map(|_| reqs[0].clone()).collect();
     let e = c
-        .batch_authorize(BatchAuthorizeRequest { requests: many })
+        .batch_authorize(BatchAuthorizeRequest {
+            requests: many,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -617,7 +626,11 @@ async fn load_is_shed_beyond_the_concurrency_limit() {
         let mut c = client(&running).await;
         let requests = requests.clone();
         calls.push(tokio::spawn(async move {
-            c.batch_authorize(BatchAuthorizeRequest { requests }).await
+            c.batch_authorize(BatchAuthorizeRequest {
+                requests,
+                ..Default::default()
+            })
+            .await
         }));
     }
     let (mut ok, mut shed) = (0, 0);

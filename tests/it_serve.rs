@@ -461,3 +461,92 @@ async fn signed_bundles_are_verified_on_every_load() {
         .unwrap();
     assert_eq!(code.code(), Some(0));
 }
+
+/// `min_serial`: a call demanding a newer bundle than the active one fails
+/// with FAILED_PRECONDITION naming the active serial, never answered from
+/// the older bundle (not from the cache either); once the newer bundle is
+/// active the same call is answered, and says which serial decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_serial_is_never_answered_from_an_older_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    copy_dir(&root().join(KMS), &bundle);
+    let manifest = |serial: u64| format!(r#"{{"revision": "r{serial}", "serial": {serial}}}"#);
+    std::fs::write(bundle.join("manifest.json"), manifest(2)).unwrap();
+    let sock = dir.path().join("verdict.sock");
+    let child = verdict()
+        .args([
+            "serve",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--uds",
+            sock.to_str().unwrap(),
+        ])
+        .env("VERDICT_WATCH", "false")
+        .env("VERDICT_POLL_INTERVAL_MS", "0")
+        .env("VERDICT_RELOAD_DEBOUNCE_MS", "0")
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Serving)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "the socket never appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = proto::authorizer_client::AuthorizerClient::new(uds_channel(&sock).await);
+    let status = |c: &proto::authorizer_client::AuthorizerClient<_>| {
+        let mut c = c.clone();
+        async move {
+            c.get_bundle_status(proto::GetBundleStatusRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    while status(&c).await.serial != 2 {
+        assert!(Instant::now() < deadline, "the bundle never loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let request = |min_serial: u64| AuthorizeRequest {
+        principal: "arn:aws:iam::111122223333:user/frank".into(),
+        action: "kms:Encrypt".into(),
+        resource: KEY.into(),
+        min_serial,
+        ..Default::default()
+    };
+    // Answered (and cached) at serial 2.
+    for _ in 0..2 {
+        let r = c.authorize(request(2)).await.unwrap().into_inner();
+        assert_eq!((r.decision(), r.bundle_serial), (proto::Decision::Allow, 2));
+    }
+    let e = c.authorize(request(3)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        e.message().contains("serial 2 (revision r2)"),
+        "{}",
+        e.message()
+    );
+    let batch = |min_serial: u64, item: u64| proto::BatchAuthorizeRequest {
+        requests: vec![request(0), request(item)],
+        min_serial,
+    };
+    for (whole, item) in [(3, 0), (0, 3)] {
+        let e = c.batch_authorize(batch(whole, item)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{whole} {item}");
+    }
+
+    std::fs::write(bundle.join("manifest.json"), manifest(3)).unwrap();
+    signal(child.0.id(), "-HUP");
+    while status(&c).await.serial != 3 {
+        assert!(Instant::now() < deadline, "the new bundle never loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = c.authorize(request(3)).await.unwrap().into_inner();
+    assert_eq!(
+        (r.decision(), r.bundle_serial, r.cached),
+        (proto::Decision::Allow, 3, false)
+    );
+    let b = c.batch_authorize(batch(3, 3)).await.unwrap().into_inner();
+    assert!(b.responses.iter().all(|r| r.bundle_serial == 3));
+}

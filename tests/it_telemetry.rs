@@ -135,6 +135,7 @@ async fn spans_continue_the_callers_trace_and_metrics_arrive_over_otlp_and_on_me
                     req(DAVE, "kms:GenerateDataKey"),
                     req(ADMIN, "kms:EnableKey"),
                 ],
+                ..Default::default()
             },
             BATCH_TRACE,
             BATCH_PARENT,
@@ -513,6 +514,7 @@ async fn the_decision_log_records_trace_ids_and_can_keep_denies_only() {
         .unwrap();
     c.batch_authorize(BatchAuthorizeRequest {
         requests: vec![req(DAVE, "kms:GenerateDataKey"), req(DAVE, "kms:Decrypt")],
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -622,7 +622,10 @@ async fn wide_batches(server: &Server, per_connection: usize) -> Outcome {
                         r
                     })
                     .collect();
-                let batch = BatchAuthorizeRequest { requests };
+                let batch = BatchAuthorizeRequest {
+                    requests,
+                    ..Default::default()
+                };
                 let mut decided = 0u64;
                 let mut shed = 0u64;
                 for _ in 0..per_connection {
@@ -717,6 +720,7 @@ async fn costly(server: &Server, seconds: f64) -> Outcome {
         )]
         .into(),
         explain: false,
+        min_serial: 0,
     };
     let tasks: Vec<_> = (0..2)
         .map(|_| {

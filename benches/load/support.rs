@@ -147,7 +147,10 @@ fn batch() -> BatchAuthorizeRequest {
         }
     }
     assert_eq!(requests.len(), 100);
-    BatchAuthorizeRequest { requests }
+    BatchAuthorizeRequest {
+        requests,
+        ..Default::default()
+    }
 }
 
 fn frame(msg: &impl prost::Message) -> Vec<u8> {

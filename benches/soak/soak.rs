@@ -117,9 +117,12 @@ async fn client(id: u64, sock: PathBuf, counts: Arc<Counts>, stop: Arc<AtomicBoo
                         )
                     })
                     .collect();
-                c.batch_authorize(BatchAuthorizeRequest { requests })
-                    .await
-                    .is_ok_and(|r| r.into_inner().responses.len() == 100)
+                c.batch_authorize(BatchAuthorizeRequest {
+                    requests,
+                    ..Default::default()
+                })
+                .await
+                .is_ok_and(|r| r.into_inner().responses.len() == 100)
             }
             7 => {
                 let mut r = request(

@@ -142,22 +142,22 @@ pub fn load_raw(raw: RawBundle, opts: &LoadOptions) -> Result<Loaded, LoadError>
     }
 
     // 2. Manifest.
-    let (revision, name) = match texts.get("manifest.json") {
+    let (revision, name, serial) = match texts.get("manifest.json") {
         None => {
             if !cx.diags.iter().any(|d| d.file == "manifest.json") {
                 cx.error("", "", None, B::MissingManifest);
             }
-            (None, None)
+            (None, None, 0)
         }
         Some(src) => match serde_json::from_str::<ManifestShape>(src.text()) {
             Ok(m) if m.revision.trim().is_empty() => {
                 cx.error_at(src, "manifest.json", "/revision", B::EmptyRevision);
-                (None, m.name)
+                (None, m.name, 0)
             }
-            Ok(m) => (Some(m.revision), m.name),
+            Ok(m) => (Some(m.revision), m.name, m.serial.unwrap_or(0)),
             Err(e) => {
                 cx.json_error(src, "manifest.json", &e);
-                (None, None)
+                (None, None, 0)
             }
         },
     };
@@ -295,6 +295,7 @@ pub fn load_raw(raw: RawBundle, opts: &LoadOptions) -> Result<Loaded, LoadError>
                 bundle: Bundle {
                     revision: revision.into(),
                     name,
+                    serial,
                     source: raw.source,
                     policies,
                     groups,

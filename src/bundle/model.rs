@@ -298,6 +298,8 @@ pub struct Bundle {
     pub revision: Arc<str>,
     /// `manifest.json` `name`.
     pub(crate) name: Option<String>,
+    /// `manifest.json` `serial` (0 when absent).
+    pub serial: u64,
     /// Where it was loaded from.
     pub source: String,
     /// `policies/` documents by id.

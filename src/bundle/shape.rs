@@ -16,6 +16,10 @@ pub(crate) struct ManifestShape {
     /// Name.
     #[serde(default)]
     pub(crate) name: Option<String>,
+    /// Serial: publishers increase it with each revision (callers may
+    /// demand a minimum, `min_serial`).
+    #[serde(default)]
+    pub(crate) serial: Option<u64>,
 }
 
 /// `principals.json`.

@@ -168,6 +168,8 @@ pub struct Snapshot {
     pub revision: Arc<str>,
     /// `manifest.json` name.
     pub(crate) name: Option<String>,
+    /// `manifest.json` serial (0 when absent).
+    pub serial: u64,
     /// Where it was loaded from.
     pub source: String,
     /// When it was loaded.
@@ -186,6 +188,7 @@ impl Snapshot {
         Self {
             revision: bundle.revision.clone(),
             name: bundle.name.clone(),
+            serial: bundle.serial,
             source: bundle.source.clone(),
             loaded_at: SystemTime::now(),
             generation,

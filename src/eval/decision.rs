@@ -289,6 +289,8 @@ pub struct Decision {
     pub(crate) missing_context_keys: MissingKeys,
     /// The bundle revision that decided.
     pub(crate) bundle_revision: Arc<str>,
+    /// The serial of the bundle that decided (0: none given).
+    pub(crate) bundle_serial: u64,
     /// Why, when the request asked.
     pub(crate) explanation: Option<Box<Explanation>>,
     /// Whether a condition read a clock key the server filled in (such a

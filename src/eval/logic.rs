@@ -906,6 +906,7 @@ impl<'s> Eval<'s> {
             matched,
             missing_context_keys: missing,
             bundle_revision: snap.revision.clone(),
+            bundle_serial: snap.serial,
             explanation,
             reads_server_clock: self.env.clock_read.get(),
         }

@@ -1191,6 +1191,7 @@ impl<'a> Interp<'a> {
                 .map(Arc::from)
                 .collect(),
             bundle_revision: bundle.revision.clone(),
+            bundle_serial: bundle.serial,
             explanation,
             reads_server_clock: self.clock_read,
         }

@@ -101,6 +101,7 @@ mod tests {
             }],
             missing_context_keys: vec!["kms:ViaService".into()],
             bundle_revision: "2026-11-28.1".into(),
+            bundle_serial: 0,
             cached: true,
             explanation: None,
         }

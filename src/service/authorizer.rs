@@ -170,6 +170,7 @@ impl AuthorizerService {
         request: proto::AuthorizeRequest,
     ) -> Result<Reply, Status> {
         let snap = self.reloader.snapshot();
+        serial_at_least(snap.as_deref(), request.min_serial)?;
         let pending = self
             .prepare(snap.as_deref(), request, true)
             .map_err(|e| Status::from(&e))?;
@@ -189,8 +190,12 @@ impl AuthorizerService {
     async fn batch_call(
         &self,
         call: &mut Call,
-        items: Vec<proto::AuthorizeRequest>,
+        batch: proto::BatchAuthorizeRequest,
     ) -> Result<proto::BatchAuthorizeResponse, Status> {
+        let proto::BatchAuthorizeRequest {
+            requests: items,
+            min_serial,
+        } = batch;
         if self.max_batch > 0 && items.len() > self.max_batch {
             return Err(convert::invalid(
                 "requests",
@@ -204,6 +209,11 @@ impl AuthorizerService {
         // One snapshot for the whole batch; every item is checked before
         // any is decided (all or nothing).
         let snap = self.reloader.snapshot();
+        let wanted = items
+            .iter()
+            .map(|i| i.min_serial)
+            .fold(min_serial, u64::max);
+        serial_at_least(snap.as_deref(), wanted)?;
         let mut pending = Vec::with_capacity(items.len());
         let mut slice = Slice::start();
         for (i, item) in items.into_iter().enumerate() {
@@ -301,6 +311,20 @@ fn too_costly(steps: u64) -> Status {
     ))
 }
 
+/// A caller's `min_serial` against the active bundle: below it the call
+/// fails, naming what is active, and is never answered from that bundle.
+/// (With no bundle at all, the call fails as UNAVAILABLE later.)
+fn serial_at_least(snap: Option<&Snapshot>, min_serial: u64) -> Result<(), Status> {
+    match snap {
+        Some(s) if s.serial < min_serial => Err(Status::failed_precondition(format!(
+            "the active bundle has serial {} (revision {}), below min_serial {min_serial}; it does not answer this call",
+            s.serial,
+            crate::policy::err::cut(&s.revision, 128)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn no_bundle() -> Status {
     Status::unavailable("no bundle is loaded yet")
 }
@@ -324,9 +348,7 @@ impl Authorizer for AuthorizerService {
         let mut call = self
             .telemetry
             .call(Method::BatchAuthorize, request.metadata());
-        let result = self
-            .batch_call(&mut call, request.into_inner().requests)
-            .await;
+        let result = self.batch_call(&mut call, request.into_inner()).await;
         self.telemetry.finish(call, result.as_ref().map(|_| ()));
         result.map(Response::new)
     }
@@ -363,6 +385,7 @@ impl Authorizer for AuthorizerService {
                 .as_ref()
                 .map(|s| s.signature.to_string())
                 .unwrap_or_default(),
+            serial: snap.as_ref().map_or(0, |s| s.serial),
         }))
     }
 }

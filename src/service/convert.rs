@@ -17,6 +17,9 @@ pub(crate) fn parts(r: proto::AuthorizeRequest) -> RequestParts {
         context,
         session_policy,
         explain,
+        // Which bundle may answer, checked before any of this (the
+        // cache is per bundle): never part of the decision or its key.
+        min_serial: _,
     } = r;
     RequestParts {
         principal,
@@ -49,6 +52,9 @@ pub(crate) fn request_copy(
         context,
         session_policy,
         explain,
+        // Which bundle may answer, checked before any of this (the
+        // cache is per bundle): never part of the decision or its key.
+        min_serial: _,
     } = r;
     let parts = RequestParts {
         principal: principal.clone(),
@@ -112,6 +118,7 @@ pub(crate) fn response(d: &Decision, cached: bool) -> proto::AuthorizeResponse {
             .map(|k| String::from(&**k))
             .collect(),
         bundle_revision: String::from(&*d.bundle_revision),
+        bundle_serial: d.bundle_serial,
         cached,
         explanation: d.explanation.as_deref().map(|e| proto::Explanation {
             allowed_by_organizations: e.allowed_by_organizations,

@@ -140,6 +140,7 @@ mod tests {
         };
         BatchAuthorizeRequest {
             requests: vec![item; items],
+            ..Default::default()
         }
         .encode_to_vec()
     }

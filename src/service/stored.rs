@@ -54,6 +54,9 @@ impl RequestCopy {
             context,
             session_policy,
             explain,
+            // Which bundle may answer, checked before any of this (the
+            // cache is per bundle): never part of the decision or its key.
+            min_serial: _,
         } = r;
         Self {
             principal,
@@ -84,6 +87,9 @@ impl Stored for RequestCopy {
             context,
             session_policy,
             explain,
+            // Which bundle may answer, checked before any of this (the
+            // cache is per bundle): never part of the decision or its key.
+            min_serial: _,
         } = r;
         principal.hash(h);
         action.hash(h);
@@ -110,6 +116,9 @@ impl Stored for RequestCopy {
             context,
             session_policy,
             explain,
+            // Which bundle may answer, checked before any of this (the
+            // cache is per bundle): never part of the decision or its key.
+            min_serial: _,
         } = r;
         self.explain == *explain
             && str_eq(&self.principal, principal)
@@ -155,6 +164,7 @@ mod tests {
                 .collect(),
             session_policy: String::new(),
             explain,
+            min_serial: 0,
         }
     }
 
@@ -164,6 +174,7 @@ mod tests {
             matched: Default::default(),
             missing_context_keys: Default::default(),
             bundle_revision: "r".into(),
+            bundle_serial: 0,
             explanation: None,
             reads_server_clock: false,
         }

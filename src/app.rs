@@ -321,7 +321,8 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         config.service.request_limits.clone(),
         config.service.max_batch,
         telemetry.clone(),
-    );
+    )
+    .min_serial_wait(config.service.min_serial_wait);
     let (health, routes) = routes(config, authorizer).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -154,6 +154,7 @@ pub const SETTINGS: &[&str] = &[
     "stream_window_bytes",
     "connection_window_bytes",
     "bundle_public_keys",
+    "min_serial_wait_ms",
 ];
 
 /// Values given as flags.
@@ -443,6 +444,7 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
     let reload_debounce = p.millis("reload_debounce_ms", Duration::from_millis(200));
     let concurrency_limit = p.positive("concurrency_limit", 1024);
     let request_timeout = p.millis("request_timeout_ms", Duration::from_secs(5));
+    let min_serial_wait = p.millis("min_serial_wait_ms", Duration::ZERO);
     let shutdown_grace = p.millis("shutdown_grace_ms", Duration::from_secs(10));
     let runtime = p.get("runtime", RuntimeFlavor::ThreadPerCore, |v| match v {
         "current_thread" => Ok(RuntimeFlavor::CurrentThread),
@@ -564,6 +566,7 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
             max_batch_bytes,
             max_batch_decoded_bytes,
             batch_concurrency_limit,
+            min_serial_wait,
         },
         connections,
         runtime: RuntimeSettings {

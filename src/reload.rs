@@ -120,6 +120,8 @@ pub struct Reloader {
     generation: AtomicU64,
     status: Mutex<ReloadStatus>,
     trigger: Notify,
+    /// Woken whenever a new snapshot becomes active.
+    published: Notify,
     observer: Option<ReloadObserver>,
     /// Longest a load may take before it is recorded as failed and abandoned.
     timeout: Duration,
@@ -157,6 +159,7 @@ impl Reloader {
             generation: AtomicU64::new(0),
             status: Mutex::new(ReloadStatus::default()),
             trigger: Notify::new(),
+            published: Notify::new(),
             observer,
             timeout: settings.timeout,
             started: AtomicU64::new(0),
@@ -168,6 +171,25 @@ impl Reloader {
     /// The active snapshot (an `Arc` clone: hold it across `.await` freely).
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
+    }
+
+    /// Wait until the active bundle's serial is at least `serial`, for at
+    /// most `wait`; whether it is.
+    pub(crate) async fn wait_for_serial(&self, serial: u64, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let published = self.published.notified();
+            tokio::pin!(published);
+            // Registered before the check, so a swap between the check and
+            // the wait is not missed.
+            published.as_mut().enable();
+            if self.snapshot().is_some_and(|s| s.serial >= serial) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, published).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Counters and the last failure.
@@ -276,6 +298,7 @@ impl Reloader {
             Ok(snap) if newest => {
                 let snap = Arc::new(snap);
                 let previous = self.current.swap(Some(snap.clone()));
+                self.published.notify_waiters();
                 status.reloads_ok += 1;
                 status.last_error = None;
                 drop(status);

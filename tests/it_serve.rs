@@ -550,3 +550,79 @@ async fn min_serial_is_never_answered_from_an_older_bundle() {
     let b = c.batch_authorize(batch(3, 3)).await.unwrap().into_inner();
     assert!(b.responses.iter().all(|r| r.bundle_serial == 3));
 }
+
+/// With `min_serial_wait_ms`, a call demanding a newer bundle waits for it
+/// and is answered by it; one whose bundle never comes fails when the wait
+/// ends, still never answered from the older bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_serial_waits_for_the_newer_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    copy_dir(&root().join(KMS), &bundle);
+    let manifest = |serial: u64| format!(r#"{{"revision": "r{serial}", "serial": {serial}}}"#);
+    std::fs::write(bundle.join("manifest.json"), manifest(2)).unwrap();
+    let sock = dir.path().join("verdict.sock");
+    let child = verdict()
+        .args([
+            "serve",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--uds",
+            sock.to_str().unwrap(),
+        ])
+        .env("VERDICT_WATCH", "false")
+        .env("VERDICT_POLL_INTERVAL_MS", "0")
+        .env("VERDICT_RELOAD_DEBOUNCE_MS", "0")
+        .env("VERDICT_MIN_SERIAL_WAIT_MS", "3000")
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Serving)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "the socket never appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let c = proto::authorizer_client::AuthorizerClient::new(uds_channel(&sock).await);
+    let serial = |c: &proto::authorizer_client::AuthorizerClient<_>| {
+        let mut c = c.clone();
+        async move {
+            c.get_bundle_status(proto::GetBundleStatusRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .serial
+        }
+    };
+    while serial(&c).await != 2 {
+        assert!(Instant::now() < deadline, "the bundle never loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let call = |min_serial: u64| {
+        let mut c = c.clone();
+        tokio::spawn(async move {
+            c.authorize(AuthorizeRequest {
+                principal: "arn:aws:iam::111122223333:user/frank".into(),
+                action: "kms:Encrypt".into(),
+                resource: KEY.into(),
+                min_serial,
+                ..Default::default()
+            })
+            .await
+        })
+    };
+    let waiting = call(3);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "answered before serial 3 existed");
+    std::fs::write(bundle.join("manifest.json"), manifest(3)).unwrap();
+    signal(child.0.id(), "-HUP");
+    let r = waiting.await.unwrap().unwrap().into_inner();
+    assert_eq!((r.decision(), r.bundle_serial), (proto::Decision::Allow, 3));
+    let e = call(9).await.unwrap().unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        e.message().contains("serial 3 (revision r3)"),
+        "{}",
+        e.message()
+    );
+}

@@ -31,6 +31,9 @@ pub struct AuthorizerService {
     limits: RequestLimits,
     max_batch: usize,
     telemetry: Arc<Telemetry>,
+    /// How long a call whose `min_serial` is above the active bundle's
+    /// waits for a newer one (`min_serial_wait_ms`).
+    min_serial_wait: Duration,
 }
 
 impl AuthorizerService {
@@ -48,7 +51,32 @@ impl AuthorizerService {
             limits,
             max_batch,
             telemetry,
+            min_serial_wait: Duration::ZERO,
         }
+    }
+
+    /// Calls demanding a newer bundle than the active one wait this long
+    /// for it (0: they fail at once).
+    pub fn min_serial_wait(mut self, wait: Duration) -> Self {
+        self.min_serial_wait = wait;
+        self
+    }
+
+    /// Before a call with `min_serial` above the active bundle's: wait for
+    /// a newer bundle, within `min_serial_wait` (the gate itself is
+    /// [`serial_at_least`]).
+    async fn await_serial(&self, min_serial: u64) {
+        if self.min_serial_wait.is_zero()
+            || self
+                .reloader
+                .snapshot()
+                .is_none_or(|s| s.serial >= min_serial)
+        {
+            return;
+        }
+        self.reloader
+            .wait_for_serial(min_serial, self.min_serial_wait)
+            .await;
     }
 
     /// Look a request up in the cache, or validate it for evaluation.
@@ -213,6 +241,12 @@ impl AuthorizerService {
             .iter()
             .map(|i| i.min_serial)
             .fold(min_serial, u64::max);
+        let snap = if snap.as_ref().is_some_and(|s| s.serial < wanted) {
+            self.await_serial(wanted).await;
+            self.reloader.snapshot()
+        } else {
+            snap
+        };
         serial_at_least(snap.as_deref(), wanted)?;
         let mut pending = Vec::with_capacity(items.len());
         let mut slice = Slice::start();
@@ -336,7 +370,9 @@ impl Authorizer for AuthorizerService {
         request: Request<proto::AuthorizeRequest>,
     ) -> Result<Response<Reply>, Status> {
         let mut call = self.telemetry.call(Method::Authorize, request.metadata());
-        let result = self.authorize_call(&mut call, request.into_inner());
+        let request = request.into_inner();
+        self.await_serial(request.min_serial).await;
+        let result = self.authorize_call(&mut call, request);
         self.telemetry.finish(call, result.as_ref().map(|_| ()));
         result.map(Response::new)
     }

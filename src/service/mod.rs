@@ -32,4 +32,7 @@ pub struct ServiceSettings {
     pub(crate) max_batch_decoded_bytes: u64,
     /// `BatchAuthorize` calls in flight at once (their bodies included).
     pub(crate) batch_concurrency_limit: usize,
+    /// How long a call whose `min_serial` is above the active bundle's
+    /// waits for a newer one.
+    pub(crate) min_serial_wait: Duration,
 }

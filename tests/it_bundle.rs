@@ -285,3 +285,42 @@ fn a_bundle_that_does_not_load_is_not_built() {
     assert!(text(&o).contains("trailing comma"), "{}", text(&o));
     assert!(!out.exists());
 }
+
+/// Keys made by OpenSSL sign bundles verdict verifies, and OpenSSL reads
+/// the private keys verdict makes (PKCS#8 version 1).
+#[test]
+fn keys_interoperate_with_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl (scripts/test installs it)");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    let (key, public) = (d.join("o.pem"), d.join("o.pub.pem"));
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", s(&key)]);
+    openssl(&["pkey", "-in", s(&key), "-pubout", "-out", s(&public)]);
+    let archive = d.join("b.tar.gz");
+    let o = verdict(&[
+        "bundle",
+        "build",
+        "examples/bundles/kms",
+        "-o",
+        s(&archive),
+        "--sign",
+        s(&key),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(code(&verify(&archive, &[&public])), 0);
+
+    let (ours, ours_public) = keygen(d, "v");
+    let derived = openssl(&["pkey", "-in", s(&ours), "-pubout"]);
+    assert_eq!(derived.stdout, fs::read(&ours_public).unwrap());
+}

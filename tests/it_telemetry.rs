@@ -388,6 +388,16 @@ async fn spans_continue_the_callers_trace_and_metrics_arrive_over_otlp_and_on_me
         )
         .is_some()
     );
+    // The example bundle's manifest gives no serial: 0.
+    assert_eq!(
+        sample(
+            &text,
+            "verdict_bundle_serial",
+            &[&format!("revision=\"{revision}\"")]
+        ),
+        Some(0.0),
+        "{text}"
+    );
     let (status, _) = http_get(running.metrics.unwrap(), "/nothing").await;
     assert!(status.contains("404"), "{status}");
     running.shutdown().await;

@@ -33,6 +33,8 @@ pub(crate) struct ActiveBundle {
     pub revision: Arc<str>,
     /// When it was loaded.
     pub(crate) loaded_at: SystemTime,
+    /// Its manifest serial (0 when it gives none).
+    pub(crate) serial: u64,
 }
 
 const OUTCOMES: [Outcome; 3] = [Outcome::Allow, Outcome::ExplicitDeny, Outcome::ImplicitDeny];
@@ -128,6 +130,19 @@ impl Metrics {
         let reloads = meter
             .u64_counter("verdict.bundle.reloads")
             .with_description("Bundle load attempts by result")
+            .build();
+        let active_serial = active.clone();
+        meter
+            .u64_observable_gauge("verdict.bundle.serial")
+            .with_description("The active bundle's manifest serial (0 when it gives none)")
+            .with_callback(move |observer| {
+                if let Some(active) = active_serial.load_full() {
+                    observer.observe(
+                        active.serial,
+                        &[KeyValue::new("revision", active.revision.to_string())],
+                    );
+                }
+            })
             .build();
         meter
             .f64_observable_gauge("verdict.bundle.age")

@@ -554,6 +554,7 @@ impl Telemetry {
             self.active.store(Some(Arc::new(ActiveBundle {
                 revision: snap.revision.clone(),
                 loaded_at: snap.loaded_at,
+                serial: snap.serial,
             })));
         }
     }

@@ -12,6 +12,7 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -315,87 +316,23 @@ async fn telemetry_is_exported_and_flushed_on_sigterm() {
     assert_eq!(lines[0]["decision"], "Allow");
 }
 
-/// With `bundle_public_keys`, `serve` loads a signed archive (its status
-/// names the key), keeps the last good bundle when a reload brings an
-/// unsigned or tampered one (the failure names `.signatures.json`), and
-/// refuses to start on a bundle that is not signed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signed_bundles_are_verified_on_every_load() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let run = |args: &[&str]| {
-        let o = verdict().args(args).output().unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    let (key, public) = (d.join("k.pem"), d.join("k.pub.pem"));
-    let id = run(&[
-        "bundle",
-        "keygen",
-        "--private",
-        key.to_str().unwrap(),
-        "--public",
-        public.to_str().unwrap(),
-    ]);
-    let id = id.trim().strip_prefix("key id ").unwrap().to_owned();
-    let kms = root().join(KMS);
-    let (signed, unsigned) = (d.join("signed.tar.gz"), d.join("unsigned.tar.gz"));
-    run(&[
-        "bundle",
-        "build",
-        kms.to_str().unwrap(),
-        "-o",
-        signed.to_str().unwrap(),
-        "--sign",
-        key.to_str().unwrap(),
-    ]);
-    run(&[
-        "bundle",
-        "build",
-        kms.to_str().unwrap(),
-        "-o",
-        unsigned.to_str().unwrap(),
-    ]);
+type Client = proto::authorizer_client::AuthorizerClient<tonic::transport::Channel>;
 
-    // Not signed: the first load fails, and serve stops with status 2.
-    let refused = verdict()
+/// `verdict serve BUNDLE` on the Unix socket `sock`, reloading on SIGHUP
+/// only, with `env`; returned once its first bundle is active.
+async fn serve_loaded(bundle: &Path, sock: &Path, env: &[(&str, &str)]) -> (Serving, Client) {
+    let child = verdict()
         .args([
             "serve",
             "--bundle",
-            unsigned.to_str().unwrap(),
-            "--uds",
-            d.join("x.sock").to_str().unwrap(),
-        ])
-        .env("VERDICT_BUNDLE_PUBLIC_KEYS", public.to_str().unwrap())
-        .output()
-        .unwrap();
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains(".signatures.json"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-
-    let active = d.join("bundle.tar.gz");
-    std::fs::copy(&signed, &active).unwrap();
-    let sock = d.join("verdict.sock");
-    let mut child = verdict()
-        .args([
-            "serve",
-            "--bundle",
-            active.to_str().unwrap(),
+            bundle.to_str().unwrap(),
             "--uds",
             sock.to_str().unwrap(),
         ])
-        .env("VERDICT_BUNDLE_PUBLIC_KEYS", public.to_str().unwrap())
         .env("VERDICT_WATCH", "false")
         .env("VERDICT_POLL_INTERVAL_MS", "0")
         .env("VERDICT_RELOAD_DEBOUNCE_MS", "0")
+        .envs(env.iter().copied())
         .stderr(Stdio::null())
         .spawn()
         .map(Serving)
@@ -405,38 +342,134 @@ async fn signed_bundles_are_verified_on_every_load() {
         assert!(Instant::now() < deadline, "the socket never appeared");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut c = proto::authorizer_client::AuthorizerClient::new(uds_channel(&sock).await);
-    let mut status = c
-        .get_bundle_status(proto::GetBundleStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    while status.revision.is_empty() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        status = c
+    let c = Client::new(uds_channel(sock).await);
+    status_until(&c, "the first bundle never loaded", |s| {
+        !s.revision.is_empty()
+    })
+    .await;
+    (child, c)
+}
+
+/// The bundle status once `ready` holds of it (within 20 s).
+async fn status_until(
+    c: &Client,
+    what: &str,
+    ready: impl Fn(&proto::BundleStatus) -> bool,
+) -> proto::BundleStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c
+            .clone()
             .get_bundle_status(proto::GetBundleStatusRequest {})
             .await
             .unwrap()
             .into_inner();
+        if ready(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// frank's `kms:Encrypt` on the example key (an Allow), demanding `min_serial`.
+fn frank_encrypts(min_serial: u64) -> AuthorizeRequest {
+    AuthorizeRequest {
+        principal: "arn:aws:iam::111122223333:user/frank".into(),
+        action: "kms:Encrypt".into(),
+        resource: KEY.into(),
+        min_serial,
+        ..Default::default()
+    }
+}
+
+/// A copy of the example bundle in `dir` whose manifest gives `serial`.
+fn bundle_with_serial(dir: &Path, serial: u64) -> PathBuf {
+    let bundle = dir.join("bundle");
+    copy_dir(&root().join(KMS), &bundle);
+    set_serial(&bundle, serial);
+    bundle
+}
+
+fn set_serial(bundle: &Path, serial: u64) {
+    let manifest = format!(r#"{{"revision": "r{serial}", "serial": {serial}}}"#);
+    std::fs::write(bundle.join("manifest.json"), manifest).unwrap();
+}
+
+/// With `bundle_public_keys`, `serve` loads a signed archive (its status
+/// names the key), keeps the last good bundle when a reload brings an
+/// unsigned one (the failure names `.signatures.json`), and refuses to
+/// start on a bundle that is not signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_bundles_are_verified_on_every_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&Path]| {
+        let o = verdict().args(args).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let p = Path::new;
+    let (key, public) = (d.join("k.pem"), d.join("k.pub.pem"));
+    let id = run(&[
+        p("bundle"),
+        p("keygen"),
+        p("--private"),
+        &key,
+        p("--public"),
+        &public,
+    ]);
+    let id = id.trim().strip_prefix("key id ").unwrap().to_owned();
+    let kms = root().join(KMS);
+    let (signed, unsigned) = (d.join("signed.tar.gz"), d.join("unsigned.tar.gz"));
+    run(&[
+        p("bundle"),
+        p("build"),
+        &kms,
+        p("-o"),
+        &signed,
+        p("--sign"),
+        &key,
+    ]);
+    run(&[p("bundle"), p("build"), &kms, p("-o"), &unsigned]);
+    let keys = [("VERDICT_BUNDLE_PUBLIC_KEYS", public.to_str().unwrap())];
+
+    // Not signed: the first load fails, and serve stops with status 2.
+    let refused = verdict()
+        .args([
+            p("serve"),
+            p("--bundle"),
+            &unsigned,
+            p("--uds"),
+            &d.join("x.sock"),
+        ])
+        .envs(keys)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains(".signatures.json"), "{stderr}");
+
+    let active = d.join("bundle.tar.gz");
+    std::fs::copy(&signed, &active).unwrap();
+    let (mut child, mut c) = serve_loaded(&active, &d.join("verdict.sock"), &keys).await;
+    let status = status_until(&c, "no status", |_| true).await;
     assert_eq!(status.signature, format!("verified by key {id}"));
-    let generation = status.generation;
 
     // An unsigned bundle arrives: refused, the signed one keeps serving.
     std::fs::copy(&unsigned, &active).unwrap();
     signal(child.id(), "-HUP");
-    while status.reloads_failed == 0 {
-        assert!(Instant::now() < deadline, "the reload was never attempted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        status = c
-            .get_bundle_status(proto::GetBundleStatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-    }
-    assert_eq!(status.generation, generation);
-    let error = status.last_error.unwrap();
+    let after = status_until(&c, "the reload was never attempted", |s| {
+        s.reloads_failed > 0
+    })
+    .await;
+    assert_eq!(after.generation, status.generation);
+    let error = after.last_error.unwrap();
     assert!(
         error
             .errors
@@ -444,19 +477,10 @@ async fn signed_bundles_are_verified_on_every_load() {
             .any(|e| e.contains(".signatures.json") && e.contains("missing")),
         "{error:?}"
     );
-    let r = c
-        .authorize(AuthorizeRequest {
-            principal: "arn:aws:iam::111122223333:user/frank".into(),
-            action: "kms:Encrypt".into(),
-            resource: KEY.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r = c.authorize(frank_encrypts(0)).await.unwrap().into_inner();
     assert_eq!(r.decision(), proto::Decision::Allow);
     signal(child.id(), "-TERM");
-    let code = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
     assert_eq!(code.code(), Some(0));
@@ -469,58 +493,15 @@ async fn signed_bundles_are_verified_on_every_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_serial_is_never_answered_from_an_older_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    copy_dir(&root().join(KMS), &bundle);
-    let manifest = |serial: u64| format!(r#"{{"revision": "r{serial}", "serial": {serial}}}"#);
-    std::fs::write(bundle.join("manifest.json"), manifest(2)).unwrap();
-    let sock = dir.path().join("verdict.sock");
-    let child = verdict()
-        .args([
-            "serve",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "--uds",
-            sock.to_str().unwrap(),
-        ])
-        .env("VERDICT_WATCH", "false")
-        .env("VERDICT_POLL_INTERVAL_MS", "0")
-        .env("VERDICT_RELOAD_DEBOUNCE_MS", "0")
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Serving)
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "the socket never appeared");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut c = proto::authorizer_client::AuthorizerClient::new(uds_channel(&sock).await);
-    let status = |c: &proto::authorizer_client::AuthorizerClient<_>| {
-        let mut c = c.clone();
-        async move {
-            c.get_bundle_status(proto::GetBundleStatusRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-        }
-    };
-    while status(&c).await.serial != 2 {
-        assert!(Instant::now() < deadline, "the bundle never loaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let request = |min_serial: u64| AuthorizeRequest {
-        principal: "arn:aws:iam::111122223333:user/frank".into(),
-        action: "kms:Encrypt".into(),
-        resource: KEY.into(),
-        min_serial,
-        ..Default::default()
-    };
+    let bundle = bundle_with_serial(dir.path(), 2);
+    let (child, mut c) = serve_loaded(&bundle, &dir.path().join("verdict.sock"), &[]).await;
+    assert_eq!(status_until(&c, "no status", |_| true).await.serial, 2);
     // Answered (and cached) at serial 2.
     for _ in 0..2 {
-        let r = c.authorize(request(2)).await.unwrap().into_inner();
+        let r = c.authorize(frank_encrypts(2)).await.unwrap().into_inner();
         assert_eq!((r.decision(), r.bundle_serial), (proto::Decision::Allow, 2));
     }
-    let e = c.authorize(request(3)).await.unwrap_err();
+    let e = c.authorize(frank_encrypts(3)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert!(
         e.message().contains("serial 2 (revision r2)"),
@@ -528,7 +509,7 @@ async fn min_serial_is_never_answered_from_an_older_bundle() {
         e.message()
     );
     let batch = |min_serial: u64, item: u64| proto::BatchAuthorizeRequest {
-        requests: vec![request(0), request(item)],
+        requests: vec![frank_encrypts(0), frank_encrypts(item)],
         min_serial,
     };
     for (whole, item) in [(3, 0), (0, 3)] {
@@ -536,13 +517,10 @@ async fn min_serial_is_never_answered_from_an_older_bundle() {
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{whole} {item}");
     }
 
-    std::fs::write(bundle.join("manifest.json"), manifest(3)).unwrap();
-    signal(child.0.id(), "-HUP");
-    while status(&c).await.serial != 3 {
-        assert!(Instant::now() < deadline, "the new bundle never loaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let r = c.authorize(request(3)).await.unwrap().into_inner();
+    set_serial(&bundle, 3);
+    signal(child.id(), "-HUP");
+    status_until(&c, "the new bundle never loaded", |s| s.serial == 3).await;
+    let r = c.authorize(frank_encrypts(3)).await.unwrap().into_inner();
     assert_eq!(
         (r.decision(), r.bundle_serial, r.cached),
         (proto::Decision::Allow, 3, false)
@@ -557,65 +535,18 @@ async fn min_serial_is_never_answered_from_an_older_bundle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_serial_waits_for_the_newer_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    copy_dir(&root().join(KMS), &bundle);
-    let manifest = |serial: u64| format!(r#"{{"revision": "r{serial}", "serial": {serial}}}"#);
-    std::fs::write(bundle.join("manifest.json"), manifest(2)).unwrap();
-    let sock = dir.path().join("verdict.sock");
-    let child = verdict()
-        .args([
-            "serve",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "--uds",
-            sock.to_str().unwrap(),
-        ])
-        .env("VERDICT_WATCH", "false")
-        .env("VERDICT_POLL_INTERVAL_MS", "0")
-        .env("VERDICT_RELOAD_DEBOUNCE_MS", "0")
-        .env("VERDICT_MIN_SERIAL_WAIT_MS", "3000")
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Serving)
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "the socket never appeared");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let c = proto::authorizer_client::AuthorizerClient::new(uds_channel(&sock).await);
-    let serial = |c: &proto::authorizer_client::AuthorizerClient<_>| {
-        let mut c = c.clone();
-        async move {
-            c.get_bundle_status(proto::GetBundleStatusRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .serial
-        }
-    };
-    while serial(&c).await != 2 {
-        assert!(Instant::now() < deadline, "the bundle never loaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let bundle = bundle_with_serial(dir.path(), 2);
+    let wait = [("VERDICT_MIN_SERIAL_WAIT_MS", "3000")];
+    let (child, c) = serve_loaded(&bundle, &dir.path().join("verdict.sock"), &wait).await;
     let call = |min_serial: u64| {
         let mut c = c.clone();
-        tokio::spawn(async move {
-            c.authorize(AuthorizeRequest {
-                principal: "arn:aws:iam::111122223333:user/frank".into(),
-                action: "kms:Encrypt".into(),
-                resource: KEY.into(),
-                min_serial,
-                ..Default::default()
-            })
-            .await
-        })
+        tokio::spawn(async move { c.authorize(frank_encrypts(min_serial)).await })
     };
     let waiting = call(3);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "answered before serial 3 existed");
-    std::fs::write(bundle.join("manifest.json"), manifest(3)).unwrap();
-    signal(child.0.id(), "-HUP");
+    set_serial(&bundle, 3);
+    signal(child.id(), "-HUP");
     let r = waiting.await.unwrap().unwrap().into_inner();
     assert_eq!((r.decision(), r.bundle_serial), (proto::Decision::Allow, 3));
     let e = call(9).await.unwrap().unwrap_err();

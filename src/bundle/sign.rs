@@ -102,7 +102,8 @@ pub(crate) fn key_id(key: &VerifyingKey) -> String {
     hex(&digest).chars().take(16).collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use fmt::Write as _;
     bytes
         .iter()

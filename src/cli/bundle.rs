@@ -106,40 +106,6 @@ fn build(a: &BuildArgs) -> Result<Exit, Failure> {
         .into_iter()
         .filter(|f| f.path != sign::SIGNATURES_FILE)
         .collect();
-    // The bundle must load before it is published.
-    let check = RawBundle {
-        source: raw.source.clone(),
-        files: files
-            .iter()
-            .map(|f| RawFile {
-                path: f.path.clone(),
-                bytes: f.bytes.clone(),
-            })
-            .collect(),
-        diagnostics: Vec::new(),
-    };
-    match load_raw(
-        check,
-        &LoadOptions {
-            with_tests: true,
-            ..Default::default()
-        },
-    ) {
-        Ok(_) => {}
-        Err(LoadError::Invalid(diags)) => {
-            for d in diags.iter().filter(|d| d.severity == Severity::Error) {
-                eprintln!("{d}");
-            }
-            return Err((
-                Exit::Failed,
-                format!(
-                    "{}: the bundle does not load; nothing written",
-                    a.dir.display()
-                ),
-            ));
-        }
-        Err(e) => return Err((Exit::Usage, e.to_string())),
-    }
     if let Some(key_path) = &a.sign {
         let key = sign::read_signing_key(&read_text(key_path, "private key")?)
             .map_err(|e| (Exit::Usage, format!("{}: {e}", key_path.display())))?;
@@ -153,48 +119,88 @@ fn build(a: &BuildArgs) -> Result<Exit, Failure> {
         });
         eprintln!("signed with key {}", sign::key_id(&key.verifying_key()));
     }
-    files.sort_by(|x, y| x.path.cmp(&y.path));
     let archive = crate::bundle::archive::write_tar_gz(&files).map_err(|e| (Exit::Failed, e))?;
-    write_new(&a.output, &archive, false)?;
+    let count = files.len();
+    // What was archived must load before it is published.
+    let archived = RawBundle {
+        source: raw.source,
+        files,
+        diagnostics: Vec::new(),
+    };
+    let opts = LoadOptions {
+        with_tests: true,
+        ..Default::default()
+    };
+    match load_raw(archived, &opts) {
+        Ok(_) => {}
+        Err(LoadError::Invalid(diags)) => {
+            for d in diags.iter().filter(|d| d.severity == Severity::Error) {
+                eprintln!("{d}");
+            }
+            let dir = a.dir.display();
+            return Err((
+                Exit::Failed,
+                format!("{dir}: the bundle does not load; nothing written"),
+            ));
+        }
+        Err(e) => return Err((Exit::Usage, e.to_string())),
+    }
+    write_replacing(&a.output, &archive)?;
     println!(
-        "{}: {} files, {} bytes",
+        "{}: {count} files, {} bytes",
         a.output.display(),
-        files.len(),
         archive.len()
     );
     Ok(Exit::Ok)
 }
 
-/// Write `bytes` to a new file (refusing to overwrite a private key).
-fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), Failure> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true);
-    if private {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.create_new(true).mode(0o600);
-    } else {
-        options.create(true).truncate(true);
-    }
-    let mut file = options.open(path).map_err(|e| {
-        (
-            Exit::Usage,
-            format!("{}: cannot write: {e}", path.display()),
-        )
-    })?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
+fn cannot_write(path: &Path, e: &std::io::Error) -> Failure {
+    (
+        Exit::Failed,
+        format!("{}: cannot write: {e}", path.display()),
+    )
+}
+
+/// Write `bytes` to `path` whole or not at all: a file beside it, synced,
+/// then renamed over it (a server watching `path` never reads half an
+/// archive).
+fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let written = fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        cannot_write(path, &e)
+    })
+}
+
+/// Write a private key to a new file, readable by its owner only; an
+/// existing file is never overwritten.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
         .map_err(|e| {
             (
-                Exit::Failed,
+                Exit::Usage,
                 format!("{}: cannot write: {e}", path.display()),
             )
-        })
+        })?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| cannot_write(path, &e))
 }
 
 fn keygen(a: &KeygenArgs) -> Result<Exit, Failure> {
     let (private, public, id) = sign::generate().map_err(|e| (Exit::Failed, e))?;
-    write_new(&a.private, private.as_bytes(), true)?;
-    write_new(&a.public, public.as_bytes(), false)?;
+    write_private(&a.private, private.as_bytes())?;
+    write_replacing(&a.public, public.as_bytes())?;
     println!("key id {id}");
     Ok(Exit::Ok)
 }

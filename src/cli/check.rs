@@ -90,19 +90,12 @@ fn run_json(path: &std::path::Path, strict: bool) -> Exit {
         with_tests: true,
         ..Default::default()
     };
+    // Errors, then warnings and suggestions.
     let split = |all: &[&Diagnostic]| -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
-        let pick = |s: Severity| {
-            all.iter()
-                .filter(|d| d.severity == s)
-                .map(|d| diagnostic_json(d))
-                .collect()
-        };
-        let warnings = all
-            .iter()
-            .filter(|d| d.severity != Severity::Error)
-            .map(|d| diagnostic_json(d))
-            .collect();
-        (pick(Severity::Error), warnings)
+        let (errors, rest): (Vec<&&Diagnostic>, Vec<&&Diagnostic>) =
+            all.iter().partition(|d| d.severity == Severity::Error);
+        let json = |ds: Vec<&&Diagnostic>| ds.into_iter().map(|d| diagnostic_json(d)).collect();
+        (json(errors), json(rest))
     };
     let (report, exit) = match crate::bundle::load(path, &opts) {
         Ok(loaded) => {

@@ -267,13 +267,11 @@ fn write(out_dir: &Path, out: Out) -> Result<Imported, ImportError> {
         digest.update(u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_le_bytes());
         digest.update(bytes);
     }
-    let hex: String = digest
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let revision = format!("import-{hex}");
+    let digest = digest.finalize();
+    let revision = format!(
+        "import-{}",
+        crate::bundle::sign::hex(digest.get(..8).unwrap_or(&digest))
+    );
     files.insert(
         "manifest.json".into(),
         pretty(&serde_json::json!({ "revision": revision, "name": "imported" })),

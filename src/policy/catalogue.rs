@@ -18,8 +18,6 @@ const DATA: &str = include_str!("iam-catalogue.txt");
 pub(crate) struct Catalogue {
     /// Services by lower-cased prefix.
     services: HashMap<&'static str, Service>,
-    /// Service prefixes as written, for suggestions.
-    prefixes: Vec<&'static str>,
     /// Global condition keys (`aws:…`).
     global: Vec<KeyName>,
     /// Identity providers whose keys are not listed (`saml`, `accounts.google.com`).
@@ -89,7 +87,6 @@ impl Catalogue {
     fn parse(data: &'static str) -> Self {
         let mut cat = Catalogue {
             services: HashMap::new(),
-            prefixes: Vec::new(),
             global: Vec::new(),
             providers: Vec::new(),
             source: "",
@@ -104,7 +101,6 @@ impl Catalogue {
             };
             match tag {
                 "s" => {
-                    cat.prefixes.push(value);
                     cat.services.insert(
                         value,
                         Service {
@@ -143,8 +139,8 @@ impl Catalogue {
         budget: &mut u64,
     ) -> Option<ActionFinding> {
         let Some(svc) = self.services.get(service) else {
-            let suggestion = spend(budget, self.prefixes.len())
-                .then(|| closest(service, self.prefixes.iter().copied()))
+            let suggestion = spend(budget, self.services.len())
+                .then(|| closest(service, self.services.keys().copied()))
                 .flatten();
             return Some(ActionFinding::UnknownService { suggestion });
         };
@@ -155,7 +151,7 @@ impl Catalogue {
             let suggestion = spend(budget, svc.actions.len())
                 .then(|| closest(name, svc.actions.values().copied()))
                 .flatten()
-                .map(|a| format!("{}:{a}", self.prefix_as_written(service)));
+                .map(|a| format!("{service}:{a}"));
             return Some(ActionFinding::UnknownAction { suggestion });
         }
         if !spend(budget, svc.actions.len())
@@ -168,14 +164,6 @@ impl Catalogue {
         } else {
             Some(ActionFinding::MatchesNothing)
         }
-    }
-
-    fn prefix_as_written(&self, service: &str) -> &'static str {
-        self.prefixes
-            .iter()
-            .copied()
-            .find(|p| *p == service)
-            .unwrap_or("")
     }
 
     /// Whether a condition key (lower-cased) is unknown: `None` when the
@@ -278,22 +266,23 @@ fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
         .map(|(_, c)| c)
 }
 
+/// The known key closest to a lower-cased one. A name with a placeholder
+/// is compared by what precedes it (`aws:principaltag/` for
+/// `aws:PrincipalTag/${TagKey}`) with as many characters of the key.
 fn closest_key<'a>(key: &str, names: impl Iterator<Item = &'a KeyName>) -> Option<&'static str> {
-    // A name with a placeholder is compared by what precedes it
-    // (`aws:PrincipalTag/` for `aws:PrincipalTag/${TagKey}`), with the
-    // same length of the key.
-    let key_lower = key.to_lowercase();
     let mut best: Option<(usize, &'static str)> = None;
     for n in names {
-        let fixed = n.pieces.first().map_or("", String::as_str);
-        let (candidate, against) = if n.pieces.len() > 1 {
-            let len = fixed.chars().count();
-            let head: String = key_lower.chars().take(len).collect();
-            (fixed.to_owned(), head)
+        let candidate = n.pieces.first().map_or("", String::as_str);
+        let against = if n.pieces.len() > 1 {
+            let len = candidate.chars().count();
+            key.char_indices()
+                .nth(len)
+                .and_then(|(i, _)| key.get(..i))
+                .unwrap_or(key)
         } else {
-            (fixed.to_owned(), key_lower.clone())
+            key
         };
-        let d = strsim::damerau_levenshtein(&against, &candidate);
+        let d = strsim::damerau_levenshtein(against, candidate);
         let limit = 2.min(against.chars().count() / 3).max(1);
         if d <= limit && best.is_none_or(|(bd, bw)| (d, n.written) < (bd, bw)) {
             best = Some((d, n.written));

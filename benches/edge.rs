@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
         file: None,
     })
     .unwrap();
-    let reloader = Reloader::new(&config.reload, None);
+    let reloader = Reloader::new(&config.reload, None).expect("a local source");
     rt.block_on(reloader.reload()).unwrap();
     let service = |entries: u64| {
         AuthorizerService::new(

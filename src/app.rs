@@ -51,6 +51,9 @@ pub enum AppError {
     /// The first bundle did not load.
     #[error("the first bundle does not load, so verdict stops ({})", .0.message)]
     FirstBundle(LoadFailure),
+    /// The remote bundle source's client could not be built.
+    #[error("bundle source: {0}")]
+    Source(String),
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -310,10 +313,9 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
     let observer = telemetry.clone();
     let reloader = Reloader::new(
         &config.reload.clone(),
-        Some(Box::new(move |outcome, snap| {
-            observer.reloaded(outcome, snap);
-        })),
-    );
+        Some(Box::new(move |event| observer.reloaded(event))),
+    )
+    .map_err(AppError::Source)?;
     let cache = Arc::new(Cache::new(config.cache));
     let authorizer = AuthorizerService::new(
         reloader.clone(),
@@ -470,12 +472,23 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
     running.first_load(&reloader, config, shutdown_rx).await
 }
 
+/// Report SERVING for the server and the Authorizer service.
+async fn report_serving(health: &tonic_health::server::HealthReporter) {
+    for service in ["", SERVICE_NAME] {
+        health
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
+}
+
 impl Running {
     /// Start the reload tasks, load the first bundle and report SERVING; a
-    /// first bundle that does not load stops everything. The reload tasks
-    /// (SIGHUP among them) start before the first load, so that a signal
-    /// during it never kills the process; a load they start runs beside
-    /// the first one, and the newer outcome wins.
+    /// first bundle on disk that does not load stops everything. A remote
+    /// source that does not answer (and no persisted copy) leaves the
+    /// server up and NOT_SERVING, polling, until a bundle loads. The reload
+    /// tasks (SIGHUP among them) start before the first load, so that a
+    /// signal during it never kills the process; a load they start runs
+    /// beside the first one, and the newer outcome wins.
     async fn first_load(
         mut self,
         reloader: &Arc<Reloader>,
@@ -485,15 +498,29 @@ impl Running {
         self.tasks
             .extend(reloader.spawn_tasks(&config.reload.clone(), shutdown_rx));
         tracing::info!("loading the first bundle");
-        if let Err(failure) = reloader.reload().await {
-            self.shutdown().await;
-            return Err(AppError::FirstBundle(failure));
+        match reloader.reload().await {
+            Ok(_) => {}
+            Err(failure) if reloader.is_remote() && reloader.snapshot().is_none() => {
+                tracing::error!(
+                    error = %failure.message,
+                    "no bundle yet: NOT_SERVING until a poll of the source brings one"
+                );
+                let (health, reloader) = (self.health.clone(), reloader.clone());
+                let (tcp, uds, metrics) = (self.tcp, self.uds.clone(), self.metrics);
+                self.tasks.push(tokio::spawn(async move {
+                    reloader.first_snapshot().await;
+                    report_serving(&health).await;
+                    tracing::info!(?tcp, ?uds, ?metrics, "verdict is serving");
+                }));
+                return Ok(self);
+            }
+            Err(_) if reloader.snapshot().is_some() => {}
+            Err(failure) => {
+                self.shutdown().await;
+                return Err(AppError::FirstBundle(failure));
+            }
         }
-        for service in ["", SERVICE_NAME] {
-            self.health
-                .set_service_status(service, ServingStatus::Serving)
-                .await;
-        }
+        report_serving(&self.health).await;
         tracing::info!(tcp = ?self.tcp, uds = ?self.uds, metrics = ?self.metrics, "verdict is serving");
         Ok(self)
     }

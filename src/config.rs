@@ -14,7 +14,7 @@ use crate::bundle::Limits;
 use crate::cache::CacheLimits;
 pub(crate) use crate::conn::ConnectionLimits;
 use crate::eval::{EvalOptions, RequestLimits};
-use crate::reload::ReloadSettings;
+use crate::reload::{FetchSettings, ReloadSettings};
 use crate::runtime::{RuntimeFlavor, RuntimeSettings};
 use crate::service::ServiceSettings;
 use crate::telemetry::{LogSettings, TelemetryOptions, TelemetrySettings};
@@ -155,6 +155,14 @@ pub const SETTINGS: &[&str] = &[
     "connection_window_bytes",
     "bundle_public_keys",
     "min_serial_wait_ms",
+    "allow_insecure_bundle_source",
+    "bundle_cache_dir",
+    "bundle_ca_file",
+    "bundle_token_file",
+    "bundle_headers_file",
+    "bundle_fetch_timeout_ms",
+    "bundle_backoff_max_ms",
+    "max_bundle_download_bytes",
 ];
 
 /// Values given as flags.
@@ -375,14 +383,9 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
         raw: &raw,
         errors: Vec::new(),
     };
+    let allow_insecure = p.boolean("allow_insecure_bundle_source", false);
     let bundle = p.get("bundle", BundleSource::Embedded, |v| {
-        if v.contains("://") {
-            Err("URL bundles are not supported; give a directory or a .tar.gz".into())
-        } else if v.is_empty() {
-            Err("empty path".into())
-        } else {
-            Ok(BundleSource::Path(PathBuf::from(v)))
-        }
+        bundle_source(v, allow_insecure)
     });
     let mut listen = p.addr("listen");
     let uds = p.get("uds", None, |v| {
@@ -437,6 +440,9 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
         .map(|(_, c)| c)
         .unwrap_or_default();
     let public_keys = p.get("bundle_public_keys", Vec::new(), read_public_keys);
+    let fetch = fetch_settings(&mut p, allow_insecure);
+    let cache_dir = p.get("bundle_cache_dir", None, |v| non_empty_path(v).map(Some));
+    let backoff_max = p.millis("bundle_backoff_max_ms", Duration::from_secs(300));
     let cache_max_entries = p.number("cache_max_entries", 100_000u64);
     let cache_ttl = p.millis("cache_ttl_ms", Duration::from_secs(60));
     let watch = p.boolean("watch", true);
@@ -550,6 +556,9 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
             watch,
             poll_interval,
             public_keys,
+            fetch,
+            cache_dir,
+            backoff_max,
         },
         cache: CacheLimits {
             max_entries: cache_max_entries,
@@ -581,6 +590,74 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
         },
         telemetry,
     })
+}
+
+/// `bundle`: a directory or `.tar.gz`, an `https://` URL (`http://` only
+/// with `allow_insecure_bundle_source`), or `oci://registry/repository:tag`
+/// (or `@sha256:…`).
+fn bundle_source(v: &str, allow_insecure: bool) -> Result<BundleSource, String> {
+    if let Some(reference) = v.strip_prefix("oci://") {
+        return reference
+            .parse::<oci_client::Reference>()
+            .map(|_| BundleSource::Oci(reference.to_owned()))
+            .map_err(|e| format!("not an OCI reference: {e}"));
+    }
+    if v.starts_with("https://") || v.starts_with("http://") {
+        let url = url::Url::parse(v).map_err(|e| format!("not a URL: {e}"))?;
+        if url.scheme() == "http" && !allow_insecure {
+            return Err(
+                "an http:// bundle source can be read and altered in transit; use https://, or set allow_insecure_bundle_source = true"
+                    .into(),
+            );
+        }
+        return Ok(BundleSource::Http(v.to_owned()));
+    }
+    if v.contains("://") {
+        return Err(
+            "unknown scheme: give a directory, a .tar.gz, an https:// URL or an oci:// reference"
+                .into(),
+        );
+    }
+    non_empty_path(v).map(BundleSource::Path)
+}
+
+fn non_empty_path(v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        Err("empty path".into())
+    } else {
+        Ok(PathBuf::from(v))
+    }
+}
+
+/// How remote bundles are fetched; the CA file is read now, so a bad one
+/// stops the server at start.
+fn fetch_settings(p: &mut Parser<'_>, allow_insecure: bool) -> FetchSettings {
+    let d = FetchSettings::default();
+    let ca_file = p.get("bundle_ca_file", None, |v| {
+        let path = non_empty_path(v)?;
+        std::fs::metadata(&path).map_err(|e| format!("{v}: {e}"))?;
+        Ok(Some(path))
+    });
+    FetchSettings {
+        timeout: p.get("bundle_fetch_timeout_ms", d.timeout, |v| {
+            match v.parse::<u64>() {
+                Ok(0) | Err(_) => {
+                    Err("expected a whole number of milliseconds greater than 0".into())
+                }
+                Ok(n) => Ok(Duration::from_millis(n)),
+            }
+        }),
+        max_bytes: p.get("max_bundle_download_bytes", d.max_bytes, |v| {
+            match v.parse::<u64>() {
+                Ok(0) | Err(_) => Err("expected a whole number greater than 0".into()),
+                Ok(n) => Ok(n),
+            }
+        }),
+        ca_file,
+        token_file: p.get("bundle_token_file", None, |v| non_empty_path(v).map(Some)),
+        headers_file: p.get("bundle_headers_file", None, |v| non_empty_path(v).map(Some)),
+        allow_insecure,
+    }
 }
 
 /// `bundle_public_keys`: PEM files (SubjectPublicKeyInfo, Ed25519),
@@ -722,7 +799,7 @@ mod tests {
         let errors = parse(
             FlagValues {
                 listen: Some("localhost".into()),
-                bundle: Some("https://example.com/b.tar.gz".into()),
+                bundle: Some("ftp://example.com/b.tar.gz".into()),
                 ..Default::default()
             },
             &[

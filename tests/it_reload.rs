@@ -1,6 +1,7 @@
 //! Hot reload under load: clients call Authorize continuously while the
-//! bundle on disk is replaced 50 times (as Kubernetes updates a ConfigMap
-//! volume: a new version directory, then an atomic swap of `..data`),
+//! bundle is replaced 50 times (on disk as Kubernetes updates a ConfigMap
+//! volume: a new version directory, then an atomic swap of `..data`; and
+//! on an HTTPS server polled by verdict),
 //! alternating two revisions with different decisions and some broken
 //! bundles. No call fails, every response's decision is the one its
 //! reported revision gives, and a broken bundle never becomes active.
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use support::remote;
 use support::*;
 use verdict::proto::{self, AuthorizeRequest};
 
@@ -33,31 +35,41 @@ enum Version {
     Broken,
 }
 
-fn write_version(dir: &Path, i: usize, v: Version) -> String {
+/// Version `i` of the bundle: its revision and files.
+fn version(i: usize, v: Version) -> (String, Vec<(String, Vec<u8>)>) {
     let revision = match v {
         Version::Allow => format!("allow-{i}"),
         Version::Deny => format!("deny-{i}"),
         Version::Broken => format!("broken-{i}"),
     };
-    let vdir = dir.join(format!("..v{i:03}"));
-    std::fs::create_dir_all(vdir.join("policies")).unwrap();
-    std::fs::write(
-        vdir.join("manifest.json"),
-        format!(r#"{{"revision": "{revision}"}}"#),
-    )
-    .unwrap();
     let effect = if v == Version::Deny { "Deny" } else { "Allow" };
-    std::fs::write(
-        vdir.join("policies/p.json"),
-        format!(r#"{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}}, {{"Effect": "{effect}", "Action": "s3:GetObject", "Resource": "*"}}]}}"#),
-    )
-    .unwrap();
     let principals = if v == Version::Broken {
         r#"{"principals": {"arn:aws:iam::111122223333:user/u": {"policies": ["p"]}"#.to_owned()
     } else {
         format!(r#"{{"principals": {{"{USER}": {{"policies": ["p"]}}}}}}"#)
     };
-    std::fs::write(vdir.join("principals.json"), principals).unwrap();
+    let files = vec![
+        (
+            "manifest.json".to_owned(),
+            format!(r#"{{"revision": "{revision}"}}"#).into_bytes(),
+        ),
+        (
+            "policies/p.json".to_owned(),
+            format!(r#"{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}}, {{"Effect": "{effect}", "Action": "s3:GetObject", "Resource": "*"}}]}}"#).into_bytes(),
+        ),
+        ("principals.json".to_owned(), principals.into_bytes()),
+    ];
+    (revision, files)
+}
+
+/// Write version `i` as Kubernetes updates a ConfigMap volume.
+fn write_version(dir: &Path, i: usize, v: Version) -> String {
+    let (revision, files) = version(i, v);
+    let vdir = dir.join(format!("..v{i:03}"));
+    std::fs::create_dir_all(vdir.join("policies")).unwrap();
+    for (path, bytes) in files {
+        std::fs::write(vdir.join(path), bytes).unwrap();
+    }
     // Swap `..data` atomically, as the kubelet does.
     let tmp = dir.join("..data_tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -81,7 +93,42 @@ async fn reload_under_load_never_fails_a_call_nor_mixes_revisions() {
             ("VERDICT_POLL_INTERVAL_MS", "50"),
         ],
     );
-    let running = start(&config).await;
+    under_load(&config, |i, v| write_version(dir.path(), i, v)).await;
+}
+
+/// The same, with the bundle fetched over HTTPS from nginx (polled every
+/// 50 ms with `If-None-Match`) instead of read from a directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_from_an_https_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = remote::TestCa::new(dir.path());
+    let mut nginx = remote::Nginx::start(&dir.path().join("nginx"), &ca);
+    let (_, files) = version(0, Version::Allow);
+    nginx.publish("b.tar.gz", &remote::tar_gz(&files));
+    let url = nginx.https_url("b.tar.gz");
+    let config = config(
+        Path::new(&url),
+        None,
+        &[
+            ("VERDICT_POLL_INTERVAL_MS", "50"),
+            ("VERDICT_BUNDLE_BACKOFF_MAX_MS", "100"),
+            ("VERDICT_BUNDLE_CA_FILE", ca.ca.to_str().unwrap()),
+        ],
+    );
+    under_load(&config, |i, v| {
+        let (revision, files) = version(i, v);
+        nginx.publish("b.tar.gz", &remote::tar_gz(&files));
+        revision
+    })
+    .await;
+}
+
+/// Call Authorize from four clients while `publish` puts out 50 versions.
+async fn under_load(
+    config: &verdict::config::Config,
+    mut publish: impl FnMut(usize, Version) -> String,
+) {
+    let running = start(config).await;
     let channel = tcp_channel(&running).await;
     let stop = Arc::new(AtomicBool::new(false));
     let request = AuthorizeRequest {
@@ -129,20 +176,18 @@ async fn reload_under_load_never_fails_a_call_nor_mixes_revisions() {
         }));
     }
 
-    let mut last_good = String::new();
     for i in 1..=50 {
         let v = match i % 5 {
             0 => Version::Broken,
             1 | 3 => Version::Deny,
             _ => Version::Allow,
         };
-        let revision = write_version(dir.path(), i, v);
-        if v != Version::Broken {
-            last_good = revision;
-        }
+        publish(i, v);
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    // The last version is good; wait until it is active.
+    // A last, good version (a poll may have missed the one before the
+    // broken 50th); wait until it is active.
+    let last_good = publish(51, Version::Allow);
     let mut c = client(&running).await;
     let mut active = String::new();
     for _ in 0..200 {

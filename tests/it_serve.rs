@@ -1,6 +1,7 @@
 //! The `verdict serve` binary: serves on a Unix socket, reloads on SIGHUP,
-//! stops cleanly on SIGTERM (exit 0) and refuses bad configuration, a URL
-//! bundle or a bundle that does not load (exit 2) before serving.
+//! stops cleanly on SIGTERM (exit 0) and refuses bad configuration, a
+//! plain-HTTP bundle URL not explicitly allowed, or a bundle that does not
+//! load (exit 2) before serving.
 
 #![allow(
     clippy::unwrap_used,
@@ -70,9 +71,9 @@ fn bad_configuration_and_bundles_exit_2_before_serving() {
             "--listen",
         ),
         (
-            vec!["serve", "--bundle", "https://example.com/b.tar.gz"],
+            vec!["serve", "--bundle", "http://example.com/b.tar.gz"],
             vec![],
-            "URL bundles",
+            "allow_insecure_bundle_source",
         ),
         (
             vec!["serve", "--listen", "127.0.0.1:0"],

@@ -73,17 +73,22 @@ fn check_signature(raw: &RawBundle, opts: &LoadOptions) -> Result<SignatureState
     super::sign::verify(&raw.files, &opts.public_keys)
         .map(SignatureState::Verified)
         .map_err(|errors| {
+            // What reading found (a truncated archive, an oversized file)
+            // comes first: it is usually why the signature fails.
+            let read = raw
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .cloned();
             LoadError::Invalid(
-                errors
-                    .into_iter()
-                    .map(|e| Diagnostic {
-                        severity: Severity::Error,
-                        file: super::sign::SIGNATURES_FILE.to_owned(),
-                        pointer: String::new(),
-                        position: None,
-                        finding: Finding::Bundle(B::Signature(e.to_string())),
-                    })
-                    .collect(),
+                read.chain(errors.into_iter().map(|e| Diagnostic {
+                    severity: Severity::Error,
+                    file: super::sign::SIGNATURES_FILE.to_owned(),
+                    pointer: String::new(),
+                    position: None,
+                    finding: Finding::Bundle(B::Signature(e.to_string())),
+                }))
+                .collect(),
             )
         })
 }

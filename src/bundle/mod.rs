@@ -22,8 +22,66 @@ pub use model::*;
 pub enum BundleSource {
     /// A directory or `.tar.gz` on disk.
     Path(std::path::PathBuf),
+    /// A `.tar.gz` fetched from an `https://` (or, when allowed, `http://`)
+    /// URL. The URL may carry credentials in its query; it is shown only
+    /// through [`BundleSource::address`].
+    Http(String),
+    /// An OCI artifact, `registry/repository:tag` or `…@sha256:…` (the
+    /// `oci://` prefix removed).
+    Oci(String),
     /// The example bundle compiled into the binary.
     Embedded,
+}
+
+impl BundleSource {
+    /// What kind of source: `directory`, `archive`, `https`, `http`, `oci`
+    /// or `embedded`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Path(p) if source::is_tar_gz(p) => "archive",
+            Self::Path(_) => "directory",
+            Self::Http(url) if url.starts_with("http://") => "http",
+            Self::Http(_) => "https",
+            Self::Oci(_) => "oci",
+            Self::Embedded => "embedded",
+        }
+    }
+
+    /// Whether it is fetched over the network (polled, persisted).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Self::Http(_) | Self::Oci(_))
+    }
+
+    /// The address as status and logs show it: a URL without its user
+    /// information, query or fragment (where credentials travel).
+    pub fn address(&self) -> String {
+        match self {
+            Self::Path(p) => p.display().to_string(),
+            Self::Http(url) => redact_url(url),
+            Self::Oci(reference) => format!("oci://{reference}"),
+            Self::Embedded => "embedded:examples/bundles/kms".to_owned(),
+        }
+    }
+}
+
+/// `url` without user information, query or fragment (a query is shown
+/// as `?…`).
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let query = u.query().is_some();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            if query {
+                format!("{u}?…")
+            } else {
+                u.to_string()
+            }
+        }
+        Err(_) => "(an unparsable URL)".to_owned(),
+    }
 }
 
 /// Input limits of a bundle (docs/bundle-format.md), each a configuration value.

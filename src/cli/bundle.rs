@@ -30,6 +30,32 @@ enum BundleCommand {
     Keygen(KeygenArgs),
     /// Check a bundle's `.signatures.json` against one or more public keys.
     Verify(VerifyArgs),
+    /// Publish a bundle archive to an OCI registry (one layer of type
+    /// application/vnd.verdict.bundle.v1.tar+gzip) for `serve --bundle
+    /// oci://…`; the archive must load. Prints the manifest digest.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// The archive (from `verdict bundle build`).
+    #[arg(value_name = "FILE")]
+    archive: PathBuf,
+    /// Where: oci://registry/repository:tag.
+    #[arg(value_name = "REFERENCE")]
+    reference: String,
+    /// Send `Authorization: Bearer` with this file's content.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Trust only the CA certificates of this PEM file.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Speak plain HTTP to the registry (a registry on loopback).
+    #[arg(long)]
+    allow_insecure: bool,
+    /// The longest the push may take.
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +97,7 @@ pub(crate) fn run(args: BundleArgs) -> Exit {
         BundleCommand::Build(a) => build(&a),
         BundleCommand::Keygen(a) => keygen(&a),
         BundleCommand::Verify(a) => verify(&a),
+        BundleCommand::Push(a) => push(&a),
     };
     result.unwrap_or_else(|(exit, message)| {
         eprintln!("error: {message}");
@@ -131,20 +158,8 @@ fn build(a: &BuildArgs) -> Result<Exit, Failure> {
         with_tests: true,
         ..Default::default()
     };
-    match load_raw(archived, &opts) {
-        Ok(_) => {}
-        Err(LoadError::Invalid(diags)) => {
-            for d in diags.iter().filter(|d| d.severity == Severity::Error) {
-                eprintln!("{d}");
-            }
-            let dir = a.dir.display();
-            return Err((
-                Exit::Failed,
-                format!("{dir}: the bundle does not load; nothing written"),
-            ));
-        }
-        Err(e) => return Err((Exit::Usage, e.to_string())),
-    }
+    load_raw(archived, &opts)
+        .map_err(|e| load_failure(&a.dir.display().to_string(), "nothing written", &e))?;
     write_replacing(&a.output, &archive)?;
     println!(
         "{}: {count} files, {} bytes",
@@ -154,6 +169,22 @@ fn build(a: &BuildArgs) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
+/// A bundle that does not load: its errors on stderr, and what was not done.
+fn load_failure(what: &str, consequence: &str, e: &LoadError) -> Failure {
+    match e {
+        LoadError::Invalid(diags) => {
+            for d in diags.iter().filter(|d| d.severity == Severity::Error) {
+                eprintln!("{d}");
+            }
+            (
+                Exit::Failed,
+                format!("{what}: the bundle does not load; {consequence}"),
+            )
+        }
+        LoadError::NotABundle { .. } => (Exit::Usage, e.to_string()),
+    }
+}
+
 fn cannot_write(path: &Path, e: &std::io::Error) -> Failure {
     (
         Exit::Failed,
@@ -161,20 +192,10 @@ fn cannot_write(path: &Path, e: &std::io::Error) -> Failure {
     )
 }
 
-/// Write `bytes` to `path` whole or not at all: a file beside it, synced,
-/// then renamed over it (a server watching `path` never reads half an
-/// archive).
+/// Write `bytes` to `path` whole or not at all (a server watching `path`
+/// never reads half an archive).
 fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(name);
-    let written = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        cannot_write(path, &e)
-    })
+    crate::bundle::archive::write_atomic(path, bytes).map_err(|e| cannot_write(path, &e))
 }
 
 /// Write a private key to a new file, readable by its owner only; an
@@ -225,4 +246,58 @@ fn verify(a: &VerifyArgs) -> Result<Exit, Failure> {
             Ok(Exit::Failed)
         }
     }
+}
+
+fn push(a: &PushArgs) -> Result<Exit, Failure> {
+    let Some(reference) = a.reference.strip_prefix("oci://") else {
+        return Err((
+            Exit::Usage,
+            format!("{}: expected oci://registry/repository:tag", a.reference),
+        ));
+    };
+    let archive = fs::read(&a.archive).map_err(|e| {
+        (
+            Exit::Usage,
+            format!("{}: cannot read: {e}", a.archive.display()),
+        )
+    })?;
+    let display = a.archive.display().to_string();
+    let raw =
+        crate::bundle::source::read_tar_gz_from(archive.as_slice(), &display, &Default::default());
+    let loaded = load_raw(raw, &LoadOptions::default())
+        .map_err(|e| load_failure(&display, "nothing pushed", &e))?;
+    let bundle = &loaded.bundle;
+    let mut annotations = std::collections::BTreeMap::new();
+    annotations.insert(
+        "org.opencontainers.image.revision".to_owned(),
+        bundle.revision.to_string(),
+    );
+    if let Some(name) = &bundle.name {
+        annotations.insert("org.opencontainers.image.title".to_owned(), name.clone());
+    }
+    annotations.insert(
+        "dev.verdict.bundle.serial".to_owned(),
+        bundle.serial.to_string(),
+    );
+    let settings = crate::reload::FetchSettings {
+        timeout: std::time::Duration::from_millis(a.timeout_ms),
+        ca_file: a.ca_file.clone(),
+        token_file: a.token_file.clone(),
+        allow_insecure: a.allow_insecure,
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (Exit::Failed, format!("cannot start a runtime: {e}")))?;
+    let digest = runtime
+        .block_on(crate::reload::fetch::oci_push(
+            reference,
+            &settings,
+            archive,
+            annotations,
+        ))
+        .map_err(|e| (Exit::Failed, format!("{}: {e}", a.reference)))?;
+    println!("{}@{digest}", a.reference);
+    Ok(Exit::Ok)
 }

@@ -422,6 +422,27 @@ impl Authorizer for AuthorizerService {
                 .map(|s| s.signature.to_string())
                 .unwrap_or_default(),
             serial: snap.as_ref().map_or(0, |s| s.serial),
+            source_status: Some(source_status(self.reloader.source_status())),
         }))
+    }
+}
+
+/// The source's status on the wire.
+fn source_status(s: crate::reload::SourceStatus) -> proto::SourceStatus {
+    let time = |t: Option<std::time::SystemTime>| t.map(rfc3339).unwrap_or_default();
+    proto::SourceStatus {
+        kind: s.kind.to_owned(),
+        address: s.address,
+        tag: s.tag.unwrap_or_default(),
+        last_poll: time(s.last_poll.map(|(t, _)| t)),
+        last_poll_result: s
+            .last_poll
+            .map(|(_, r)| r.as_str().to_owned())
+            .unwrap_or_default(),
+        last_success: time(s.last_success),
+        last_error: s.last_error.unwrap_or_default(),
+        consecutive_failures: s.failures,
+        next_poll: time(s.next_poll),
+        persisted: s.persisted,
     }
 }

@@ -16,7 +16,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{BoundHistogram, Counter, Meter};
 
 use crate::eval::Outcome;
-use crate::reload::ReloadOutcome;
+use crate::reload::{PollResult, ReloadOutcome};
 
 /// Bucket boundaries of `verdict.decision.duration`, in seconds: from 50 ns
 /// to 100 ms, so that sub-microsecond decisions and millisecond outliers
@@ -66,6 +66,7 @@ pub(crate) struct Metrics {
     reloads: Counter<u64>,
     reload_ok: [KeyValue; 1],
     reload_error: [KeyValue; 1],
+    polls: Counter<u64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -131,6 +132,12 @@ impl Metrics {
             .u64_counter("verdict.bundle.reloads")
             .with_description("Bundle load attempts by result")
             .build();
+        let polls = meter
+            .u64_counter("verdict.bundle.polls")
+            .with_description(
+                "Polls of a remote bundle source by result (not_modified, loaded, failed)",
+            )
+            .build();
         let active_serial = active.clone();
         meter
             .u64_observable_gauge("verdict.bundle.serial")
@@ -171,6 +178,7 @@ impl Metrics {
             reloads,
             reload_ok: [KeyValue::new("result", "ok")],
             reload_error: [KeyValue::new("result", "error")],
+            polls,
         }
     }
 
@@ -198,6 +206,12 @@ impl Metrics {
             };
             n.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Record a poll of a remote source.
+    pub(crate) fn poll(&self, result: PollResult) {
+        self.polls
+            .add(1, &[KeyValue::new("result", result.as_str())]);
     }
 
     /// Record a bundle load attempt.

@@ -33,9 +33,8 @@ use opentelemetry_sdk::trace::{
 };
 use tonic::metadata::{KeyRef, MetadataMap};
 
-use crate::compile::Snapshot;
 use crate::eval::{Decision, Request, RequestParts};
-use crate::reload::ReloadOutcome;
+use crate::reload::ReloadEvent;
 pub use decision_log::{DecisionLog, LogFilter, LogRecord, LogSettings, LogSink};
 pub(crate) use metrics::{ActiveBundle, Metrics};
 pub use settings::{SamplerSetting, TelemetryError, TelemetrySettings};
@@ -545,8 +544,17 @@ impl Telemetry {
         }
     }
 
-    /// Record a bundle load attempt and the active bundle.
-    pub(crate) fn reloaded(&self, outcome: ReloadOutcome, active: Option<&Snapshot>) {
+    /// Record a bundle load attempt and the active bundle, or a poll.
+    pub(crate) fn reloaded(&self, event: ReloadEvent<'_>) {
+        let (outcome, active) = match event {
+            ReloadEvent::Load(outcome, active) => (outcome, active),
+            ReloadEvent::Poll(result) => {
+                if let Some(m) = &self.metrics {
+                    m.poll(result);
+                }
+                return;
+            }
+        };
         if let Some(m) = &self.metrics {
             m.reload(outcome);
         }

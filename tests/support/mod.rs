@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each test binary uses part of these helpers")]
 
 pub mod otlp;
+pub mod remote;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! The active bundle: loaded and compiled off the request path, published as
 //! an immutable [`Snapshot`] with an atomic swap, reloaded when the bundle
-//! path changes (file events, with a periodic check as a fallback) or on
+//! path changes (file events, with a periodic check as a fallback), when a
+//! poll of a remote source ([`remote`]) brings a new archive, or on
 //! SIGHUP. A bundle that fails to load never replaces the one serving; the
 //! failure is kept for `GetBundleStatus` and logged.
 
@@ -14,10 +15,17 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::{Notify, watch};
 
 use crate::bundle::BundleSource;
-use crate::bundle::source::{RawBundle, RawFile};
+use crate::bundle::source::{RawBundle, RawFile, read_tar_gz_from};
 use crate::bundle::{LoadError, LoadOptions, load, load_raw};
 use crate::compile::Snapshot;
 use crate::eval::EvalOptions;
+
+pub(crate) mod fetch;
+mod persist;
+pub(crate) mod remote;
+
+pub use fetch::FetchSettings;
+pub use remote::{PollResult, SourceStatus};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_bundle.rs"));
@@ -38,7 +46,21 @@ pub struct LoadFailure {
 }
 
 impl LoadFailure {
-    fn new(message: String) -> Self {
+    /// The message and its errors on one line, at most about 2 KiB.
+    pub(crate) fn summary(&self) -> String {
+        let mut text = self.message.clone();
+        for (i, e) in self.errors.iter().enumerate() {
+            if text.len() > 2048 {
+                text.push_str(&format!("; and {} more", self.errors.len() - i));
+                break;
+            }
+            text.push_str(if i == 0 { ": " } else { "; " });
+            text.push_str(e);
+        }
+        text
+    }
+
+    pub(crate) fn new(message: String) -> Self {
         Self {
             at: SystemTime::now(),
             message,
@@ -86,8 +108,25 @@ pub enum ReloadOutcome {
     Error,
 }
 
-/// Called after every load attempt.
-pub(crate) type ReloadObserver = Box<dyn Fn(ReloadOutcome, Option<&Snapshot>) + Send + Sync>;
+/// What observers (metrics, logs) are told.
+#[derive(Clone, Copy, Debug)]
+pub enum ReloadEvent<'a> {
+    /// A load attempt ended; the active snapshot after it.
+    Load(ReloadOutcome, Option<&'a Snapshot>),
+    /// A poll of a remote source ended.
+    Poll(PollResult),
+}
+
+/// Called after every load attempt and every poll.
+pub type ReloadObserver = Box<dyn Fn(ReloadEvent<'_>) + Send + Sync>;
+
+/// What one load reads.
+enum Input {
+    /// The configured path, or the embedded bundle.
+    Configured,
+    /// A downloaded (or persisted) archive.
+    Archive(Arc<Vec<u8>>),
+}
 
 /// What the reloader is told: where the bundle is, how it is loaded and
 /// compiled, and what starts a reload (the configuration assembles it).
@@ -109,6 +148,12 @@ pub struct ReloadSettings {
     pub(crate) poll_interval: Duration,
     /// A bundle loads only when signed by one of these (`bundle_public_keys`).
     pub(crate) public_keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// How a remote source is fetched.
+    pub(crate) fetch: FetchSettings,
+    /// Where the last good remote bundle is kept (`bundle_cache_dir`).
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// The longest wait between polls after failures (`bundle_backoff_max_ms`).
+    pub(crate) backoff_max: Duration,
 }
 
 /// Holds the active snapshot and reloads it.
@@ -134,6 +179,8 @@ pub struct Reloader {
     /// loaded, and a change made between a load and the check's start is
     /// not missed.
     read_fingerprint: AtomicU64,
+    /// The remote source's client and state, when the source is remote.
+    remote: Option<remote::Remote>,
 }
 
 /// Load threads alive at once (stuck ones included) before another load is
@@ -145,9 +192,27 @@ const MAX_LOADS_RUNNING: usize = 4;
 const OVERLAP_AFTER: Duration = Duration::from_millis(500);
 
 impl Reloader {
-    /// A reloader for the configured source; nothing is loaded yet.
-    pub fn new(settings: &ReloadSettings, observer: Option<ReloadObserver>) -> Arc<Self> {
-        Arc::new(Self {
+    /// A reloader for the configured source; nothing is loaded yet. Fails
+    /// when a remote source's client cannot be built (a bad CA file).
+    pub fn new(
+        settings: &ReloadSettings,
+        observer: Option<ReloadObserver>,
+    ) -> Result<Arc<Self>, String> {
+        let remote = fetch::Fetcher::new(&settings.source, &settings.fetch)?.map(|fetcher| {
+            let full = match &settings.source {
+                BundleSource::Http(url) => url.clone(),
+                BundleSource::Oci(reference) => format!("oci://{reference}"),
+                BundleSource::Path(_) | BundleSource::Embedded => String::new(),
+            };
+            remote::Remote::new(
+                fetcher,
+                settings,
+                full,
+                settings.source.kind(),
+                settings.source.address(),
+            )
+        });
+        Ok(Arc::new(Self {
             source: settings.source.clone(),
             load_opts: LoadOptions {
                 limits: settings.limits.clone(),
@@ -165,7 +230,31 @@ impl Reloader {
             started: AtomicU64::new(0),
             running: Arc::new(AtomicUsize::new(0)),
             read_fingerprint: AtomicU64::new(0),
-        })
+            remote,
+        }))
+    }
+
+    /// Where bundles come from and, for a remote source, how the polls went.
+    pub fn source_status(&self) -> SourceStatus {
+        match &self.remote {
+            Some(r) => r.snapshot_status(),
+            None => SourceStatus {
+                kind: self.source.kind(),
+                address: self.source.address(),
+                ..SourceStatus::default()
+            },
+        }
+    }
+
+    /// Whether the source is remote: a first bundle that does not load
+    /// leaves the server up, NOT_SERVING, polling.
+    pub(crate) fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Wait until a snapshot is active.
+    pub(crate) async fn first_snapshot(&self) {
+        self.wait_for_serial(0, Duration::MAX).await;
     }
 
     /// The active snapshot (an `Arc` clone: hold it across `.await` freely).
@@ -197,9 +286,21 @@ impl Reloader {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn read(&self) -> Result<crate::bundle::Loaded, LoadError> {
+    fn read(&self, input: &Input) -> Result<crate::bundle::Loaded, LoadError> {
+        if let Input::Archive(bytes) = input {
+            let raw = read_tar_gz_from(
+                bytes.as_slice(),
+                &self.source.address(),
+                &self.load_opts.limits,
+            );
+            return load_raw(raw, &self.load_opts);
+        }
         match &self.source {
             BundleSource::Path(p) => load(p, &self.load_opts),
+            BundleSource::Http(_) | BundleSource::Oci(_) => Err(LoadError::NotABundle {
+                path: self.source.address(),
+                reason: "a remote source is loaded from what a poll fetched".into(),
+            }),
             BundleSource::Embedded => {
                 let raw = RawBundle {
                     source: EMBEDDED_SOURCE.to_owned(),
@@ -218,12 +319,12 @@ impl Reloader {
         }
     }
 
-    fn compile(&self) -> Result<Snapshot, LoadError> {
-        if let BundleSource::Path(path) = &self.source {
+    fn compile(&self, input: &Input) -> Result<Snapshot, LoadError> {
+        if let (BundleSource::Path(path), Input::Configured) = (&self.source, input) {
             let seen = fingerprint(path, &self.load_opts.limits);
             self.read_fingerprint.store(seen, Ordering::Relaxed);
         }
-        let loaded = self.read()?;
+        let loaded = self.read(input)?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let mut snap = Snapshot::compile(&loaded.bundle, &self.eval_opts, generation);
         snap.signature = loaded.signature;
@@ -235,13 +336,29 @@ impl Reloader {
     /// recorded as failed; a timed-out load is abandoned (its thread may
     /// stay blocked, but its result is never published) and never delays
     /// the next load.
+    ///
+    /// For a remote source this is a poll: a fetch with the tag last
+    /// downloaded, and a load only when it brings a new archive.
     pub async fn reload(self: &Arc<Self>) -> Result<Arc<Snapshot>, LoadFailure> {
-        let number = self.started.fetch_add(1, Ordering::Relaxed) + 1;
-        let result = self.load_on_thread().await;
+        match &self.remote {
+            Some(remote) => self.poll(remote).await,
+            None => self.load(Input::Configured).await,
+        }
+    }
+
+    /// Load `input` and publish it (unless a newer load's outcome is in).
+    async fn load(self: &Arc<Self>, input: Input) -> Result<Arc<Snapshot>, LoadFailure> {
+        let number = self.next_number();
+        let result = self.load_on_thread(input).await;
         self.record(number, result)
     }
 
-    async fn load_on_thread(self: &Arc<Self>) -> Result<Snapshot, LoadFailure> {
+    /// Number a load in the order loads start.
+    fn next_number(&self) -> u64 {
+        self.started.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    async fn load_on_thread(self: &Arc<Self>, input: Input) -> Result<Snapshot, LoadFailure> {
         let running = self.running.fetch_add(1, Ordering::AcqRel);
         if running >= MAX_LOADS_RUNNING {
             self.running.fetch_sub(1, Ordering::AcqRel);
@@ -256,7 +373,7 @@ impl Reloader {
             .name("verdict-load".into())
             .spawn(move || {
                 let result =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.compile()));
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.compile(&input)));
                 alive.fetch_sub(1, Ordering::AcqRel);
                 let _ = tx.send(result);
             });
@@ -316,7 +433,7 @@ impl Reloader {
                     ),
                 }
                 if let Some(o) = &self.observer {
-                    o(ReloadOutcome::Ok, Some(&snap));
+                    o(ReloadEvent::Load(ReloadOutcome::Ok, Some(&snap)));
                 }
                 Ok(snap)
             }
@@ -347,7 +464,10 @@ impl Reloader {
                     ),
                 }
                 if let Some(o) = &self.observer {
-                    o(ReloadOutcome::Error, self.snapshot().as_deref());
+                    o(ReloadEvent::Load(
+                        ReloadOutcome::Error,
+                        self.snapshot().as_deref(),
+                    ));
                 }
                 Err(failure)
             }
@@ -367,8 +487,9 @@ impl Reloader {
         shutdown: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
-        // The reload loop.
-        {
+        if self.remote.is_some() {
+            tasks.push(self.spawn_poll_task(shutdown.clone()));
+        } else {
             let this = self.clone();
             let debounce = settings.debounce;
             let mut stop = shutdown.clone();
@@ -392,48 +513,47 @@ impl Reloader {
                 }
             }));
         }
-        let BundleSource::Path(path) = &self.source else {
-            return tasks;
-        };
-        if settings.watch {
-            match watch_path(self.clone(), path) {
-                Ok(watcher) => {
-                    let mut stop = shutdown.clone();
-                    tasks.push(tokio::spawn(async move {
-                        let _keep = watcher;
-                        let _ = stop.changed().await;
-                    }));
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot watch the bundle path; relying on the periodic check")
+        if let BundleSource::Path(path) = &self.source {
+            if settings.watch {
+                match watch_path(self.clone(), path) {
+                    Ok(watcher) => {
+                        let mut stop = shutdown.clone();
+                        tasks.push(tokio::spawn(async move {
+                            let _keep = watcher;
+                            let _ = stop.changed().await;
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot watch the bundle path; relying on the periodic check")
+                    }
                 }
             }
-        }
-        if !settings.poll_interval.is_zero() {
-            let this = self.clone();
-            let path = path.clone();
-            let every = settings.poll_interval;
-            let mut stop = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                let limits = this.load_opts.limits.clone();
-                // Compare with what the latest load read, not with what is
-                // there when this check starts.
-                let mut last = match this.read_fingerprint.load(Ordering::Relaxed) {
-                    0 => fingerprint_async(path.clone(), limits.clone()).await,
-                    seen => seen,
-                };
-                loop {
-                    tokio::select! {
-                        () = tokio::time::sleep(every) => {}
-                        _ = stop.changed() => return,
+            if !settings.poll_interval.is_zero() {
+                let this = self.clone();
+                let path = path.clone();
+                let every = settings.poll_interval;
+                let mut stop = shutdown.clone();
+                tasks.push(tokio::spawn(async move {
+                    let limits = this.load_opts.limits.clone();
+                    // Compare with what the latest load read, not with what is
+                    // there when this check starts.
+                    let mut last = match this.read_fingerprint.load(Ordering::Relaxed) {
+                        0 => fingerprint_async(path.clone(), limits.clone()).await,
+                        seen => seen,
+                    };
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep(every) => {}
+                            _ = stop.changed() => return,
+                        }
+                        let now = fingerprint_async(path.clone(), limits.clone()).await;
+                        if now != last {
+                            last = now;
+                            this.request_reload();
+                        }
                     }
-                    let now = fingerprint_async(path.clone(), limits.clone()).await;
-                    if now != last {
-                        last = now;
-                        this.request_reload();
-                    }
-                }
-            }));
+                }));
+            }
         }
         #[cfg(unix)]
         {

@@ -229,3 +229,53 @@ async fn under_load(
     assert!(total > 1000, "{total} calls");
     running.shutdown().await;
 }
+
+/// A `.tar.gz` in a ConfigMap volume (the Kubernetes manifests' layout:
+/// `bundle.tar.gz` a link through `..data`): the kubelet's swap of `..data`
+/// is seen by the file watch alone (the periodic check is off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_in_a_configmap_volume_reloads_on_the_data_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let swap = |i: usize| {
+        let (revision, files) = version(i, Version::Allow);
+        let stamp = d.join(format!("..v{i:03}"));
+        std::fs::create_dir_all(&stamp).unwrap();
+        std::fs::write(stamp.join("bundle.tar.gz"), remote::tar_gz(&files)).unwrap();
+        let tmp = d.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(format!("..v{i:03}"), &tmp).unwrap();
+        std::fs::rename(&tmp, d.join("..data")).unwrap();
+        revision
+    };
+    swap(0);
+    std::os::unix::fs::symlink("..data/bundle.tar.gz", d.join("bundle.tar.gz")).unwrap();
+    let config = config(
+        &d.join("bundle.tar.gz"),
+        None,
+        &[
+            ("VERDICT_RELOAD_DEBOUNCE_MS", "5"),
+            ("VERDICT_POLL_INTERVAL_MS", "0"),
+        ],
+    );
+    let running = start(&config).await;
+    let mut c = client(&running).await;
+    for i in 1..=3 {
+        let want = swap(i);
+        let mut active = String::new();
+        for _ in 0..200 {
+            active = c
+                .get_bundle_status(proto::GetBundleStatusRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .revision;
+            if active == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(active, want);
+    }
+    running.shutdown().await;
+}

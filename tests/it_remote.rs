@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::remote::{Nginx, Registry, TestCa, tar_gz, untar};
+use support::remote::{self, Nginx, Registry, TestCa, tar_gz, untar};
 use support::*;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -225,10 +225,14 @@ async fn https_polls_use_etags_and_bad_downloads_are_refused() {
     nginx.publish("bundle.tar.gz", &archive(d, 1, Some(&keys.private)));
     let url = nginx.https_url("bundle.tar.gz");
     let sock = d.join("v.sock");
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", remote::free_port())
+        .parse()
+        .unwrap();
     let (serving, c) = serve(
         &url,
         &sock,
         &[
+            ("VERDICT_METRICS_LISTEN", &metrics.to_string()),
             ("VERDICT_BUNDLE_CA_FILE", ca.ca.to_str().unwrap()),
             ("VERDICT_BUNDLE_PUBLIC_KEYS", keys.public.to_str().unwrap()),
             ("VERDICT_MAX_BUNDLE_DOWNLOAD_BYTES", "200000"),
@@ -274,6 +278,18 @@ async fn https_polls_use_etags_and_bad_downloads_are_refused() {
         1,
         "one download"
     );
+    let (_, text) = http_get(metrics, "/metrics").await;
+    let polls = |result: &str| {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("verdict_bundle_polls_total")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    assert_eq!(polls("loaded"), 1, "{text}");
+    assert!(polls("not_modified") >= 3, "{text}");
 
     // A new revision is active within a poll interval (200 ms; the bound
     // here leaves room for a loaded machine).

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Check the Kubernetes manifests beyond their schema: run verdict as each
-manifest configures it.
+"""Check the Kubernetes manifests beyond their schema: the bundle ConfigMap
+is the example bundle as `verdict bundle build` makes it (the build is
+deterministic), and verdict runs as each manifest configures it.
 
 For every container running the verdict image, take its args and
 environment as written (fieldRef values and `$(VAR)` references filled in),
@@ -14,10 +15,11 @@ layout it cannot read or probes that would fail show up here.
 
   python3 deploy/kubernetes/check.py [--verdict target/release/verdict]
 
-Run by the test command after `bundle.py check` and `kubernetes-validate`.
+Run by the test command after `kubernetes-validate`.
 """
 
 import argparse
+import base64
 import os
 import re
 import signal
@@ -58,7 +60,10 @@ def lay_out(configmap, items, target):
     for item in items:
         path = stamp / item["path"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(configmap["data"][item["key"]])
+        if item["key"] in configmap.get("binaryData", {}):
+            path.write_bytes(base64.b64decode(configmap["binaryData"][item["key"]]))
+        else:
+            path.write_text(configmap["data"][item["key"]])
     (target / "..data").symlink_to(stamp.name)
     for top in sorted({item["path"].split("/")[0] for item in items}):
         (target / top).symlink_to(f"..data/{top}")
@@ -90,7 +95,8 @@ def check_container(manifest, workload, container, volumes, maps, verdict):
             local.mkdir()
             if "configMap" in vol:
                 cm = maps[vol["configMap"]["name"]]
-                items = vol["configMap"].get("items") or [{"key": k, "path": k} for k in cm["data"]]
+                keys = [*cm.get("data", {}), *cm.get("binaryData", {})]
+                items = vol["configMap"].get("items") or [{"key": k, "path": k} for k in keys]
                 lay_out(cm, items, local)
             mounts[m["mountPath"]] = local
 
@@ -150,12 +156,39 @@ def local_addr_of(args):
     return args[args.index("--listen") + 1] if "--listen" in args else "127.0.0.1:50051"
 
 
+def check_bundle_configmap(maps, verdict):
+    """ConfigMap verdict-bundle holds exactly the archive `verdict bundle
+    build` makes of the example bundle."""
+    cm = maps.get("verdict-bundle")
+    if cm is None:
+        return "no ConfigMap verdict-bundle"
+    if set(cm.get("data", {})) or set(cm.get("binaryData", {})) != {"bundle.tar.gz"}:
+        return "ConfigMap verdict-bundle must hold one key, binaryData bundle.tar.gz"
+    with tempfile.TemporaryDirectory(prefix="verdict-bundle-") as tmp:
+        out = Path(tmp) / "bundle.tar.gz"
+        subprocess.run(
+            [verdict, "bundle", "build", str(ROOT / "examples" / "bundles" / "kms"), "-o", str(out)],
+            check=True,
+            capture_output=True,
+        )
+        if base64.b64decode(cm["binaryData"]["bundle.tar.gz"]) != out.read_bytes():
+            return (
+                "bundle-configmap.yaml is not the example bundle as `verdict bundle build` makes it; "
+                "rebuild it (see the comment at its top)"
+            )
+    print("ok: bundle-configmap.yaml is the example bundle's archive")
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--verdict", default=str(ROOT / "target" / "release" / "verdict"))
     args = ap.parse_args()
     maps = configmaps()
     problems, checked = [], 0
+    problem = check_bundle_configmap(maps, args.verdict)
+    if problem:
+        problems.append(problem)
     for manifest, doc in documents():
         if doc.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet"):
             continue

@@ -514,46 +514,7 @@ impl Reloader {
             }));
         }
         if let BundleSource::Path(path) = &self.source {
-            if settings.watch {
-                match watch_path(self.clone(), path) {
-                    Ok(watcher) => {
-                        let mut stop = shutdown.clone();
-                        tasks.push(tokio::spawn(async move {
-                            let _keep = watcher;
-                            let _ = stop.changed().await;
-                        }));
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot watch the bundle path; relying on the periodic check")
-                    }
-                }
-            }
-            if !settings.poll_interval.is_zero() {
-                let this = self.clone();
-                let path = path.clone();
-                let every = settings.poll_interval;
-                let mut stop = shutdown.clone();
-                tasks.push(tokio::spawn(async move {
-                    let limits = this.load_opts.limits.clone();
-                    // Compare with what the latest load read, not with what is
-                    // there when this check starts.
-                    let mut last = match this.read_fingerprint.load(Ordering::Relaxed) {
-                        0 => fingerprint_async(path.clone(), limits.clone()).await,
-                        seen => seen,
-                    };
-                    loop {
-                        tokio::select! {
-                            () = tokio::time::sleep(every) => {}
-                            _ = stop.changed() => return,
-                        }
-                        let now = fingerprint_async(path.clone(), limits.clone()).await;
-                        if now != last {
-                            last = now;
-                            this.request_reload();
-                        }
-                    }
-                }));
-            }
+            tasks.extend(self.spawn_path_tasks(settings, path, &shutdown));
         }
         #[cfg(unix)]
         {
@@ -579,32 +540,96 @@ impl Reloader {
         }
         tasks
     }
+    /// For a bundle on disk: the file watch and the periodic check.
+    fn spawn_path_tasks(
+        self: &Arc<Self>,
+        settings: &ReloadSettings,
+        path: &Path,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if settings.watch {
+            match watch_path(self.clone(), path) {
+                Ok(watcher) => {
+                    let mut stop = shutdown.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let _keep = watcher;
+                        let _ = stop.changed().await;
+                    }));
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot watch the bundle path; relying on the periodic check")
+                }
+            }
+        }
+        if !settings.poll_interval.is_zero() {
+            let this = self.clone();
+            let path = path.to_path_buf();
+            let every = settings.poll_interval;
+            let mut stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let limits = this.load_opts.limits.clone();
+                // Compare with what the latest load read, not with what is
+                // there when this check starts.
+                let mut last = match this.read_fingerprint.load(Ordering::Relaxed) {
+                    0 => fingerprint_async(path.clone(), limits.clone()).await,
+                    seen => seen,
+                };
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(every) => {}
+                        _ = stop.changed() => return,
+                    }
+                    let now = fingerprint_async(path.clone(), limits.clone()).await;
+                    if now != last {
+                        last = now;
+                        this.request_reload();
+                    }
+                }
+            }));
+        }
+        tasks
+    }
 }
 
 /// Watch the bundle path: a directory recursively (a ConfigMap's `..data`
-/// swap included), a file through its directory.
+/// swap included); a file through the directory it is named in (where a
+/// ConfigMap volume swaps `..data`) and, when it is a link, the directory
+/// of what it points at.
 fn watch_path(reloader: Arc<Reloader>, path: &Path) -> notify::Result<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher as _};
     let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let is_dir = target.is_dir();
-    let watched_file = target.clone();
+    let named = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let (watched_file, watched_target) = (named.clone(), target.clone());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if event.kind.is_access() {
             return;
         }
-        if is_dir || event.paths.iter().any(|p| p == &watched_file) {
+        let concerns_bundle = |p: &PathBuf| {
+            p == &watched_file
+                || p == &watched_target
+                || p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".."))
+        };
+        if is_dir || event.paths.iter().any(concerns_bundle) {
             reloader.request_reload();
         }
     })?;
     if is_dir {
         watcher.watch(&target, RecursiveMode::Recursive)?;
     } else {
-        let parent = target
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        watcher.watch(&parent, RecursiveMode::NonRecursive)?;
+        let parent_of = |p: &Path| {
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        };
+        let (named_dir, target_dir) = (parent_of(&named), parent_of(&target));
+        watcher.watch(&named_dir, RecursiveMode::NonRecursive)?;
+        if target_dir != named_dir {
+            watcher.watch(&target_dir, RecursiveMode::NonRecursive)?;
+        }
     }
     Ok(watcher)
 }

@@ -27,7 +27,8 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::Config;
-use crate::conn::{ConnSettings, Gate};
+use crate::conn::tls::Tls;
+use crate::conn::{self, ConnSettings, Gate};
 use crate::proto::server::authorizer_server::AuthorizerServer;
 use crate::reload::{LoadFailure, Reloader};
 use crate::runtime;
@@ -51,6 +52,9 @@ pub enum AppError {
     /// The first bundle did not load.
     #[error("the first bundle does not load, so verdict stops ({})", .0.message)]
     FirstBundle(LoadFailure),
+    /// The TLS certificate, key or client CA could not be read.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The remote bundle source's client could not be built.
     #[error("bundle source: {0}")]
     Source(String),
@@ -135,10 +139,16 @@ fn bind_uds(path: &Path, mode: u32) -> Result<tokio::net::UnixListener, AppError
 /// The connections one `thread_per_core` loop is handed, per listener.
 struct LoopWork {
     gate: Gate,
+    /// TLS on the TCP listener.
+    tls: Option<Arc<Tls>>,
     tcp: Option<mpsc::UnboundedReceiver<runtime::Handoff<TcpStream>>>,
     #[cfg(unix)]
     uds: Option<mpsc::UnboundedReceiver<runtime::Handoff<UnixStream>>>,
 }
+
+/// One listener's server, whatever its connections are.
+type Serving<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send + 'a>>;
 
 /// Serve what one loop is handed, on each listener, until `stop`; then let
 /// its calls in flight finish.
@@ -149,8 +159,8 @@ async fn serve_loop<L, F, S>(
     signal: impl Fn(watch::Receiver<bool>) -> F,
 ) -> Result<(), tonic::transport::Error>
 where
-    F: Future<Output = ()>,
-    L: tower::Layer<Routes, Service = S>,
+    F: Future<Output = ()> + Send,
+    L: tower::Layer<Routes, Service = S> + Send,
     S: tower::Service<
             http::Request<tonic::body::Body>,
             Response = http::Response<tonic::body::Body>,
@@ -160,11 +170,17 @@ where
     S::Future: Send + 'static,
     S::Error: Into<tower::BoxError> + Send,
 {
-    let tcp = work.tcp.map(|rx| {
-        server().serve_with_incoming_shutdown(
-            runtime::incoming::<TcpStream>(rx, work.gate.clone()),
-            signal(stop.clone()),
-        )
+    let tcp = work.tcp.map(|rx| -> Serving<'_> {
+        match &work.tls {
+            Some(tls) => Box::pin(server().serve_with_incoming_shutdown(
+                runtime::incoming_tls::<TcpStream>(rx, work.gate.clone(), tls.clone()),
+                signal(stop.clone()),
+            )),
+            None => Box::pin(server().serve_with_incoming_shutdown(
+                runtime::incoming::<TcpStream>(rx, work.gate.clone()),
+                signal(stop.clone()),
+            )),
+        }
     });
     #[cfg(unix)]
     let uds = work.uds.map(|rx| {
@@ -238,6 +254,12 @@ fn edge_limits(config: &Config, loops: usize) -> EdgeLimits {
         body_timeout: config.connections.request_body_timeout,
         batch_concurrency: config.service.batch_concurrency_limit.div_ceil(loops),
         max_batch_decoded_bytes: config.service.max_batch_decoded_bytes,
+        allowed_clients: config
+            .connections
+            .tls
+            .as_ref()
+            .map(|t| t.allowed_clients.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -358,6 +380,10 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
             .add_routes(routes.clone())
     };
     let gate = connection_gate(config);
+    let tls = match &config.connections.tls {
+        Some(settings) => Some(Arc::new(Tls::new(settings.clone()).map_err(AppError::Tls)?)),
+        None => None,
+    };
     let mut servers = Vec::new();
     let mut loop_counts = None;
     if config.runtime.flavor == RuntimeFlavor::ThreadPerCore {
@@ -372,6 +398,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         for i in 0..counts.len() {
             let work = LoopWork {
                 gate: gate.clone(),
+                tls: tls.clone(),
                 tcp: tcp_rx.next(),
                 #[cfg(unix)]
                 uds: uds_rx.next(),
@@ -412,21 +439,32 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         loop_counts = Some(counts);
     } else {
         if let Some(listener) = tcp {
-            let gate = gate.clone();
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).filter_map(
+            let admit = gate.clone();
+            let accepted = tokio_stream::wrappers::TcpListenerStream::new(listener).filter_map(
                 move |accepted| match accepted {
                     Err(e) => Some(Err(e)),
                     Ok(s) => {
                         let _ = s.set_nodelay(true);
-                        let slot = gate.admit()?;
+                        let slot = admit.admit()?;
                         let peer = s.peer_addr().ok();
-                        Some(Ok(gate.watch(s, peer, slot)))
+                        Some(Ok((s, peer, slot)))
                     }
                 },
             );
-            servers.push(tokio::spawn(
-                server().serve_with_incoming_shutdown(incoming, signal(shutdown_rx.clone())),
-            ));
+            let stop = signal(shutdown_rx.clone());
+            let serving: Serving<'static> = match &tls {
+                Some(tls) => Box::pin(server().serve_with_incoming_shutdown(
+                    conn::tls::handshakes(accepted, tls.clone(), gate.clone(), |w| w),
+                    stop,
+                )),
+                None => {
+                    let gate = gate.clone();
+                    let watched =
+                        accepted.map(move |a| a.map(|(s, peer, slot)| gate.watch(s, peer, slot)));
+                    Box::pin(server().serve_with_incoming_shutdown(watched, stop))
+                }
+            };
+            servers.push(tokio::spawn(serving));
         }
         #[cfg(unix)]
         if let Some(listener) = uds {

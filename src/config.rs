@@ -163,6 +163,10 @@ pub const SETTINGS: &[&str] = &[
     "bundle_fetch_timeout_ms",
     "bundle_backoff_max_ms",
     "max_bundle_download_bytes",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "tls_allowed_clients",
 ];
 
 /// Values given as flags.
@@ -331,6 +335,16 @@ impl Parser<'_> {
                 }
             },
         }
+    }
+
+    /// Report `key` (which is set) as wrong for a reason of its own.
+    fn complain(&mut self, key: &str, message: String) {
+        let origin = self
+            .raw
+            .values
+            .get(key)
+            .map_or_else(|| key.to_owned(), |(o, _)| o.to_string());
+        self.errors.push(ConfigError { origin, message });
     }
 
     fn number<T: std::str::FromStr>(&mut self, key: &str, default: T) -> T {
@@ -512,6 +526,7 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
             cd.connection_window_bytes,
             window,
         ),
+        tls: tls_settings(&mut p),
     };
     errors.extend(p.errors);
     if max_request_bytes > max_batch_bytes {
@@ -660,6 +675,47 @@ fn fetch_settings(p: &mut Parser<'_>, allow_insecure: bool) -> FetchSettings {
     }
 }
 
+/// `tls_cert` and `tls_key` (both or neither), `tls_client_ca`,
+/// `tls_allowed_clients` (which needs `tls_client_ca`: without client
+/// certificates there is no identity to allow).
+fn tls_settings(p: &mut Parser<'_>) -> Option<crate::conn::TlsSettings> {
+    let path = |p: &mut Parser<'_>, key: &str| p.get(key, None, |v| non_empty_path(v).map(Some));
+    let cert = path(p, "tls_cert");
+    let key = path(p, "tls_key");
+    let client_ca = path(p, "tls_client_ca");
+    let allowed = p.get(
+        "tls_allowed_clients",
+        crate::conn::Allowlist::default(),
+        crate::conn::Allowlist::parse,
+    );
+    let complaint = match (&cert, &key) {
+        (Some(_), None) => Some(("tls_cert", "tls_key is not set; give both")),
+        (None, Some(_)) => Some(("tls_key", "tls_cert is not set; give both")),
+        (None, None) if client_ca.is_some() => {
+            Some(("tls_client_ca", "needs tls_cert and tls_key"))
+        }
+        (None, None) if !allowed.is_empty() => Some((
+            "tls_allowed_clients",
+            "needs tls_cert, tls_key and tls_client_ca",
+        )),
+        (Some(_), Some(_)) if client_ca.is_none() && !allowed.is_empty() => Some((
+            "tls_allowed_clients",
+            "needs tls_client_ca (without client certificates no client has a name to allow)",
+        )),
+        _ => None,
+    };
+    if let Some((setting, why)) = complaint {
+        p.complain(setting, why.to_owned());
+        return None;
+    }
+    Some(crate::conn::TlsSettings {
+        cert: cert?,
+        key: key?,
+        client_ca,
+        allowed_clients: allowed,
+    })
+}
+
 /// `bundle_public_keys`: PEM files (SubjectPublicKeyInfo, Ed25519),
 /// separated by commas; each is read now, so a missing or unreadable key is
 /// a configuration error, never a bundle that loads unverified.
@@ -792,6 +848,95 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen, None);
         assert_eq!(c.uds_mode, 0o600);
+    }
+
+    #[test]
+    fn tls_settings_come_in_working_sets() {
+        let errors = |env: &[(&str, &str)]| {
+            parse(FlagValues::default(), env, None)
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| format!("{}: {}", e.origin, e.message))
+                .collect::<Vec<_>>()
+        };
+        let e = errors(&[("VERDICT_TLS_CERT", "/c.pem")]);
+        assert!(e.iter().any(|m| m.contains("tls_key is not set")), "{e:?}");
+        let e = errors(&[("VERDICT_TLS_CLIENT_CA", "/ca.pem")]);
+        assert!(
+            e.iter().any(|m| m.contains("needs tls_cert and tls_key")),
+            "{e:?}"
+        );
+        let e = errors(&[
+            ("VERDICT_TLS_CERT", "/c.pem"),
+            ("VERDICT_TLS_KEY", "/k.pem"),
+            ("VERDICT_TLS_ALLOWED_CLIENTS", "dns:a"),
+        ]);
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("VERDICT_TLS_ALLOWED_CLIENTS: needs tls_client_ca")),
+            "{e:?}"
+        );
+        let e = errors(&[("VERDICT_TLS_ALLOWED_CLIENTS", "payments")]);
+        assert!(
+            e.iter()
+                .any(|m| m.contains("dns:NAME, uri:URI or ip:ADDRESS")),
+            "{e:?}"
+        );
+        let c = parse(
+            FlagValues::default(),
+            &[
+                ("VERDICT_TLS_CERT", "/c.pem"),
+                ("VERDICT_TLS_KEY", "/k.pem"),
+                ("VERDICT_TLS_CLIENT_CA", "/ca.pem"),
+                ("VERDICT_TLS_ALLOWED_CLIENTS", "dns:a, uri:spiffe://t/*"),
+            ],
+            None,
+        )
+        .unwrap();
+        let tls = c.connections.tls.unwrap();
+        assert_eq!(tls.client_ca, Some(PathBuf::from("/ca.pem")));
+        assert!(!tls.allowed_clients.is_empty());
+    }
+
+    #[test]
+    fn remote_bundle_sources() {
+        let source = |v: &str, env: &[(&str, &str)]| {
+            parse(
+                FlagValues {
+                    bundle: Some(v.into()),
+                    ..Default::default()
+                },
+                env,
+                None,
+            )
+            .map(|c| c.reload.source)
+            .map_err(|e| e.into_iter().map(|e| e.message).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            source("https://b.example/x.tar.gz?sig=s3cr3t", &[]),
+            Ok(BundleSource::Http(
+                "https://b.example/x.tar.gz?sig=s3cr3t".into()
+            ))
+        );
+        assert_eq!(
+            source("oci://r.example/policy/kms:live", &[]),
+            Ok(BundleSource::Oci("r.example/policy/kms:live".into()))
+        );
+        let e = source("http://b.example/x.tar.gz", &[]).unwrap_err();
+        assert!(e[0].contains("allow_insecure_bundle_source"), "{e:?}");
+        assert!(
+            source(
+                "http://b.example/x.tar.gz",
+                &[("VERDICT_ALLOW_INSECURE_BUNDLE_SOURCE", "true")]
+            )
+            .is_ok()
+        );
+        assert!(source("ftp://b.example/x.tar.gz", &[]).is_err());
+        // Status and logs never show credentials.
+        let s = BundleSource::Http("https://u:p@b.example/x.tar.gz?sig=s3cr3t".into());
+        assert_eq!(s.address(), "https://b.example/x.tar.gz?…");
+        assert_eq!(s.kind(), "https");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::server::Connected;
 
+use crate::conn::tls::{Secured, Tls};
 use crate::conn::{Gate, Slot, Warnings, Watched};
 
 /// The tokio runtime to run the server on.
@@ -373,6 +374,31 @@ pub(crate) fn incoming<T: Transport + Send + Sync + 'static>(
             )
         },
     )
+}
+
+/// [`incoming`] over TLS: each connection's handshake on a task of its
+/// own (on this loop), then watched by `gate`.
+pub(crate) fn incoming_tls<T>(
+    rx: mpsc::UnboundedReceiver<Handoff<T>>,
+    gate: Gate,
+    tls: Arc<Tls>,
+) -> impl Stream<Item = io::Result<Watched<Secured<Counted<T>>>>>
+where
+    T: Transport + AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+{
+    let admit = gate.clone();
+    let plain = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).filter_map(
+        move |(conn, live, slot)| {
+            let slot = slot.or_else(|| admit.admit())?;
+            let peer = T::peer(&conn);
+            Some(
+                T::from_std(conn)
+                    .map(|io| (Counted { io, _live: live }, peer, slot))
+                    .inspect_err(|e| tracing::warn!("cannot serve an accepted connection: {e}")),
+            )
+        },
+    );
+    crate::conn::tls::handshakes(plain, tls, gate, |watched| watched)
 }
 
 #[cfg(test)]

@@ -30,6 +30,42 @@ pub(crate) struct HealthArgs {
     /// Give up after this many milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     timeout_ms: u64,
+    /// Speak TLS to --addr, trusting the CA certificates of this PEM file.
+    #[arg(long, value_name = "FILE", conflicts_with = "uds")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// With --tls-ca: present this client certificate (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "tls_ca")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// The server name its certificate must hold (default: the host of --addr).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
+}
+
+/// The client TLS configuration of `--tls-ca`, `--tls-cert`, `--tls-key`.
+fn client_tls(
+    args: &HealthArgs,
+    addr: &str,
+) -> Result<Option<tonic::transport::ClientTlsConfig>, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let Some(ca) = &args.tls_ca else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(ca)?))
+        .domain_name(
+            args.tls_server_name
+                .clone()
+                .unwrap_or_else(|| host.to_owned()),
+        );
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(Some(tls))
 }
 
 /// Why a server could not be reached, from the innermost cause tonic
@@ -80,9 +116,16 @@ async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
                 .addr
                 .as_deref()
                 .unwrap_or(crate::config::DEFAULT_LISTEN);
-            Endpoint::try_from(format!("http://{addr}"))
+            crate::reload::fetch::install_crypto_provider();
+            let tls = client_tls(args, addr)?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let mut endpoint = Endpoint::try_from(format!("{scheme}://{addr}"))
                 .map_err(|e| format!("`{addr}`: {e}"))?
-                .connect_timeout(timeout)
+                .connect_timeout(timeout);
+            if let Some(tls) = tls {
+                endpoint = endpoint.tls_config(tls).map_err(|e| format!("TLS: {e}"))?;
+            }
+            endpoint
                 .connect()
                 .await
                 .map_err(|e| unreachable_message(addr, &e))?

@@ -369,7 +369,9 @@ impl Authorizer for AuthorizerService {
         &self,
         request: Request<proto::AuthorizeRequest>,
     ) -> Result<Response<Reply>, Status> {
-        let mut call = self.telemetry.call(Method::Authorize, request.metadata());
+        let mut call = self
+            .telemetry
+            .call(Method::Authorize, request.metadata(), || caller(&request));
         let request = request.into_inner();
         self.await_serial(request.min_serial).await;
         let result = self.authorize_call(&mut call, request);
@@ -383,7 +385,9 @@ impl Authorizer for AuthorizerService {
     ) -> Result<Response<proto::BatchAuthorizeResponse>, Status> {
         let mut call = self
             .telemetry
-            .call(Method::BatchAuthorize, request.metadata());
+            .call(Method::BatchAuthorize, request.metadata(), || {
+                caller(&request)
+            });
         let result = self.batch_call(&mut call, request.into_inner()).await;
         self.telemetry.finish(call, result.as_ref().map(|_| ()));
         result.map(Response::new)
@@ -445,4 +449,12 @@ fn source_status(s: crate::reload::SourceStatus) -> proto::SourceStatus {
         next_poll: time(s.next_poll),
         persisted: s.persisted,
     }
+}
+
+/// Who sent `request` (see [`crate::conn::ConnInfo::caller`]).
+fn caller<T>(request: &Request<T>) -> Option<std::sync::Arc<str>> {
+    request
+        .extensions()
+        .get::<crate::conn::ConnInfo>()
+        .and_then(crate::conn::ConnInfo::caller)
 }

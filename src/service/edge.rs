@@ -41,6 +41,8 @@ pub(crate) struct EdgeLimits {
     /// Largest `BatchAuthorize` request once decoded, as measured on its
     /// bytes before it is decoded.
     pub(crate) max_batch_decoded_bytes: u64,
+    /// Clients of TLS connections allowed to call (empty: any).
+    pub(crate) allowed_clients: crate::conn::Allowlist,
 }
 
 /// The layer of one server (one event loop); the concurrency limit is
@@ -125,6 +127,9 @@ where
             );
             return Box::pin(std::future::ready(Ok(refused)));
         }
+        if let Some(refused) = self.layer.not_allowed(&request) {
+            return Box::pin(std::future::ready(Ok(refused)));
+        }
         // The service that was made ready serves this call; its clone
         // waits for the next one.
         let ready = self.inner.clone();
@@ -134,6 +139,31 @@ where
 }
 
 impl EdgeLayer {
+    /// PERMISSION_DENIED for a call over TLS from a client that
+    /// `tls_allowed_clients` does not name (health checks excepted; calls
+    /// on the Unix socket are governed by its file mode).
+    fn not_allowed(&self, request: &http::Request<Body>) -> Option<Response> {
+        let allowed = &self.limits.allowed_clients;
+        if allowed.is_empty() || request.uri().path().starts_with("/grpc.health.v1.") {
+            return None;
+        }
+        let conn = request.extensions().get::<ConnInfo>()?;
+        if !conn.tls {
+            return None;
+        }
+        let who = conn.identity.as_deref();
+        if who.is_some_and(|w| allowed.allows(w)) {
+            return None;
+        }
+        let named = who.map_or_else(
+            || "a client without a certificate".to_owned(),
+            |w| format!("client {}", crate::policy::err::cut(&w.display(), 256)),
+        );
+        Some(
+            Status::permission_denied(format!("{named} is not in tls_allowed_clients")).into_http(),
+        )
+    }
+
     /// One call: its batch turn, its whole body, a place under the
     /// concurrency limit, then the method.
     async fn serve<S>(

@@ -99,6 +99,9 @@ pub struct LogRecord {
     pub(crate) cached: bool,
     /// Time to decide.
     pub(crate) latency: Duration,
+    /// Who called: the client certificate's SANs (mutual TLS), else the
+    /// peer's address (TCP); none on the Unix socket.
+    pub(crate) caller: Option<std::sync::Arc<str>>,
 }
 
 /// Request strings longer than this are cut in a record, and marked.
@@ -139,7 +142,11 @@ impl Serialize for CappedList<'_> {
 fn record_bytes(record: &LogRecord) -> usize {
     const FIXED: usize = 512;
     let r = &record.request;
-    let mut bytes = FIXED + r.principal().len() + r.action().len() + r.resource().len();
+    let mut bytes = FIXED
+        + r.principal().len()
+        + r.action().len()
+        + r.resource().len()
+        + record.caller.as_ref().map_or(0, |c| c.len());
     match r {
         Subject::Checked(req) => {
             for e in req.context.entries() {
@@ -222,6 +229,8 @@ struct RecordJson<'a> {
     decision: DecisionJson<'a>,
     cached: bool,
     latency_ns: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caller: Option<&'a str>,
 }
 
 /// Append `record` to `buf` as one JSON line.
@@ -235,6 +244,7 @@ pub(crate) fn encode(record: &LogRecord, buf: &mut Vec<u8>) -> serde_json::Resul
         decision: DecisionJson::new(&record.decision),
         cached: record.cached,
         latency_ns: u64::try_from(record.latency.as_nanos()).unwrap_or(u64::MAX),
+        caller: record.caller.as_deref(),
     };
     serde_json::to_writer(&mut *buf, &json)?;
     buf.push(b'\n');

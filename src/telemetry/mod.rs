@@ -188,6 +188,8 @@ pub(crate) struct Call {
     outcomes: [u32; 3],
     /// When the span started.
     start_time: Option<SystemTime>,
+    /// Who called: the client certificate's SANs, or the peer's address.
+    caller: Option<Arc<str>>,
 }
 
 impl Call {
@@ -418,7 +420,13 @@ impl Telemetry {
 
     /// Begin a call: continue the caller's trace (W3C `traceparent` and
     /// `tracestate` in the metadata) with a server span.
-    pub(crate) fn call(&self, method: Method, metadata: &MetadataMap) -> Call {
+    /// `caller` is asked only when a span or the log will use it.
+    pub(crate) fn call(
+        &self,
+        method: Method,
+        metadata: &MetadataMap,
+        caller: impl FnOnce() -> Option<Arc<str>>,
+    ) -> Call {
         let batch = method == Method::BatchAuthorize;
         if self.tracer.is_none() && self.log.is_none() {
             return Call {
@@ -426,6 +434,7 @@ impl Telemetry {
                 ..Call::default()
             };
         }
+        let caller = caller();
         // W3C trace context has no effect without a `traceparent`.
         let parent = if metadata.contains_key("traceparent") {
             TraceContextPropagator::new()
@@ -437,6 +446,7 @@ impl Telemetry {
         let mut call = Call {
             batch,
             trace_id: parent_span.is_valid().then(|| parent_span.trace_id()),
+            caller,
             ..Call::default()
         };
         if let Some(tracer) = &self.tracer {
@@ -444,8 +454,11 @@ impl Telemetry {
             // never grows the vector: rpc.system, the revision, the status
             // code, and the decision's six (Authorize) or the batch's four
             // counts (BatchAuthorize).
-            let mut attrs = Vec::with_capacity(if batch { 7 } else { 9 });
+            let mut attrs = Vec::with_capacity(if batch { 8 } else { 10 });
             attrs.push(KeyValue::new("rpc.system", "grpc"));
+            if let Some(caller) = &call.caller {
+                attrs.push(KeyValue::new("verdict.caller", caller.to_string()));
+            }
             let started = SystemTime::now();
             call.start_time = Some(started);
             let span = tracer
@@ -518,6 +531,7 @@ impl Telemetry {
                 decision: Box::new(decision),
                 cached,
                 latency: elapsed,
+                caller: call.caller.clone(),
             });
         }
     }

@@ -24,6 +24,8 @@ pub struct TestCa {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    dir: PathBuf,
 }
 
 impl TestCa {
@@ -44,15 +46,42 @@ impl TestCa {
                 .unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &ca).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
         let out = Self {
             ca: dir.join("ca.pem"),
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),
+            issuer: ca,
+            dir: dir.to_path_buf(),
         };
-        std::fs::write(&out.ca, ca.pem()).unwrap();
+        std::fs::write(&out.ca, out.issuer.pem()).unwrap();
         std::fs::write(&out.cert, cert.pem()).unwrap();
         std::fs::write(&out.key, key.serialize_pem()).unwrap();
         out
+    }
+
+    /// A client certificate with these SANs (`dns:NAME` or `uri:URI`),
+    /// written as `<name>.pem` and `<name>.key`; returns the two paths.
+    pub fn client(&self, name: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = sans
+            .iter()
+            .map(|s| match s.split_once(':') {
+                Some(("dns", n)) => rcgen::SanType::DnsName(n.try_into().unwrap()),
+                Some(("uri", u)) => rcgen::SanType::URI(u.try_into().unwrap()),
+                _ => panic!("{s}: dns:NAME or uri:URI"),
+            })
+            .collect();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (
+            self.dir.join(format!("{name}.pem")),
+            self.dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
     }
 }
 

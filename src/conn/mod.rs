@@ -19,6 +19,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
+pub(crate) mod tls;
+
+pub use tls::{Allowlist, TlsSettings};
+
 /// What bounds a client connection: its streams, how long it may take to
 /// start and to send a request, how long it may stay idle or live, and how
 /// many connections there may be.
@@ -47,6 +51,8 @@ pub(crate) struct ConnectionLimits {
     /// together may send before the server has read it, so at most this
     /// times `max_connections` bytes wait unread.
     pub(crate) connection_window_bytes: u32,
+    /// TLS on the TCP listener (none: plaintext).
+    pub(crate) tls: Option<TlsSettings>,
 }
 
 impl Default for ConnectionLimits {
@@ -62,6 +68,7 @@ impl Default for ConnectionLimits {
             max_connection_age: Duration::ZERO,
             stream_window_bytes: 256 * 1024,
             connection_window_bytes: 512 * 1024,
+            tls: None,
         }
     }
 }
@@ -163,6 +170,35 @@ impl Gate {
     }
 
     pub(crate) fn watch<IO>(&self, io: IO, peer: Option<SocketAddr>, slot: Slot) -> Watched<IO> {
+        self.watch_as(io, peer, None, slot)
+    }
+
+    /// The handshake timeout, when there is one.
+    pub(crate) fn handshake_timeout(&self) -> Option<Duration> {
+        let t = self.settings.handshake_timeout;
+        (!t.is_zero()).then_some(t)
+    }
+
+    /// [`Gate::watch`] for a connection after its TLS handshake, with the
+    /// client's identity when it presented a certificate.
+    pub(crate) fn watch_identified<IO>(
+        &self,
+        io: IO,
+        peer: Option<SocketAddr>,
+        identity: Option<Arc<tls::ClientIdentity>>,
+        slot: Slot,
+    ) -> Watched<IO> {
+        self.watch_as(io, peer, Some(identity), slot)
+    }
+
+    /// `tls`: `Some` (with the identity, if any) for a TLS connection.
+    fn watch_as<IO>(
+        &self,
+        io: IO,
+        peer: Option<SocketAddr>,
+        tls: Option<Option<Arc<tls::ClientIdentity>>>,
+        slot: Slot,
+    ) -> Watched<IO> {
         let s = &self.settings;
         let now = Instant::now();
         let check = if s.handshake_timeout.is_zero() {
@@ -174,6 +210,8 @@ impl Gate {
             io,
             info: ConnInfo {
                 peer,
+                tls: tls.is_some(),
+                identity: tls.flatten(),
                 activity: Arc::default(),
             },
             _slot: slot,
@@ -281,13 +319,25 @@ impl Drop for CallGuard {
 #[derive(Clone, Debug)]
 pub(crate) struct ConnInfo {
     /// The peer's address (TCP only).
-    #[expect(
-        dead_code,
-        reason = "kept for the caller's identity in spans and the decision log"
-    )]
     pub(crate) peer: Option<SocketAddr>,
+    /// Whether it came over TLS.
+    pub(crate) tls: bool,
+    /// The client certificate's SANs (mutual TLS only).
+    pub(crate) identity: Option<Arc<tls::ClientIdentity>>,
     /// Its calls.
     pub(crate) activity: Arc<Activity>,
+}
+
+impl ConnInfo {
+    /// Who is calling, for spans and the decision log: the client
+    /// certificate's SANs, else the peer's address; none on the Unix socket.
+    pub(crate) fn caller(&self) -> Option<Arc<str>> {
+        match (&self.identity, self.peer) {
+            (Some(who), _) if !who.sans.is_empty() => Some(who.display().into()),
+            (_, Some(peer)) => Some(peer.to_string().into()),
+            _ => None,
+        }
+    }
 }
 
 /// A connection served under the handshake and idle limits: when one runs

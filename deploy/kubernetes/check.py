@@ -69,6 +69,23 @@ def lay_out(configmap, items, target):
         (target / top).symlink_to(f"..data/{top}")
 
 
+def tls_secret(target):
+    """A TLS Secret as cert-manager fills one: tls.crt and tls.key (for
+    localhost and 127.0.0.1) and ca.crt, made here with the OpenSSL command
+    line for a throwaway CA."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=target)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=check-ca")
+    run("req", *ec, "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=verdict")
+    (target / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run(
+        "x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "tls.crt", "-days", "1", "-extfile", "san.ext",
+    )
+
+
 def env_of(container, pod_name):
     env = {}
     for e in container.get("env", []):
@@ -98,9 +115,13 @@ def check_container(manifest, workload, container, volumes, maps, verdict):
                 keys = [*cm.get("data", {}), *cm.get("binaryData", {})]
                 items = vol["configMap"].get("items") or [{"key": k, "path": k} for k in keys]
                 lay_out(cm, items, local)
+            elif "secret" in vol:
+                tls_secret(local)
             mounts[m["mountPath"]] = local
 
         def local_path(p):
+            if not p.startswith("/"):
+                return p
             for mount, local in mounts.items():
                 if p == mount or p.startswith(mount + "/"):
                     return str(local) + p[len(mount):]
@@ -118,7 +139,7 @@ def check_container(manifest, workload, container, volumes, maps, verdict):
 
         args = [local_addr(a) if re.fullmatch(r"[\d.\[\]:]+:\d+", a) else a for a in args]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VERDICT_", "OTEL_"))}
-        env.update(env_of(container, "verdict-0"))
+        env.update({k: local_path(v) for k, v in env_of(container, "verdict-0").items()})
         # Nothing listens there: exports fail quietly, as with a collector down.
         if "OTEL_EXPORTER_OTLP_ENDPOINT" in env:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"

@@ -221,6 +221,10 @@ async fn batch_authorize_keeps_order_and_is_all_or_nothing() {
         one.cached = got.cached;
         let mut got = got.clone();
         got.cached = one.cached;
+        // Every decision has an id of its own.
+        assert_eq!(got.decision_id.len(), 36);
+        assert_ne!(got.decision_id, one.decision_id);
+        one.decision_id.clone_from(&got.decision_id);
         assert_eq!(got, one);
     }
     // One malformed item fails the whole call, naming it.
@@ -456,6 +460,10 @@ async fn the_cache_never_changes_an_answer() {
                     hits += 1;
                 }
                 y.cached = x.cached;
+                // A hit gets an id of its own, never the entry's.
+                assert_eq!(x.decision_id.len(), 36);
+                assert_ne!(x.decision_id, y.decision_id);
+                y.decision_id.clone_from(&x.decision_id);
                 assert_eq!(x, y, "{r:?}");
             }
         }

@@ -642,6 +642,8 @@ async fn a_cache_hit_and_a_miss_log_the_same_canonical_request() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["cached"], false);
     assert_eq!(lines[1]["cached"], true);
+    assert_eq!(lines[0]["decision_id"], first.decision_id.as_str());
+    assert_eq!(lines[1]["decision_id"], second.decision_id.as_str());
     assert_eq!(lines[0]["request"], lines[1]["request"]);
     assert_eq!(
         lines[0]["request"]["principal"],
@@ -665,4 +667,94 @@ async fn a_cache_hit_and_a_miss_log_the_same_canonical_request() {
         .map(String::as_str)
         .collect();
     assert_eq!(logged, documented);
+}
+
+/// 100,000 Authorize calls (mostly cache hits, from eight clients at once)
+/// and 100 batches of ten: every decision id is a UUIDv7, none repeats, and
+/// the ids of the responses, of the decision log and of the spans (and a
+/// batch's span events) are the same set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_ids_are_unique_and_the_same_in_response_log_and_span() {
+    use std::collections::HashSet;
+    let (addr, received) = otlp::receiver().await;
+    let (log_out, log_in) = tokio::io::duplex(1 << 20);
+    let queue = |k: &str| (k == "OTEL_BSP_MAX_QUEUE_SIZE").then(|| "250000".to_owned());
+    let mut s = TelemetrySettings::from_env(&queue).unwrap();
+    s.traces_endpoint = Some(format!("http://{addr}"));
+    s.sampler = SamplerSetting::ParentAlwaysOn;
+    s.span_events = 10;
+    let mut opts = options(s);
+    opts.prometheus = false;
+    opts.decision_log = Some(LogSink::Writer(Box::new(log_out)));
+    opts.decision_log_queue = 250_000;
+    opts.decision_log_queue_bytes = 1 << 30;
+    let telemetry = Arc::new(Telemetry::start(opts).unwrap());
+    let running = start_with(&config(&root().join(KMS), None, &[]), telemetry.clone()).await;
+    let channel = tcp_channel(&running).await;
+    let actions = [
+        "kms:Encrypt",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "kms:DisableKey",
+    ];
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let mut c = verdict::proto::authorizer_client::AuthorizerClient::new(channel.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(12_600);
+            for i in 0..12_500 {
+                let r = req(DAVE, actions[(i + t) % actions.len()]);
+                ids.push(c.authorize(r).await.unwrap().into_inner().decision_id);
+            }
+            if t == 0 {
+                for _ in 0..100 {
+                    let batch = BatchAuthorizeRequest {
+                        requests: (0..10).map(|i| req(ADMIN, actions[i % 4])).collect(),
+                        ..Default::default()
+                    };
+                    let got = c.batch_authorize(batch).await.unwrap().into_inner();
+                    ids.extend(got.responses.into_iter().map(|r| r.decision_id));
+                }
+            }
+            ids
+        }));
+    }
+    let mut responses = Vec::new();
+    for t in tasks {
+        responses.extend(t.await.unwrap());
+    }
+    assert_eq!(responses.len(), 101_000);
+    let unique: HashSet<&str> = responses.iter().map(String::as_str).collect();
+    assert_eq!(unique.len(), responses.len(), "a decision id repeats");
+    for id in &unique {
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "7", "{id} is not a UUIDv7");
+    }
+    let log = shutdown_and_read_log(running, log_in).await;
+    let logged: HashSet<String> = log
+        .iter()
+        .map(|r| r["decision_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(log.len(), responses.len());
+    assert!(logged.iter().all(|id| unique.contains(id.as_str())));
+    let flush = telemetry.clone();
+    tokio::task::spawn_blocking(move || flush.force_flush())
+        .await
+        .unwrap();
+    received
+        .wait_for("every span", |r| r.spans().len() >= 100_100)
+        .await;
+    let mut traced = HashSet::new();
+    for span in received.spans() {
+        if let Some(id) = str_attr(&span.attributes, "verdict.decision_id") {
+            traced.insert(id.to_owned());
+        }
+        for e in &span.events {
+            if let Some(id) = str_attr(&e.attributes, "verdict.decision_id") {
+                traced.insert(id.to_owned());
+            }
+        }
+    }
+    assert_eq!(traced.len(), responses.len());
+    assert!(traced.iter().all(|id| unique.contains(id.as_str())));
 }

@@ -22,7 +22,7 @@ use crate::proto;
 use crate::proto::reply::Reply;
 use crate::proto::server::authorizer_server::Authorizer;
 use crate::reload::{Reloader, rfc3339};
-use crate::telemetry::{Call, Method, Subject, Telemetry};
+use crate::telemetry::{Call, DECISION_ID_LEN, DecisionId, Method, Served, Subject, Telemetry};
 
 /// The service.
 pub struct AuthorizerService {
@@ -134,26 +134,30 @@ impl AuthorizerService {
         call: &mut Call,
         snap: &Snapshot,
         pending: Pending,
-        respond: impl FnOnce(&Answer, bool) -> R,
+        respond: impl FnOnce(&Answer, bool, DecisionId) -> R,
     ) -> Result<R, Status> {
+        let id = DecisionId::new(call.now());
         match pending {
             Pending::Hit {
                 request,
                 answer,
                 spent,
             } => {
-                let response = respond(&answer, true);
+                let response = respond(&answer, true, id);
                 self.telemetry.decided(
                     call,
+                    id,
                     || {
                         let mut parts = convert::parts(request);
                         parts.canonicalize();
                         Subject::Received(parts)
                     },
                     answer,
-                    true,
-                    true,
-                    spent.unwrap_or_default(),
+                    Served {
+                        cached: true,
+                        cache_enabled: true,
+                        elapsed: spent.unwrap_or_default(),
+                    },
                 );
                 Ok(response)
             }
@@ -178,14 +182,17 @@ impl AuthorizerService {
                 };
                 let elapsed =
                     timer.map_or(Duration::ZERO, |(since, spent)| spent + since.elapsed());
-                let response = respond(&answer, false);
+                let response = respond(&answer, false, id);
                 self.telemetry.decided(
                     call,
+                    id,
                     || Subject::Checked(request),
                     answer,
-                    false,
-                    self.cache.enabled(),
-                    elapsed,
+                    Served {
+                        cached: false,
+                        cache_enabled: self.cache.enabled(),
+                        elapsed,
+                    },
                 );
                 Ok(response)
             }
@@ -203,12 +210,18 @@ impl AuthorizerService {
             .prepare(snap.as_deref(), request, true)
             .map_err(|e| Status::from(&e))?;
         let snap = snap.ok_or_else(no_bundle)?;
-        self.decide(call, &snap, pending, |answer, cached| match answer {
-            // Every hit on an entry sends the same bytes, encoded once.
-            Answer::Shared(entry) if cached => Reply::Encoded(entry.hit_response(|d| {
-                prost::Message::encode_to_vec(&convert::response(d, true)).into()
-            })),
-            _ => Reply::Built(convert::response(answer, cached)),
+        self.decide(call, &snap, pending, |answer, cached, id| match answer {
+            // Every hit on an entry sends the same bytes, encoded once, and
+            // then its own decision id.
+            Answer::Shared(entry) if cached => {
+                let mut text = [0u8; DECISION_ID_LEN];
+                id.encode(&mut text);
+                let hit = entry.hit_response(|d| {
+                    prost::Message::encode_to_vec(&convert::response(d, true, None)).into()
+                });
+                Reply::Encoded(hit, text)
+            }
+            _ => Reply::Built(convert::response(answer, cached, Some(id))),
         })
     }
 
@@ -266,7 +279,9 @@ impl AuthorizerService {
         let mut responses = Vec::with_capacity(pending.len());
         for p in pending {
             slice.pass().await;
-            responses.push(self.decide(call, &snap, p, |a, cached| convert::response(a, cached))?);
+            responses.push(self.decide(call, &snap, p, |a, cached, id| {
+                convert::response(a, cached, Some(id))
+            })?);
         }
         Ok(proto::BatchAuthorizeResponse { responses })
     }

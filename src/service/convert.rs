@@ -6,6 +6,7 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::eval::{Decision, InvalidRequest, Outcome, Request, RequestLimits, RequestParts};
 use crate::proto;
+use crate::telemetry::DecisionId;
 
 /// The parts of a proto request, moved out of it. Every field is named, so
 /// a field added to the message does not compile until it is carried over.
@@ -94,7 +95,13 @@ fn outcome(o: Outcome) -> proto::Decision {
 }
 
 /// The response for a decision.
-pub(crate) fn response(d: &Decision, cached: bool) -> proto::AuthorizeResponse {
+/// The response to a decision; `id` is this call's decision id (none for
+/// the encoding a cache entry keeps, which each hit sends with its own).
+pub(crate) fn response(
+    d: &Decision,
+    cached: bool,
+    id: Option<DecisionId>,
+) -> proto::AuthorizeResponse {
     let explain = d.explanation.is_some();
     proto::AuthorizeResponse {
         decision: outcome(d.outcome).into(),
@@ -119,6 +126,7 @@ pub(crate) fn response(d: &Decision, cached: bool) -> proto::AuthorizeResponse {
             .collect(),
         bundle_revision: String::from(&*d.bundle_revision),
         bundle_serial: d.bundle_serial,
+        decision_id: id.map(|id| id.to_string()).unwrap_or_default(),
         cached,
         explanation: d.explanation.as_deref().map(|e| proto::Explanation {
             allowed_by_organizations: e.allowed_by_organizations,

@@ -102,6 +102,8 @@ pub struct LogRecord {
     /// Who called: the client certificate's SANs (mutual TLS), else the
     /// peer's address (TCP); none on the Unix socket.
     pub(crate) caller: Option<std::sync::Arc<str>>,
+    /// The decision's id (as in the response and the span).
+    pub(crate) id: super::DecisionId,
 }
 
 /// Request strings longer than this are cut in a record, and marked.
@@ -221,6 +223,7 @@ impl Serialize for ContextJson<'_> {
 
 #[derive(Serialize)]
 struct RecordJson<'a> {
+    decision_id: &'a str,
     time: String,
     trace_id: Option<String>,
     span_id: Option<String>,
@@ -235,7 +238,9 @@ struct RecordJson<'a> {
 
 /// Append `record` to `buf` as one JSON line.
 pub(crate) fn encode(record: &LogRecord, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+    let mut id = [0u8; super::DECISION_ID_LEN];
     let json = RecordJson {
+        decision_id: record.id.encode(&mut id),
         time: chrono::DateTime::<chrono::Utc>::from(record.time)
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         trace_id: record.trace_id.map(|t| t.to_string()),

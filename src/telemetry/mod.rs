@@ -7,6 +7,7 @@
 //! an OTLP metrics endpoint nor `/metrics` there are no instruments; with no
 //! decision log nothing is queued.
 
+pub(crate) mod decision_id;
 pub(crate) mod decision_log;
 pub(crate) mod http;
 pub mod metrics;
@@ -35,6 +36,7 @@ use tonic::metadata::{KeyRef, MetadataMap};
 
 use crate::eval::{Decision, Request, RequestParts};
 use crate::reload::ReloadEvent;
+pub use decision_id::{DECISION_ID_LEN, DecisionId};
 pub use decision_log::{DecisionLog, LogFilter, LogRecord, LogSettings, LogSink};
 pub(crate) use metrics::{ActiveBundle, Metrics};
 pub use settings::{SamplerSetting, TelemetryError, TelemetrySettings};
@@ -177,6 +179,17 @@ impl Method {
     }
 }
 
+/// How a decision was served.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Served {
+    /// From the decision cache.
+    pub(crate) cached: bool,
+    /// Whether the cache is on (hits and misses are counted only then).
+    pub(crate) cache_enabled: bool,
+    /// Time to decide (for a hit, the lookup).
+    pub(crate) elapsed: Duration,
+}
+
 /// One call's trace state.
 #[derive(Debug, Default)]
 pub(crate) struct Call {
@@ -253,9 +266,10 @@ fn matched_value(decision: &Decision) -> Value {
 fn decision_attributes(
     req: &mut Option<Subject>,
     keep: bool,
+    id: DecisionId,
     decision: &Decision,
     cached: bool,
-) -> [KeyValue; 6] {
+) -> [KeyValue; 7] {
     let (principal, action, resource) = match (keep, req.take()) {
         (true, Some(r)) => {
             let copy = (
@@ -271,6 +285,7 @@ fn decision_attributes(
         (_, None) => Default::default(),
     };
     [
+        KeyValue::new("verdict.decision_id", id.to_string()),
         KeyValue::new("verdict.decision", decision.outcome.as_str()),
         KeyValue::new("verdict.cached", cached),
         KeyValue::new("verdict.principal", principal),
@@ -452,9 +467,9 @@ impl Telemetry {
         if let Some(tracer) = &self.tracer {
             // Room for every attribute the span gets, so that adding them
             // never grows the vector: rpc.system, the revision, the status
-            // code, and the decision's six (Authorize) or the batch's four
+            // code, the caller, and the decision's seven (Authorize) or the batch's four
             // counts (BatchAuthorize).
-            let mut attrs = Vec::with_capacity(if batch { 8 } else { 10 });
+            let mut attrs = Vec::with_capacity(if batch { 8 } else { 11 });
             attrs.push(KeyValue::new("rpc.system", "grpc"));
             if let Some(caller) = &call.caller {
                 attrs.push(KeyValue::new("verdict.caller", caller.to_string()));
@@ -478,12 +493,16 @@ impl Telemetry {
     pub(crate) fn decided(
         &self,
         call: &mut Call,
+        id: DecisionId,
         req: impl FnOnce() -> Subject,
         decision: impl std::ops::Deref<Target = Decision> + Send + 'static,
-        cached: bool,
-        cache_enabled: bool,
-        elapsed: Duration,
+        served: Served,
     ) {
+        let Served {
+            cached,
+            cache_enabled,
+            elapsed,
+        } = served;
         if let Some(m) = &self.metrics {
             m.decision(decision.outcome, cached, cache_enabled, elapsed);
         }
@@ -510,11 +529,12 @@ impl Telemetry {
                     ));
                 }
                 if seen < self.span_events {
-                    let attrs = decision_attributes(&mut req, logged.is_some(), &decision, cached);
+                    let attrs =
+                        decision_attributes(&mut req, logged.is_some(), id, &decision, cached);
                     span.add_event("verdict.decision", attrs.to_vec());
                 }
             } else {
-                let attrs = decision_attributes(&mut req, logged.is_some(), &decision, cached);
+                let attrs = decision_attributes(&mut req, logged.is_some(), id, &decision, cached);
                 span.set_attribute(KeyValue::new(
                     "verdict.bundle.revision",
                     decision.bundle_revision.clone(),
@@ -532,6 +552,7 @@ impl Telemetry {
                 cached,
                 latency: elapsed,
                 caller: call.caller.clone(),
+                id,
             });
         }
     }

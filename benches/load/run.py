@@ -15,8 +15,9 @@ made in interleaved pairs (A B B A, repeated) and reported as the median of
 the per-pair ratios; absolute rates are shown for orientation only. Each
 comparison is made on the thread_per_core (default), multi_thread and
 current_thread runtimes; the Unix socket is compared with TCP; tracing at 100% exporting to
-an OTLP sink with tracing off (both servers exporting metrics), and all
-telemetry on with none.
+an OTLP sink with tracing off (both servers exporting metrics), all
+telemetry on with none, and TLS on the TCP listener (a throwaway CA made
+with openssl) with plaintext.
 
 Latency at about half of the maximum rate is measured with a steady
 open-loop load from `load_support pace` (what is due released every 100 µs,
@@ -96,8 +97,10 @@ def free_port():
 class Server:
     """One `verdict serve` process with the given VERDICT_*/OTEL_* settings."""
 
-    def __init__(self, name, workdir, env, binary=None):
+    def __init__(self, name, workdir, env, binary=None, tls=None):
         self.name = name
+        # The CA file clients trust, for a server with TLS on.
+        self.tls = tls
         self.port = free_port()
         self.uds = Path(workdir) / f"{name}.sock"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("VERDICT_", "OTEL_"))}
@@ -124,9 +127,21 @@ class Server:
 
     @property
     def tcp(self):
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def check(self, bodies, count):
+        if self.tls:
+            # The gRPC checker speaks plaintext; a TLS server answers its
+            # health check over TLS (h2load checks every call's HTTP status).
+            out = subprocess.run(
+                [str(VERDICT), "health", "--addr", f"127.0.0.1:{self.port}", "--tls-ca", self.tls,
+                 "--tls-server-name", "localhost"],
+                capture_output=True, text=True,
+            )
+            if out.returncode != 0:
+                sys.exit(f"TLS health check of {self.name} failed:\n{out.stdout}\n{out.stderr}")
+            return {}
         out = subprocess.run(
             [str(SUPPORT), "check", "--target", f"127.0.0.1:{self.port}", "--bodies", str(bodies), "--count", str(count)],
             capture_output=True,
@@ -142,6 +157,23 @@ class Server:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def tls_files(workdir):
+    """A throwaway CA and a server certificate for localhost/127.0.0.1
+    (the OpenSSL command line); returns (ca, cert, key) paths."""
+    d = Path(workdir)
+
+    def run(*a):
+        subprocess.run(["openssl", *a], check=True, capture_output=True, cwd=d)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=load-ca")
+    run("req", *ec, "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=verdict")
+    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "tls.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "tls.pem", "-days", "1", "-extfile", "san.ext")
+    return str(d / "ca.pem"), str(d / "tls.pem"), str(d / "tls.key")
 
 
 def percentile(sorted_values, p):
@@ -334,6 +366,13 @@ def main():
                     "OTEL_METRIC_EXPORT_INTERVAL": "1000",
                 },
             )
+        ca, cert, key = tls_files(work)
+        servers["tpc_tls"] = Server(
+            "tpc_tls", work,
+            {"VERDICT_RUNTIME": "thread_per_core", "VERDICT_CACHE_MAX_ENTRIES": "0",
+             "VERDICT_TLS_CERT": cert, "VERDICT_TLS_KEY": key},
+            tls=ca,
+        )
         if args.against:
             old = Path(args.against).resolve()
             servers["old"] = Server("old", work, {"VERDICT_RUNTIME": "thread_per_core"}, binary=old)
@@ -391,6 +430,8 @@ def main():
              run("uncached", AUTHORIZE, single), run("traced", AUTHORIZE, single)),
             ("ct_telemetry", "all telemetry (tracing at 100%, metrics) against none, Authorize (cache off), current_thread",
              run("current_thread_uncached", AUTHORIZE, single), run("ct_traced", AUTHORIZE, single)),
+            ("tpc_tls", "TLS against plaintext, Authorize (cache off), thread_per_core",
+             run("tpc_uncached", AUTHORIZE, single), run("tpc_tls", AUTHORIZE, single)),
         ]
         if args.against:
             comparisons += [

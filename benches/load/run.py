@@ -141,7 +141,7 @@ class Server:
             )
             if out.returncode != 0:
                 sys.exit(f"TLS health check of {self.name} failed:\n{out.stdout}\n{out.stderr}")
-            return {}
+            return {"tls_health": out.stdout.strip()}
         out = subprocess.run(
             [str(SUPPORT), "check", "--target", f"127.0.0.1:{self.port}", "--bodies", str(bodies), "--count", str(count)],
             capture_output=True,
@@ -611,9 +611,12 @@ def report(r):
                 f"dropped by the SDK's bounded queue or still queued when the server was stopped), "
                 f"and {sink['metric_exports']:,} metric exports.",
             ]
-    checks = r["checks"]
+    checks = {k: c for k, c in r["checks"].items() if "grpc_status_ok" in c}
     total = sum(c["grpc_status_ok"] for c in checks.values())
     lines += ["", f"gRPC check after the runs: {total:,} calls over {len(checks)} servers, all grpc-status OK with the expected answers."]
+    tls = [k for k, c in r["checks"].items() if "tls_health" in c]
+    if tls:
+        lines += [f"TLS servers ({', '.join(tls)}): `verdict health` over TLS answered SERVING after the runs."]
     return "\n".join(lines)
 
 

@@ -170,6 +170,9 @@ pub(crate) enum Method {
     BatchAuthorize,
 }
 
+/// The gRPC service every traced method belongs to (`rpc.service`).
+const RPC_SERVICE: &str = "verdict.v1.Authorizer";
+
 impl Method {
     fn span_name(self) -> &'static str {
         match self {
@@ -177,6 +180,27 @@ impl Method {
             Self::BatchAuthorize => "verdict.v1.Authorizer/BatchAuthorize",
         }
     }
+
+    /// `rpc.method`.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Authorize => "Authorize",
+            Self::BatchAuthorize => "BatchAuthorize",
+        }
+    }
+}
+
+/// Whether a server span ends in error for this gRPC status: per the
+/// OpenTelemetry RPC conventions, only the codes that say the server failed
+/// (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
+/// DATA_LOSS). A malformed request, a refused caller or a shed call is the
+/// caller's or the load's, and leaves the status unset.
+fn is_server_error(code: tonic::Code) -> bool {
+    use tonic::Code::{DataLoss, DeadlineExceeded, Internal, Unavailable, Unimplemented, Unknown};
+    matches!(
+        code,
+        Unknown | DeadlineExceeded | Unimplemented | Internal | Unavailable | DataLoss
+    )
 }
 
 /// How a decision was served.
@@ -466,11 +490,13 @@ impl Telemetry {
         };
         if let Some(tracer) = &self.tracer {
             // Room for every attribute the span gets, so that adding them
-            // never grows the vector: rpc.system, the revision, the status
+            // never grows the vector: rpc.system, .service and .method, the revision, the status
             // code, the caller, and the decision's seven (Authorize) or the batch's four
             // counts (BatchAuthorize).
-            let mut attrs = Vec::with_capacity(if batch { 8 } else { 11 });
+            let mut attrs = Vec::with_capacity(if batch { 10 } else { 13 });
             attrs.push(KeyValue::new("rpc.system", "grpc"));
+            attrs.push(KeyValue::new("rpc.service", RPC_SERVICE));
+            attrs.push(KeyValue::new("rpc.method", method.name()));
             if let Some(caller) = &call.caller {
                 attrs.push(KeyValue::new("verdict.caller", caller.to_string()));
             }
@@ -571,9 +597,11 @@ impl Telemetry {
             }
             let code = status.err().map_or(0, |s| s.code() as i64);
             span.set_attribute(KeyValue::new("rpc.grpc.status_code", code));
-            match status {
-                Ok(()) => span.set_status(SpanStatus::Ok),
-                Err(s) => span.set_status(SpanStatus::error(s.message().to_owned())),
+            // Success leaves the status unset, as instrumentation should.
+            if let Err(s) = status
+                && is_server_error(s.code())
+            {
+                span.set_status(SpanStatus::error(s.message().to_owned()));
             }
             span.end();
         }
@@ -643,5 +671,48 @@ impl Telemetry {
         {
             tracing::warn!("metric flush: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_server_failures_are_error_spans() {
+        use tonic::Code::*;
+        let errors: Vec<_> = [
+            Ok,
+            Cancelled,
+            Unknown,
+            InvalidArgument,
+            DeadlineExceeded,
+            NotFound,
+            AlreadyExists,
+            PermissionDenied,
+            ResourceExhausted,
+            FailedPrecondition,
+            Aborted,
+            OutOfRange,
+            Unimplemented,
+            Internal,
+            Unavailable,
+            DataLoss,
+            Unauthenticated,
+        ]
+        .into_iter()
+        .filter(|c| is_server_error(*c))
+        .collect();
+        assert_eq!(
+            errors,
+            [
+                Unknown,
+                DeadlineExceeded,
+                Unimplemented,
+                Internal,
+                Unavailable,
+                DataLoss
+            ]
+        );
     }
 }

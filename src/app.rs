@@ -510,6 +510,22 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
     running.first_load(&reloader, config, shutdown_rx).await
 }
 
+/// Log where verdict serves, each listener as an address or `off` (no
+/// Rust debug text in the log).
+fn log_serving(
+    tcp: Option<std::net::SocketAddr>,
+    uds: Option<&std::path::Path>,
+    metrics: Option<std::net::SocketAddr>,
+) {
+    let or_off = |a: Option<String>| a.unwrap_or_else(|| "off".to_owned());
+    tracing::info!(
+        tcp = %or_off(tcp.map(|a| a.to_string())),
+        uds = %or_off(uds.map(|p| p.display().to_string())),
+        metrics = %or_off(metrics.map(|a| a.to_string())),
+        "verdict is serving"
+    );
+}
+
 /// Report SERVING for the server and the Authorizer service.
 async fn report_serving(health: &tonic_health::server::HealthReporter) {
     for service in ["", SERVICE_NAME] {
@@ -548,7 +564,7 @@ impl Running {
                 self.tasks.push(tokio::spawn(async move {
                     reloader.first_snapshot().await;
                     report_serving(&health).await;
-                    tracing::info!(?tcp, ?uds, ?metrics, "verdict is serving");
+                    log_serving(tcp, uds.as_deref(), metrics);
                 }));
                 return Ok(self);
             }
@@ -559,7 +575,7 @@ impl Running {
             }
         }
         report_serving(&self.health).await;
-        tracing::info!(tcp = ?self.tcp, uds = ?self.uds, metrics = ?self.metrics, "verdict is serving");
+        log_serving(self.tcp, self.uds.as_deref(), self.metrics);
         Ok(self)
     }
 
@@ -585,7 +601,10 @@ impl Running {
             }
         };
         if tokio::time::timeout(self.grace, drain).await.is_err() {
-            tracing::warn!(grace = ?self.grace, "in-flight calls did not finish within the grace period");
+            tracing::warn!(
+                grace_ms = self.grace.as_millis(),
+                "in-flight calls did not finish within the grace period"
+            );
         }
         for t in std::mem::take(&mut self.tasks) {
             t.abort();

@@ -513,4 +513,16 @@ async fn oci_registry_push_and_pull() {
     assert_eq!(source(&s).tag, second);
     assert_eq!(blob_gets(&registry.log()), 2);
     serving.stop();
+
+    // Pinned by digest: the first push, though the tag has moved on.
+    let pinned = format!("oci://127.0.0.1:{}/verdict/kms@{first}", registry.port);
+    let (serving, c) = serve(
+        &pinned,
+        &d.join("pinned.sock"),
+        &[("VERDICT_ALLOW_INSECURE_BUNDLE_SOURCE", "true")],
+    )
+    .await;
+    let s = status_until(&c, "the pinned r1 loads", |s| s.revision == "r1").await;
+    assert_eq!(source(&s).tag, first);
+    serving.stop();
 }

@@ -453,13 +453,13 @@ impl Reloader {
                 match self.snapshot() {
                     Some(active) => tracing::error!(
                         error = %failure.message,
-                        errors = ?failure.errors,
+                        errors = %failure.errors.join("; "),
                         revision = %active.revision,
                         "bundle failed to load; the active revision keeps serving"
                     ),
                     None => tracing::error!(
                         error = %failure.message,
-                        errors = ?failure.errors,
+                        errors = %failure.errors.join("; "),
                         "bundle failed to load, and no bundle is active yet"
                     ),
                 }

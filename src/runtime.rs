@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::server::Connected;
 
-use crate::conn::tls::{Secured, Tls};
+use crate::conn::tls::Tls;
 use crate::conn::{Gate, Slot, Warnings, Watched};
 
 /// The tokio runtime to run the server on.
@@ -382,7 +382,7 @@ pub(crate) fn incoming_tls<T>(
     rx: mpsc::UnboundedReceiver<Handoff<T>>,
     gate: Gate,
     tls: Arc<Tls>,
-) -> impl Stream<Item = io::Result<Watched<Secured<Counted<T>>>>>
+) -> impl Stream<Item = io::Result<Watched<tokio_rustls::server::TlsStream<Counted<T>>>>>
 where
     T: Transport + AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
 {

@@ -447,6 +447,19 @@ async fn cold_start_serves_the_persisted_copy_and_refuses_a_tampered_one() {
     );
     assert_eq!(health(&sock).await, ServingStatus::NotServing);
     assert_eq!(frank_encrypts(&c).await, Err(tonic::Code::Unavailable));
+    // When the source returns, its bundle loads and the server reports
+    // SERVING.
+    nginx.resume();
+    status_until(&c, "r2 loads from the source", |s| s.revision == "r2").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while health(&sock).await != ServingStatus::Serving {
+        assert!(
+            Instant::now() < deadline,
+            "never SERVING after the source returned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(frank_encrypts(&c).await, Ok("r2".into()));
     serving.stop();
 }
 

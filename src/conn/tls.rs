@@ -11,13 +11,11 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::Stream;
 
@@ -244,52 +242,6 @@ fn server_config(s: &TlsSettings) -> Result<rustls::ServerConfig, String> {
     Ok(config)
 }
 
-/// A connection after its TLS handshake, carrying the client's identity.
-#[derive(Debug)]
-pub(crate) struct Secured<IO> {
-    io: TlsStream<IO>,
-}
-
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Secured<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Secured<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
 /// An accepted connection, its peer and its place under `max_connections`.
 pub(crate) type Accepted<IO> = (IO, Option<SocketAddr>, Slot);
 
@@ -307,7 +259,7 @@ pub(crate) fn handshakes<IO, S, F, Out>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Stream<Item = io::Result<Accepted<IO>>> + Send + 'static,
-    F: Fn(Watched<Secured<IO>>) -> Out + Send + Sync + 'static,
+    F: Fn(Watched<TlsStream<IO>>) -> Out + Send + Sync + 'static,
     Out: Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Out>>(64);
@@ -347,8 +299,7 @@ where
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .map(|c| Arc::new(ClientIdentity::of(c)));
-                let secured = Secured { io: stream };
-                let watched = gate.watch_identified(secured, peer, identity, slot);
+                let watched = gate.watch_identified(stream, peer, identity, slot);
                 let _ = tx.send(Ok(finish(watched))).await;
             });
         }

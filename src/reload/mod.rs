@@ -254,7 +254,16 @@ impl Reloader {
 
     /// Wait until a snapshot is active.
     pub(crate) async fn first_snapshot(&self) {
-        self.wait_for_serial(0, Duration::MAX).await;
+        loop {
+            let published = self.published.notified();
+            tokio::pin!(published);
+            // Registered before the check, so a swap in between is not missed.
+            published.as_mut().enable();
+            if self.snapshot().is_some() {
+                return;
+            }
+            published.await;
+        }
     }
 
     /// The active snapshot (an `Arc` clone: hold it across `.await` freely).

@@ -359,6 +359,12 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
     ));
     let loops = config.runtime.loops();
     let edge = edge_limits(config, loops);
+    let gate = connection_gate(config);
+    let rpc = telemetry.rpc_metrics(crate::telemetry::ServerGauges {
+        in_flight: in_flight.clone(),
+        limit: config.service.concurrency_limit,
+        connections: gate.live_count(),
+    });
     let timeout = config.service.request_timeout;
     let conn = config.connections.clone();
     let server = move || {
@@ -376,10 +382,9 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
                 .max_connection_age_grace(timeout);
         }
         builder
-            .layer(EdgeLayer::new(edge.clone(), in_flight.clone()))
+            .layer(EdgeLayer::new(edge.clone(), in_flight.clone(), rpc.clone()))
             .add_routes(routes.clone())
     };
-    let gate = connection_gate(config);
     let tls = match &config.connections.tls {
         Some(settings) => Some(Arc::new(Tls::new(settings.clone()).map_err(AppError::Tls)?)),
         None => None,

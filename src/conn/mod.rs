@@ -162,13 +162,18 @@ impl Gate {
         Some(Slot(self.live.clone()))
     }
 
-    /// Serve `io` (admitted with `slot`) under the handshake and idle limits.
+    /// The count of connections open, shared (for a gauge).
+    pub(crate) fn live_count(&self) -> Arc<AtomicUsize> {
+        self.live.clone()
+    }
+
     /// Connections open now.
     #[cfg(test)]
     pub(crate) fn live(&self) -> usize {
         self.live.load(Ordering::Relaxed)
     }
 
+    /// Serve `io` (admitted with `slot`) under the handshake and idle limits.
     pub(crate) fn watch<IO>(&self, io: IO, peer: Option<SocketAddr>, slot: Slot) -> Watched<IO> {
         self.watch_as(io, peer, None, slot)
     }

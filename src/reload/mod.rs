@@ -111,8 +111,9 @@ pub enum ReloadOutcome {
 /// What observers (metrics, logs) are told.
 #[derive(Clone, Copy, Debug)]
 pub enum ReloadEvent<'a> {
-    /// A load attempt ended; the active snapshot after it.
-    Load(ReloadOutcome, Option<&'a Snapshot>),
+    /// A load attempt ended, taking the given time from the start of its
+    /// read to its outcome; the active snapshot after it.
+    Load(ReloadOutcome, std::time::Duration, Option<&'a Snapshot>),
     /// A poll of a remote source ended.
     Poll(PollResult),
 }
@@ -358,8 +359,9 @@ impl Reloader {
     /// Load `input` and publish it (unless a newer load's outcome is in).
     async fn load(self: &Arc<Self>, input: Input) -> Result<Arc<Snapshot>, LoadFailure> {
         let number = self.next_number();
+        let started = std::time::Instant::now();
         let result = self.load_on_thread(input).await;
-        self.record(number, result)
+        self.record(number, result, started.elapsed())
     }
 
     /// Number a load in the order loads start.
@@ -411,6 +413,7 @@ impl Reloader {
         &self,
         number: u64,
         result: Result<Snapshot, LoadFailure>,
+        took: std::time::Duration,
     ) -> Result<Arc<Snapshot>, LoadFailure> {
         let mut status = self
             .status
@@ -442,7 +445,7 @@ impl Reloader {
                     ),
                 }
                 if let Some(o) = &self.observer {
-                    o(ReloadEvent::Load(ReloadOutcome::Ok, Some(&snap)));
+                    o(ReloadEvent::Load(ReloadOutcome::Ok, took, Some(&snap)));
                 }
                 Ok(snap)
             }
@@ -475,6 +478,7 @@ impl Reloader {
                 if let Some(o) = &self.observer {
                     o(ReloadEvent::Load(
                         ReloadOutcome::Error,
+                        took,
                         self.snapshot().as_deref(),
                     ));
                 }

@@ -258,7 +258,9 @@ impl Reloader {
         let bytes = Arc::new(persisted.bytes);
         let mut copy = Some(tokio::spawn(async move {
             let number = this.next_number();
-            (number, this.load_on_thread(Input::Archive(bytes)).await)
+            let started = std::time::Instant::now();
+            let result = this.load_on_thread(Input::Archive(bytes)).await;
+            (number, result, started.elapsed())
         }));
         let fetch = remote.fetcher.fetch(persisted_tag.as_deref());
         tokio::pin!(fetch);
@@ -318,14 +320,14 @@ impl Reloader {
     async fn serve_persisted(
         &self,
         remote: &Remote,
-        copy: tokio::task::JoinHandle<(u64, Result<Snapshot, LoadFailure>)>,
+        copy: tokio::task::JoinHandle<(u64, Result<Snapshot, LoadFailure>, Duration)>,
         written: &str,
         tag: &Option<String>,
     ) -> bool {
-        let Ok((number, result)) = copy.await else {
+        let Ok((number, result, took)) = copy.await else {
             return false;
         };
-        match self.record(number, result) {
+        match self.record(number, result, took) {
             Ok(_) => {
                 tracing::info!(written_at = %written, "serving the persisted bundle");
                 remote.update(|s| {

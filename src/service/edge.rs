@@ -19,7 +19,9 @@ use tokio::time::{Instant, Sleep};
 use tonic::Status;
 use tonic::body::Body;
 
+use super::observe::CallTimer;
 use crate::conn::ConnInfo;
+use crate::telemetry::{RpcMetrics, Shed};
 
 /// The `BatchAuthorize` path.
 const BATCH_PATH: &str = "/verdict.v1.Authorizer/BatchAuthorize";
@@ -52,17 +54,39 @@ pub(crate) struct EdgeLayer {
     limits: Arc<EdgeLimits>,
     batches: Arc<Semaphore>,
     in_flight: Arc<Semaphore>,
+    /// Where calls are timed and shed calls counted (none: metrics off).
+    rpc: Option<Arc<RpcMetrics>>,
 }
 
 impl EdgeLayer {
     /// A layer enforcing `limits`, with calls past their body counted
-    /// against `in_flight` (the process-wide concurrency limit).
-    pub(crate) fn new(limits: EdgeLimits, in_flight: Arc<Semaphore>) -> Self {
+    /// against `in_flight` (the process-wide concurrency limit), and every
+    /// call recorded on `rpc`.
+    pub(crate) fn new(
+        limits: EdgeLimits,
+        in_flight: Arc<Semaphore>,
+        rpc: Option<Arc<RpcMetrics>>,
+    ) -> Self {
         Self {
             batches: Arc::new(Semaphore::new(limits.batch_concurrency)),
             limits: Arc::new(limits),
             in_flight,
+            rpc,
         }
+    }
+
+    fn shed(&self, why: Shed) {
+        if let Some(rpc) = &self.rpc {
+            rpc.shed(why);
+        }
+    }
+}
+
+/// The response, recorded on the call's timer when there is one.
+fn finish(timer: Option<CallTimer>, response: Response) -> Response {
+    match timer {
+        Some(t) => t.finish(response),
+        None => response,
     }
 }
 
@@ -118,6 +142,11 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let timer = self
+            .layer
+            .rpc
+            .as_ref()
+            .map(|m| CallTimer::start(m, request.uri().path()));
         if !is_grpc_proto(request.headers().get(http::header::CONTENT_TYPE)) {
             let refused = refuse(
                 Status::invalid_argument(
@@ -125,16 +154,17 @@ where
                 ),
                 http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             );
-            return Box::pin(std::future::ready(Ok(refused)));
+            return Box::pin(std::future::ready(Ok(finish(timer, refused))));
         }
         if let Some(refused) = self.layer.not_allowed(&request) {
-            return Box::pin(std::future::ready(Ok(refused)));
+            return Box::pin(std::future::ready(Ok(finish(timer, refused))));
         }
         // The service that was made ready serves this call; its clone
         // waits for the next one.
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
-        Box::pin(self.layer.clone().serve(inner, request))
+        let serving = self.layer.clone().serve(inner, request);
+        Box::pin(async move { Ok(finish(timer, serving.await?)) })
     }
 }
 
@@ -193,6 +223,7 @@ impl EdgeLayer {
             match tokio::time::timeout(wait, self.batches.clone().acquire_owned()).await {
                 Ok(Ok(permit)) => Some(permit),
                 _ => {
+                    self.shed(Shed::BatchConcurrencyLimit);
                     return Ok(Status::resource_exhausted(format!(
                         "{} BatchAuthorize calls stayed in flight longer than request_body_timeout_ms (batch_concurrency_limit); retry",
                         limits.batch_concurrency
@@ -224,6 +255,7 @@ impl EdgeLayer {
             .into_http());
         }
         let Ok(_in_flight) = self.in_flight.clone().try_acquire_owned() else {
+            self.shed(Shed::ConcurrencyLimit);
             return Ok(
                 Status::resource_exhausted("verdict is at its concurrency limit; retry")
                     .into_http(),

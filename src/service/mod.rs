@@ -5,6 +5,7 @@ pub(crate) mod authorizer;
 pub mod convert;
 pub(crate) mod edge;
 mod measure;
+mod observe;
 pub mod stored;
 
 pub use authorizer::AuthorizerService;

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{BoundHistogram, Counter, Meter};
+use opentelemetry::metrics::{BoundHistogram, Counter, Histogram, Meter};
 
 use crate::eval::Outcome;
 use crate::reload::{PollResult, ReloadOutcome};
@@ -66,6 +66,7 @@ pub(crate) struct Metrics {
     reloads: Counter<u64>,
     reload_ok: [KeyValue; 1],
     reload_error: [KeyValue; 1],
+    load_duration: Histogram<f64>,
     polls: Counter<u64>,
 }
 
@@ -132,6 +133,17 @@ impl Metrics {
             .u64_counter("verdict.bundle.reloads")
             .with_description("Bundle load attempts by result")
             .build();
+        let load_duration = meter
+            .f64_histogram("verdict.bundle.load.duration")
+            .with_description(
+                "Time of one bundle load attempt, from reading the bundle to its swap or failure",
+            )
+            .with_unit("s")
+            .with_boundaries(vec![
+                1e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0,
+            ])
+            .build();
         let polls = meter
             .u64_counter("verdict.bundle.polls")
             .with_description(
@@ -178,6 +190,7 @@ impl Metrics {
             reloads,
             reload_ok: [KeyValue::new("result", "ok")],
             reload_error: [KeyValue::new("result", "error")],
+            load_duration,
             polls,
         }
     }
@@ -212,6 +225,15 @@ impl Metrics {
     pub(crate) fn poll(&self, result: PollResult) {
         self.polls
             .add(1, &[KeyValue::new("result", result.as_str())]);
+    }
+
+    /// Record how long a bundle load attempt took.
+    pub(crate) fn load_duration(&self, outcome: ReloadOutcome, took: Duration) {
+        let result = match outcome {
+            ReloadOutcome::Ok => &self.reload_ok,
+            ReloadOutcome::Error => &self.reload_error,
+        };
+        self.load_duration.record(took.as_secs_f64(), result);
     }
 
     /// Record a bundle load attempt.

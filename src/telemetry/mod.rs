@@ -12,6 +12,7 @@ pub(crate) mod decision_log;
 pub(crate) mod http;
 pub mod metrics;
 pub(crate) mod otlp;
+pub(crate) mod rpc;
 pub(crate) mod settings;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use crate::reload::ReloadEvent;
 pub use decision_id::{DECISION_ID_LEN, DecisionId};
 pub use decision_log::{DecisionLog, LogFilter, LogRecord, LogSettings, LogSink};
 pub(crate) use metrics::{ActiveBundle, Metrics};
+pub(crate) use rpc::{RpcMethod, RpcMetrics, ServerGauges, Shed};
 pub use settings::{SamplerSetting, TelemetryError, TelemetrySettings};
 
 /// What to turn on.
@@ -77,6 +79,8 @@ pub struct Telemetry {
     tracer: Option<SdkTracer>,
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
+    /// The meter the instruments are made on (none: no metrics).
+    meter: Option<opentelemetry::metrics::Meter>,
     metrics: Option<Metrics>,
     registry: Option<prometheus::Registry>,
     log: Option<DecisionLog>,
@@ -326,6 +330,7 @@ impl Telemetry {
             tracer: None,
             tracer_provider: None,
             meter_provider: None,
+            meter: None,
             metrics: None,
             registry: None,
             log: None,
@@ -425,6 +430,8 @@ impl Telemetry {
                 telemetry.active.clone(),
                 telemetry.dropped.clone(),
             ));
+            rpc::process_metrics(&meter);
+            telemetry.meter = Some(meter);
             telemetry.meter_provider = Some(provider);
         }
         if let Some(sink) = opts.decision_log {
@@ -445,6 +452,13 @@ impl Telemetry {
     /// Whether decisions are timed (for the latency histogram or the log).
     pub(crate) fn timing(&self) -> bool {
         self.metrics.is_some() || self.log.is_some()
+    }
+
+    /// The server's call instruments, reading `gauges` (none when no
+    /// metrics are exported). Made once per server.
+    pub(crate) fn rpc_metrics(&self, gauges: ServerGauges) -> Option<Arc<RpcMetrics>> {
+        let meter = self.meter.as_ref()?;
+        Some(Arc::new(RpcMetrics::new(meter, gauges)))
     }
 
     /// The Prometheus registry `/metrics` serves.
@@ -610,7 +624,12 @@ impl Telemetry {
     /// Record a bundle load attempt and the active bundle, or a poll.
     pub(crate) fn reloaded(&self, event: ReloadEvent<'_>) {
         let (outcome, active) = match event {
-            ReloadEvent::Load(outcome, active) => (outcome, active),
+            ReloadEvent::Load(outcome, took, active) => {
+                if let Some(m) = &self.metrics {
+                    m.load_duration(outcome, took);
+                }
+                (outcome, active)
+            }
             ReloadEvent::Poll(result) => {
                 if let Some(m) = &self.metrics {
                     m.poll(result);

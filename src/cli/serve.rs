@@ -69,7 +69,9 @@ fn init_logging(json: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = if json {
-        builder.json().try_init()
+        builder
+            .event_format(crate::telemetry::log_format::FlatJson)
+            .try_init()
     } else {
         builder.try_init()
     };

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
+pub(crate) mod h2scan;
 pub(crate) mod tls;
 
 pub use tls::{Allowlist, TlsSettings};
@@ -229,6 +230,8 @@ impl Gate {
             quiet_checks: 0,
             seen_started: 0,
             timer: Box::pin(tokio::time::sleep_until(check)),
+            scan: h2scan::FrameScan::default(),
+            preface: Some(([0; h2scan::PREFACE.len()], 0)),
         }
     }
 
@@ -359,9 +362,61 @@ pub(crate) struct Watched<IO> {
     quiet_checks: u32,
     seen_started: u64,
     timer: Pin<Box<Sleep>>,
+    /// The server's frames, scanned for a PROTOCOL_ERROR to report.
+    scan: h2scan::FrameScan,
+    /// The client's first bytes, until they are known to be the HTTP/2
+    /// preface or not (`None` once they are).
+    preface: Option<([u8; h2scan::PREFACE.len()], usize)>,
 }
 
 impl<IO> Watched<IO> {
+    /// Who the connection's client is, for the server log.
+    fn peer_text(&self) -> String {
+        self.info
+            .peer
+            .map_or_else(|| "the Unix socket".to_owned(), |p| p.to_string())
+    }
+
+    /// Check the client's first bytes against the HTTP/2 preface.
+    fn check_preface(&mut self, read: &[u8]) {
+        let Some((buf, have)) = &mut self.preface else {
+            return;
+        };
+        let take = (buf.len() - *have).min(read.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(*have..*have + take), read.get(..take)) {
+            dst.copy_from_slice(src);
+        }
+        *have += take;
+        let first = buf.get(..*have).unwrap_or_default();
+        if let Some(sent) = h2scan::not_preface(first) {
+            tracing::warn!(
+                peer = %self.peer_text(),
+                sent = %sent,
+                hint = "gRPC needs HTTP/2: cleartext HTTP/2 (h2c) without TLS, or TLS with ALPN h2 when tls_cert is set",
+                "a client did not open with the HTTP/2 preface; its connection is closed"
+            );
+            self.preface = None;
+        } else if *have == buf.len() {
+            self.preface = None;
+        }
+    }
+
+    /// Scan bytes the server wrote; log the connection's first
+    /// PROTOCOL_ERROR.
+    fn scan_written<'b>(&mut self, written: impl Iterator<Item = &'b [u8]>) {
+        let mut found = false;
+        for bytes in written {
+            found |= self.scan.written(bytes);
+        }
+        if found {
+            tracing::warn!(
+                peer = %self.peer_text(),
+                hint = h2scan::hint(self.info.peer.is_none() && !self.info.tls),
+                "a client's HTTP/2 request was refused with PROTOCOL_ERROR (logged once per connection)"
+            );
+        }
+    }
+
     /// The timer fired: the error that closes the connection, or `None`
     /// with the timer set again.
     fn on_timer(&mut self) -> Option<io::Error> {
@@ -405,6 +460,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
+                if this.preface.is_some() {
+                    this.check_preface(buf.filled().get(before..).unwrap_or_default());
+                }
                 if this.handshake_left > 0 {
                     let read = buf.filled().len() - before;
                     this.handshake_left = this.handshake_left.saturating_sub(read);
@@ -437,7 +495,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.scan_written(buf.get(..n).into_iter());
+        }
+        polled
     }
 
     fn poll_write_vectored(
@@ -445,7 +508,18 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            let mut left = n;
+            let written = bufs.iter().map_while(|b| {
+                let take = b.len().min(left);
+                left -= take;
+                (take > 0).then(|| b.get(..take).unwrap_or_default())
+            });
+            this.scan_written(written);
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -10,6 +10,7 @@
 pub(crate) mod decision_id;
 pub(crate) mod decision_log;
 pub(crate) mod http;
+pub(crate) mod log_format;
 pub mod metrics;
 pub(crate) mod otlp;
 pub(crate) mod rpc;
@@ -90,6 +91,48 @@ pub struct Telemetry {
     exporter_runtime: Option<ExporterRuntime>,
     /// Decision events per `BatchAuthorize` span.
     span_events: u32,
+    /// Server-side call failures logged (one a second at most).
+    failures: LogLimit,
+}
+
+/// At most one log line a second, counting the ones left out.
+#[derive(Debug, Default)]
+struct LogLimit {
+    /// The second (since the Unix epoch) of the last line logged.
+    last: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogLimit {
+    /// Whether a line may be logged now (else it is counted).
+    fn admit(&self) -> bool {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
+        if last != now
+            && self
+                .last
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return true;
+        }
+        self.suppressed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        false
+    }
+
+    /// Lines left out since the last one logged.
+    fn take_suppressed(&self) -> u64 {
+        self.suppressed
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// A one-thread runtime of its own for the OTLP exporters and the decision
@@ -338,6 +381,7 @@ impl Telemetry {
             dropped: Arc::new(AtomicU64::new(0)),
             exporter_runtime: None,
             span_events: 0,
+            failures: LogLimit::default(),
         }
     }
 
@@ -619,6 +663,27 @@ impl Telemetry {
             }
             span.end();
         }
+        if let Err(s) = status
+            && is_server_error(s.code())
+            && self.failures.admit()
+        {
+            let method = if call.batch {
+                Method::BatchAuthorize
+            } else {
+                Method::Authorize
+            };
+            let trace_id = call.trace_id.map(|t| t.to_string());
+            let span_id = call.span_id.map(|t| t.to_string());
+            tracing::warn!(
+                rpc.method = method.name(),
+                rpc.grpc.status_code = s.code() as i32,
+                error = %crate::policy::err::cut(s.message(), 512),
+                trace_id,
+                span_id,
+                suppressed = self.failures.take_suppressed(),
+                "a call failed on the server's side"
+            );
+        }
     }
 
     /// Record a bundle load attempt and the active bundle, or a poll.
@@ -696,6 +761,19 @@ impl Telemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_lines_are_limited_to_one_a_second_and_count_the_rest() {
+        let limit = LogLimit::default();
+        assert!(limit.admit());
+        assert!(!limit.admit());
+        assert!(!limit.admit());
+        assert_eq!(limit.take_suppressed(), 2);
+        assert_eq!(limit.take_suppressed(), 0);
+        // A new second admits a line again.
+        limit.last.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert!(limit.admit());
+    }
 
     #[test]
     fn only_server_failures_are_error_spans() {

@@ -770,3 +770,57 @@ async fn decision_ids_are_unique_and_the_same_in_response_log_and_span() {
     assert_eq!(traced.len(), responses.len());
     assert!(traced.iter().all(|id| unique.contains(id.as_str())));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_log_records_name_their_schema_instance_and_bundle_across_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    copy_dir(&root().join(KMS), &bundle);
+    let manifest = |revision: &str, serial: u64| {
+        std::fs::write(
+            bundle.join("manifest.json"),
+            format!(r#"{{"revision": "{revision}", "name": "kms-examples", "serial": {serial}}}"#),
+        )
+        .unwrap();
+    };
+    manifest("r1", 7);
+    let (log_out, log_in) = tokio::io::duplex(1 << 20);
+    let settings = TelemetrySettings::from_env(&|k| match k {
+        "OTEL_SERVICE_NAME" => Some("verdict-central".to_owned()),
+        "OTEL_RESOURCE_ATTRIBUTES" => Some(
+            "k8s.pod.name=verdict-0,service.instance.id=i-1,deployment.environment.name=prod"
+                .to_owned(),
+        ),
+        _ => None,
+    })
+    .unwrap();
+    let mut opts = options(settings);
+    opts.prometheus = false;
+    opts.decision_log = Some(LogSink::Writer(Box::new(log_out)));
+    let telemetry = Arc::new(Telemetry::start(opts).unwrap());
+    let running = start_with(&config(&bundle, None, &[]), telemetry).await;
+    let mut c = client(&running).await;
+    c.authorize(req(DAVE, "kms:Encrypt")).await.unwrap();
+    manifest("r2", 8);
+    running.reloader.reload().await.unwrap();
+    c.authorize(req(DAVE, "kms:Decrypt")).await.unwrap();
+    let lines = shutdown_and_read_log(running, log_in).await;
+    assert_eq!(lines.len(), 2);
+    for (line, (revision, serial)) in lines.iter().zip([("r1", 7), ("r2", 8)]) {
+        assert_eq!(line["schema_version"], 1);
+        assert_eq!(
+            line["bundles"],
+            serde_json::json!([{"name": "kms-examples", "revision": revision, "serial": serial}])
+        );
+        assert_eq!(line["bundle_revision"], revision);
+        assert_eq!(
+            line["labels"],
+            serde_json::json!({
+                "service.name": "verdict-central",
+                "k8s.pod.name": "verdict-0",
+                "service.instance.id": "i-1",
+                "deployment.environment.name": "prod",
+            })
+        );
+    }
+}

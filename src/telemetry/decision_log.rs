@@ -106,6 +106,64 @@ pub struct LogRecord {
     pub(crate) id: super::DecisionId,
 }
 
+/// The version of the record's schema (`docs/decision-log.schema.json`),
+/// raised when a field changes meaning or is removed.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// Bundles remembered for naming the bundle of a record: the active one
+/// and the few before it (a record decided just before a reload is written
+/// just after it).
+pub(crate) const RECENT_BUNDLES: usize = 4;
+
+/// What every record of one server says about where it comes from.
+#[derive(Debug, Default)]
+pub(crate) struct Origin {
+    /// `service.name` and the `OTEL_RESOURCE_ATTRIBUTES` of the instance.
+    pub(crate) labels: serde_json::Map<String, serde_json::Value>,
+    /// The active bundle first, then the ones before it.
+    pub(crate) bundles: arc_swap::ArcSwap<Vec<Arc<super::ActiveBundle>>>,
+}
+
+impl Origin {
+    /// Labels from the service name and resource attributes.
+    pub(crate) fn new(service_name: &str, attributes: &[(String, String)]) -> Self {
+        let mut labels = serde_json::Map::new();
+        labels.insert("service.name".into(), service_name.into());
+        for (k, v) in attributes {
+            labels.insert(k.clone(), v.as_str().into());
+        }
+        Self {
+            labels,
+            bundles: arc_swap::ArcSwap::default(),
+        }
+    }
+
+    /// A bundle became active.
+    pub(crate) fn activated(&self, bundle: Arc<super::ActiveBundle>) {
+        self.bundles.rcu(|recent| {
+            let mut next = Vec::with_capacity(RECENT_BUNDLES);
+            next.push(bundle.clone());
+            next.extend(
+                recent
+                    .iter()
+                    .filter(|b| b.revision != bundle.revision)
+                    .take(RECENT_BUNDLES - 1)
+                    .cloned(),
+            );
+            next
+        });
+    }
+}
+
+#[derive(Serialize)]
+struct BundleJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    revision: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<u64>,
+}
+
 /// Request strings longer than this are cut in a record, and marked.
 pub(crate) const MAX_FIELD_BYTES: usize = 1024;
 
@@ -223,6 +281,7 @@ impl Serialize for ContextJson<'_> {
 
 #[derive(Serialize)]
 struct RecordJson<'a> {
+    schema_version: u32,
     decision_id: &'a str,
     time: String,
     trace_id: Option<String>,
@@ -234,12 +293,22 @@ struct RecordJson<'a> {
     latency_ns: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     caller: Option<&'a str>,
+    bundles: [BundleJson<'a>; 1],
+    labels: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 /// Append `record` to `buf` as one JSON line.
-pub(crate) fn encode(record: &LogRecord, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+pub(crate) fn encode(
+    record: &LogRecord,
+    origin: &Origin,
+    buf: &mut Vec<u8>,
+) -> serde_json::Result<()> {
     let mut id = [0u8; super::DECISION_ID_LEN];
+    let revision: &str = &record.decision.bundle_revision;
+    let recent = origin.bundles.load();
+    let known = recent.iter().find(|b| &*b.revision == revision);
     let json = RecordJson {
+        schema_version: SCHEMA_VERSION,
         decision_id: record.id.encode(&mut id),
         time: chrono::DateTime::<chrono::Utc>::from(record.time)
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -250,6 +319,12 @@ pub(crate) fn encode(record: &LogRecord, buf: &mut Vec<u8>) -> serde_json::Resul
         cached: record.cached,
         latency_ns: u64::try_from(record.latency.as_nanos()).unwrap_or(u64::MAX),
         caller: record.caller.as_deref(),
+        bundles: [BundleJson {
+            name: known.and_then(|b| b.name.as_deref()),
+            revision,
+            serial: known.map(|b| b.serial).filter(|s| *s > 0),
+        }],
+        labels: &origin.labels,
     };
     serde_json::to_writer(&mut *buf, &json)?;
     buf.push(b'\n');
@@ -288,6 +363,7 @@ impl DecisionLog {
         queue_bytes: usize,
         filter: LogFilter,
         dropped: Arc<AtomicU64>,
+        origin: Arc<Origin>,
     ) -> io::Result<Self> {
         let out: Box<dyn AsyncWrite + Send + Unpin> = match sink {
             LogSink::Stdout => Box::new(tokio::io::stdout()),
@@ -310,6 +386,7 @@ impl DecisionLog {
             dropped.clone(),
             queued.clone(),
             stop.clone(),
+            origin,
         ));
         Ok(Self {
             tx,
@@ -365,6 +442,7 @@ async fn write_loop(
     dropped: Arc<AtomicU64>,
     queued: Arc<AtomicUsize>,
     stop: Arc<Notify>,
+    origin: Arc<Origin>,
 ) {
     let mut buf = Vec::with_capacity(BATCH_BYTES * 2);
     let mut reported_drops = 0u64;
@@ -387,7 +465,7 @@ async fn write_loop(
         let Some(first) = first else { break };
         let mut next = Some(first);
         while let Some(record) = next.take() {
-            if let Err(e) = encode(&record, &mut buf) {
+            if let Err(e) = encode(&record, &origin, &mut buf) {
                 tracing::warn!("decision log: cannot encode a record: {e}");
             }
             queued.fetch_sub(record_bytes(&record), Ordering::AcqRel);

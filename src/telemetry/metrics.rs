@@ -31,6 +31,8 @@ pub const DURATION_BOUNDARIES: [f64; 19] = [
 pub(crate) struct ActiveBundle {
     /// Its revision.
     pub revision: Arc<str>,
+    /// Its manifest name, if it gives one.
+    pub(crate) name: Option<Arc<str>>,
     /// When it was loaded.
     pub(crate) loaded_at: SystemTime,
     /// Its manifest serial (0 when it gives none).

@@ -86,6 +86,8 @@ pub struct Telemetry {
     registry: Option<prometheus::Registry>,
     log: Option<DecisionLog>,
     active: Arc<ArcSwapOption<ActiveBundle>>,
+    /// Labels and recent bundles, for decision log records.
+    origin: Arc<decision_log::Origin>,
     dropped: Arc<AtomicU64>,
     /// The runtime the OTLP exporters and the decision log writer run on.
     exporter_runtime: Option<ExporterRuntime>,
@@ -378,6 +380,7 @@ impl Telemetry {
             registry: None,
             log: None,
             active: Arc::new(ArcSwapOption::empty()),
+            origin: Arc::default(),
             dropped: Arc::new(AtomicU64::new(0)),
             exporter_runtime: None,
             span_events: 0,
@@ -479,6 +482,10 @@ impl Telemetry {
             telemetry.meter_provider = Some(provider);
         }
         if let Some(sink) = opts.decision_log {
+            telemetry.origin = Arc::new(decision_log::Origin::new(
+                &s.service_name,
+                &s.resource_attributes,
+            ));
             telemetry.log = Some(
                 DecisionLog::start(
                     sink,
@@ -486,6 +493,7 @@ impl Telemetry {
                     opts.decision_log_queue_bytes,
                     opts.decision_log_filter,
                     telemetry.dropped.clone(),
+                    telemetry.origin.clone(),
                 )
                 .map_err(TelemetryStartError::DecisionLog)?,
             );
@@ -706,11 +714,16 @@ impl Telemetry {
             m.reload(outcome);
         }
         if let Some(snap) = active {
-            self.active.store(Some(Arc::new(ActiveBundle {
+            let bundle = Arc::new(ActiveBundle {
                 revision: snap.revision.clone(),
+                name: snap.name.as_deref().map(Arc::from),
                 loaded_at: snap.loaded_at,
                 serial: snap.serial,
-            })));
+            });
+            if self.log.is_some() {
+                self.origin.activated(bundle.clone());
+            }
+            self.active.store(Some(bundle));
         }
     }
 

@@ -239,6 +239,7 @@ async fn telemetry_is_exported_and_flushed_on_sigterm() {
     let mut child = verdict()
         .args(["serve", "--uds", sock.to_str().unwrap()])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
         .env("OTEL_SERVICE_NAME", "verdict-sidecar")
         .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
         .env("OTEL_BSP_SCHEDULE_DELAY", "600000")

@@ -52,12 +52,13 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_counted_by_method_and_status_and_shed_calls_are_seen() {
     let (addr, received) = otlp::receiver().await;
-    let mut settings = TelemetrySettings::from_env(&|k| {
-        (k == "OTEL_METRIC_EXPORT_INTERVAL").then(|| "200".to_owned())
+    let mut settings = TelemetrySettings::from_env(&|k| match k {
+        "OTEL_METRIC_EXPORT_INTERVAL" => Some("200".to_owned()),
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(format!("http://{addr}")),
+        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("grpc".to_owned()),
+        _ => None,
     })
     .unwrap();
-    settings.traces_endpoint = Some(format!("http://{addr}"));
-    settings.metrics_endpoint = Some(format!("http://{addr}"));
     settings.sampler = SamplerSetting::AlwaysOn;
     let telemetry = Arc::new(
         Telemetry::start(TelemetryOptions {

@@ -43,10 +43,14 @@ fn req(principal: &str, action: &str) -> AuthorizeRequest {
     }
 }
 
+/// Settings exporting over OTLP/gRPC to `endpoint`, when given.
 fn settings(endpoint: Option<String>) -> TelemetrySettings {
-    let mut s = TelemetrySettings::from_env(&|_| None).unwrap();
-    s.traces_endpoint.clone_from(&endpoint);
-    s.metrics_endpoint = endpoint;
+    let mut s = TelemetrySettings::from_env(&|k| match k {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => endpoint.clone(),
+        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("grpc".to_owned()),
+        _ => None,
+    })
+    .unwrap();
     s.sampler = SamplerSetting::ParentAlwaysOn;
     s.service_name = "verdict-under-test".into();
     // Fewer decision events per batch span than the batch below has.
@@ -428,6 +432,7 @@ async fn span_exports_carry_the_configured_headers_and_can_be_gzipped() {
             "x-tenant=key%20service, authorization=Bearer%20t0ken".to_owned(),
         ),
         ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip".to_owned()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
         ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
     ];
     let settings = TelemetrySettings::from_env(&|k| {
@@ -690,9 +695,13 @@ async fn decision_ids_are_unique_and_the_same_in_response_log_and_span() {
     use std::collections::HashSet;
     let (addr, received) = otlp::receiver().await;
     let (log_out, log_in) = tokio::io::duplex(1 << 20);
-    let queue = |k: &str| (k == "OTEL_BSP_MAX_QUEUE_SIZE").then(|| "250000".to_owned());
-    let mut s = TelemetrySettings::from_env(&queue).unwrap();
-    s.traces_endpoint = Some(format!("http://{addr}"));
+    let env = |k: &str| match k {
+        "OTEL_BSP_MAX_QUEUE_SIZE" => Some("250000".to_owned()),
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(format!("http://{addr}")),
+        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("grpc".to_owned()),
+        _ => None,
+    };
+    let mut s = TelemetrySettings::from_env(&env).unwrap();
     s.sampler = SamplerSetting::ParentAlwaysOn;
     s.span_events = 10;
     let mut opts = options(s);

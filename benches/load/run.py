@@ -349,6 +349,7 @@ def main():
                     "VERDICT_CACHE_MAX_ENTRIES": "0",
                     "VERDICT_METRICS_LISTEN": f"127.0.0.1:{traced_metrics[name]}",
                     "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{sinks[name][1]}",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
                     "OTEL_TRACES_SAMPLER": "always_on",
                     "OTEL_METRIC_EXPORT_INTERVAL": "1000",
                 },
@@ -363,6 +364,7 @@ def main():
                     "VERDICT_CACHE_MAX_ENTRIES": "0",
                     "VERDICT_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
                     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://{sinks[name][1]}",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
                     "OTEL_METRIC_EXPORT_INTERVAL": "1000",
                 },
             )

@@ -9,6 +9,7 @@
 
 pub(crate) mod decision_id;
 pub(crate) mod decision_log;
+pub(crate) mod export;
 pub(crate) mod http;
 pub(crate) mod log_format;
 pub mod metrics;
@@ -40,6 +41,7 @@ use crate::eval::{Decision, Request, RequestParts};
 use crate::reload::ReloadEvent;
 pub use decision_id::{DECISION_ID_LEN, DecisionId};
 pub use decision_log::{DecisionLog, LogFilter, LogRecord, LogSettings, LogSink};
+pub use export::{ExportSettings, Protocol};
 pub(crate) use metrics::{ActiveBundle, Metrics};
 pub(crate) use rpc::{RpcMethod, RpcMetrics, ServerGauges, Shed};
 pub use settings::{SamplerSetting, TelemetryError, TelemetrySettings};
@@ -134,6 +136,54 @@ impl LogLimit {
     fn take_suppressed(&self) -> u64 {
         self.suppressed
             .swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The OTLP metric exporter `target` configures (opentelemetry-otlp's, on a
+/// transport of ours: a gRPC channel or an HTTP client with the configured
+/// TLS). Must be called inside the telemetry runtime.
+fn metric_exporter(target: &ExportSettings) -> Result<opentelemetry_otlp::MetricExporter, String> {
+    use opentelemetry_otlp::{WithHttpConfig as _, WithTonicConfig as _};
+    let compression = target.gzip.then_some(opentelemetry_otlp::Compression::Gzip);
+    match target.protocol {
+        Protocol::Grpc => {
+            let mut metadata = MetadataMap::new();
+            for (k, v) in &target.headers {
+                let key = tonic::metadata::AsciiMetadataKey::from_bytes(
+                    k.to_ascii_lowercase().as_bytes(),
+                )
+                .map_err(|_| format!("header `{k}`: not a valid gRPC metadata key"))?;
+                let value = tonic::metadata::AsciiMetadataValue::try_from(v.as_str())
+                    .map_err(|_| format!("header `{k}`: not an ASCII value"))?;
+                metadata.append(key, value);
+            }
+            let mut builder = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_channel(target.grpc_channel()?)
+                .with_metadata(metadata)
+                .with_timeout(target.timeout);
+            if let Some(c) = compression {
+                builder = builder.with_compression(c);
+            }
+            builder.build().map_err(|e| e.to_string())
+        }
+        Protocol::HttpProtobuf => {
+            let client = export::RuntimeHttpClient::new(
+                target.http_client()?,
+                tokio::runtime::Handle::current(),
+            );
+            let mut builder = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(target.endpoint.clone())
+                .with_http_client(client)
+                .with_headers(target.headers.iter().cloned().collect())
+                .with_timeout(target.timeout);
+            if let Some(c) = compression {
+                builder = builder.with_compression(c);
+            }
+            builder.build().map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -394,10 +444,7 @@ impl Telemetry {
     pub fn start(opts: TelemetryOptions) -> Result<Self, TelemetryStartError> {
         let s = &opts.settings;
         let mut telemetry = Self::disabled();
-        if s.traces_endpoint.is_some()
-            || s.metrics_endpoint.is_some()
-            || opts.decision_log.is_some()
-        {
+        if s.traces.is_some() || s.metrics.is_some() || opts.decision_log.is_some() {
             telemetry.exporter_runtime = Some(
                 ExporterRuntime::new().map_err(|e| TelemetryStartError::Exporter(e.to_string()))?,
             );
@@ -420,14 +467,9 @@ impl Telemetry {
                 .with_service_name(s.service_name.clone())
                 .build()
         };
-        if let Some(endpoint) = &s.traces_endpoint {
-            let exporter = otlp::OtlpSpanExporter::new(&otlp::ExportTarget {
-                endpoint: endpoint.clone(),
-                headers: s.traces_headers.clone(),
-                timeout: s.traces_timeout,
-                gzip: s.traces_gzip,
-            })
-            .map_err(|e| TelemetryStartError::Exporter(format!("traces: {e}")))?;
+        if let Some(target) = &s.traces {
+            let exporter = otlp::OtlpSpanExporter::new(target)
+                .map_err(|e| TelemetryStartError::Exporter(format!("traces: {e}")))?;
             let processor = BatchSpanProcessor::builder(exporter)
                 .with_batch_config(
                     BatchConfigBuilder::default()
@@ -447,14 +489,11 @@ impl Telemetry {
             telemetry.span_events = s.span_events;
             telemetry.tracer_provider = Some(provider);
         }
-        if s.metrics_endpoint.is_some() || opts.prometheus {
+        if s.metrics.is_some() || opts.prometheus {
             let mut builder = SdkMeterProvider::builder().with_resource(resource());
-            if let Some(endpoint) = &s.metrics_endpoint {
-                let exporter = opentelemetry_otlp::MetricExporter::builder()
-                    .with_tonic()
-                    .with_endpoint(endpoint.clone())
-                    .build()
-                    .map_err(|e| TelemetryStartError::Exporter(e.to_string()))?;
+            if let Some(target) = &s.metrics {
+                let exporter = metric_exporter(target)
+                    .map_err(|e| TelemetryStartError::Exporter(format!("metrics: {e}")))?;
                 builder = builder.with_reader(
                     PeriodicReader::builder(exporter)
                         .with_interval(s.metric_interval)

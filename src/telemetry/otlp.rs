@@ -1,5 +1,5 @@
-//! OTLP/gRPC span export that writes the protocol buffer encoding of the
-//! SDK's finished spans directly.
+//! OTLP span export (gRPC or HTTP with protocol buffers) that writes the
+//! protocol buffer encoding of the SDK's finished spans directly.
 //!
 //! opentelemetry-otlp's tonic exporter clones each batch (so that it can
 //! retry), converts every span into opentelemetry-proto's message structs
@@ -31,7 +31,9 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use super::export::{ExportSettings, Protocol, RuntimeHttpClient};
 
 /// The collector's trace export method.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -42,114 +44,139 @@ const MAX_RETRIES: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Where and how spans are sent.
-#[derive(Clone, Debug)]
-pub(crate) struct ExportTarget {
-    /// `http://host:port` of the collector.
-    pub(crate) endpoint: String,
-    /// gRPC metadata sent with every export (`OTEL_EXPORTER_OTLP_*HEADERS`).
-    pub(crate) headers: Vec<(String, String)>,
-    /// Deadline of one export, retries included (`OTEL_EXPORTER_OTLP_*TIMEOUT`).
-    pub(crate) timeout: Duration,
-    /// gzip the exports (`OTEL_EXPORTER_OTLP_*COMPRESSION=gzip`).
-    pub(crate) gzip: bool,
-}
-
 /// Why the exporter could not be built.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ExporterError {
-    /// The endpoint is not a usable URI.
-    #[error("endpoint `{endpoint}`: {message}")]
-    Endpoint {
-        /// The endpoint as configured.
-        endpoint: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A header is not valid gRPC metadata.
-    #[error("header `{0}`: not a valid gRPC metadata key and ASCII value")]
+    /// The transport could not be set up (endpoint, TLS material).
+    #[error("{0}")]
+    Transport(String),
+    /// A header is not valid gRPC metadata or HTTP header.
+    #[error("header `{0}`: not a valid header name and ASCII value")]
     Header(String),
 }
 
-/// A span exporter over OTLP/gRPC. Build it inside the tokio runtime that
-/// should carry its connection; `export` may then be driven from any thread
-/// (the SDK's batch processor blocks on it from a thread of its own).
+/// How the encoded requests travel.
+enum Transport {
+    /// OTLP/gRPC, as a unary call with the bytes as its message.
+    Grpc {
+        channel: Channel,
+        metadata: MetadataMap,
+        compression: Option<CompressionEncoding>,
+    },
+    /// OTLP/HTTP: a POST of the bytes (gzipped when configured).
+    Http {
+        client: RuntimeHttpClient,
+        url: http::Uri,
+        headers: http::HeaderMap,
+        gzip: bool,
+    },
+}
+
+/// A failed attempt: whether the OTLP specification allows a retry (and
+/// after the delay the collector asked for), and what to report.
+struct Failure {
+    retry: Option<Option<Duration>>,
+    detail: String,
+}
+
+/// A span exporter over OTLP (gRPC or HTTP). Build it inside the tokio
+/// runtime that should carry its connections; `export` may then be driven
+/// from any thread (the SDK's batch processor blocks on it from a thread of
+/// its own).
 pub(crate) struct OtlpSpanExporter {
-    channel: Channel,
-    metadata: MetadataMap,
+    transport: Transport,
     timeout: Duration,
-    compression: Option<CompressionEncoding>,
     resource: EncodedResource,
     stopped: AtomicBool,
 }
 
 impl fmt::Debug for OtlpSpanExporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let protocol = match self.transport {
+            Transport::Grpc { .. } => "grpc",
+            Transport::Http { .. } => "http/protobuf",
+        };
         f.debug_struct("OtlpSpanExporter")
+            .field("protocol", &protocol)
             .field("timeout", &self.timeout)
-            .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
 }
 
 impl OtlpSpanExporter {
     /// A lazily connecting exporter. Must be called inside a tokio runtime.
-    pub(crate) fn new(target: &ExportTarget) -> Result<Self, ExporterError> {
-        let bad = |message: String| ExporterError::Endpoint {
-            endpoint: target.endpoint.clone(),
-            message,
-        };
-        let endpoint = Endpoint::from_shared(target.endpoint.clone())
-            .map_err(|e| bad(format!("not a URI ({e})")))?;
-        match endpoint.uri().scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "TLS is not built in; send to a collector over http:// (a local agent or sidecar)"
-                        .into(),
-                ));
+    pub(crate) fn new(target: &ExportSettings) -> Result<Self, ExporterError> {
+        let transport = match target.protocol {
+            Protocol::Grpc => {
+                let mut metadata = MetadataMap::new();
+                for (k, v) in &target.headers {
+                    let key = AsciiMetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                        .map_err(|_| ExporterError::Header(k.clone()))?;
+                    let value = AsciiMetadataValue::try_from(v.as_str())
+                        .map_err(|_| ExporterError::Header(k.clone()))?;
+                    metadata.append(key, value);
+                }
+                Transport::Grpc {
+                    channel: target.grpc_channel().map_err(ExporterError::Transport)?,
+                    metadata,
+                    compression: target.gzip.then_some(CompressionEncoding::Gzip),
+                }
             }
-            _ => return Err(bad("the scheme must be http://".into())),
-        }
-        let mut metadata = MetadataMap::new();
-        for (k, v) in &target.headers {
-            let key = AsciiMetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
-                .map_err(|_| ExporterError::Header(k.clone()))?;
-            let value = AsciiMetadataValue::try_from(v.as_str())
-                .map_err(|_| ExporterError::Header(k.clone()))?;
-            metadata.append(key, value);
-        }
-        let channel = endpoint.timeout(target.timeout).connect_lazy();
+            Protocol::HttpProtobuf => {
+                let mut headers = http::HeaderMap::new();
+                for (k, v) in &target.headers {
+                    let name = http::HeaderName::from_bytes(k.as_bytes())
+                        .map_err(|_| ExporterError::Header(k.clone()))?;
+                    let value = http::HeaderValue::from_str(v)
+                        .map_err(|_| ExporterError::Header(k.clone()))?;
+                    headers.append(name, value);
+                }
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/x-protobuf"),
+                );
+                if target.gzip {
+                    headers.insert(
+                        http::header::CONTENT_ENCODING,
+                        http::HeaderValue::from_static("gzip"),
+                    );
+                }
+                let client = target.http_client().map_err(ExporterError::Transport)?;
+                Transport::Http {
+                    client: RuntimeHttpClient::new(client, tokio::runtime::Handle::current()),
+                    url: target
+                        .endpoint
+                        .parse()
+                        .map_err(|e| ExporterError::Transport(format!("endpoint: {e}")))?,
+                    headers,
+                    gzip: target.gzip,
+                }
+            }
+        };
         Ok(Self {
-            channel,
-            metadata,
+            transport,
             timeout: target.timeout,
-            compression: target.gzip.then_some(CompressionEncoding::Gzip),
             resource: EncodedResource::new(&Resource::builder_empty().build()),
             stopped: AtomicBool::new(false),
         })
     }
 
     /// One attempt.
-    async fn send(&self, body: Bytes, remaining: Duration) -> Result<(), tonic::Status> {
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-        if let Some(c) = self.compression {
-            grpc = grpc.send_compressed(c).accept_compressed(c);
-        }
-        grpc.ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("OTLP channel not ready: {e}")))?;
-        let mut request = tonic::Request::new(body);
-        *request.metadata_mut() = self.metadata.clone();
-        request.set_timeout(remaining);
-        let response = grpc
-            .unary(
-                request,
-                http::uri::PathAndQuery::from_static(EXPORT_PATH),
-                RawCodec,
-            )
-            .await?;
-        if let Some(partial) = response.into_inner().partial_success
+    async fn send(&self, body: Bytes, remaining: Duration) -> Result<(), Failure> {
+        let partial = match &self.transport {
+            Transport::Grpc {
+                channel,
+                metadata,
+                compression,
+            } => send_grpc(channel, metadata, *compression, body, remaining).await?,
+            Transport::Http {
+                client,
+                url,
+                headers,
+                ..
+            } => send_http(client, url, headers, body, remaining).await?,
+        };
+        if let Some(partial) = partial
             && (partial.rejected_spans > 0 || !partial.error_message.is_empty())
         {
             // OTLP: a partial success is logged and not retried.
@@ -161,6 +188,103 @@ impl OtlpSpanExporter {
         }
         Ok(())
     }
+}
+
+type Partial = Option<opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess>;
+
+async fn send_grpc(
+    channel: &Channel,
+    metadata: &MetadataMap,
+    compression: Option<CompressionEncoding>,
+    body: Bytes,
+    remaining: Duration,
+) -> Result<Partial, Failure> {
+    let failed = |status: tonic::Status| Failure {
+        retry: retry_after(&status),
+        // A status the transport made up (connection refused, bad
+        // address) explains itself; a collector's message may echo
+        // credentials, so only its code is reported.
+        detail: if std::error::Error::source(&status).is_some() {
+            format!("{:?}: {}", status.code(), status.message())
+        } else {
+            format!("{:?}", status.code())
+        },
+    };
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    if let Some(c) = compression {
+        grpc = grpc.send_compressed(c).accept_compressed(c);
+    }
+    grpc.ready().await.map_err(|e| {
+        failed(tonic::Status::unavailable(format!(
+            "OTLP channel not ready: {e}"
+        )))
+    })?;
+    let mut request = tonic::Request::new(body);
+    *request.metadata_mut() = metadata.clone();
+    request.set_timeout(remaining);
+    let response = grpc
+        .unary(
+            request,
+            http::uri::PathAndQuery::from_static(EXPORT_PATH),
+            RawCodec,
+        )
+        .await
+        .map_err(failed)?;
+    Ok(response.into_inner().partial_success)
+}
+
+async fn send_http(
+    client: &RuntimeHttpClient,
+    url: &http::Uri,
+    headers: &http::HeaderMap,
+    body: Bytes,
+    remaining: Duration,
+) -> Result<Partial, Failure> {
+    let mut request = http::Request::post(url.clone());
+    if let Some(h) = request.headers_mut() {
+        h.clone_from(headers);
+    }
+    let request = request.body(body).map_err(|e| Failure {
+        retry: None,
+        detail: e.to_string(),
+    })?;
+    let response = client
+        .send(request, Some(remaining))
+        .await
+        .map_err(|detail| Failure {
+            retry: Some(None),
+            detail,
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        let parsed: Option<ExportTraceServiceResponse> =
+            prost::Message::decode(response.into_body()).ok();
+        return Ok(parsed.and_then(|r| r.partial_success));
+    }
+    // OTLP/HTTP: 429, 502, 503 and 504 may be retried, after Retry-After
+    // when the collector gives one; the body (which may echo credentials)
+    // is not reported.
+    let retry = matches!(status.as_u16(), 429 | 502 | 503 | 504).then(|| {
+        response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+    });
+    Err(Failure {
+        retry,
+        detail: format!("HTTP {status}"),
+    })
+}
+
+/// gzip `body` (for an HTTP collector that was asked for it).
+fn gzipped(body: &[u8]) -> Bytes {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    Bytes::from(encoder.finish().unwrap_or_default())
 }
 
 /// Whether the OTLP specification allows a retry after this status, and
@@ -202,19 +326,24 @@ impl SpanExporter for OtlpSpanExporter {
         if batch.is_empty() {
             return Ok(());
         }
-        let body = Bytes::from(encode_request(&self.resource, &batch));
+        let encoded = encode_request(&self.resource, &batch);
         // The spans' own strings are freed here, before waiting on the network.
         drop(batch);
+        let body = match &self.transport {
+            Transport::Http { gzip: true, .. } => gzipped(&encoded),
+            _ => Bytes::from(encoded),
+        };
         let start = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 0;
         loop {
             let remaining = self.timeout.saturating_sub(start.elapsed());
-            let status = match self.send(body.clone(), remaining).await {
+            let failure = match self.send(body.clone(), remaining).await {
                 Ok(()) => return Ok(()),
-                Err(status) => status,
+                Err(failure) => failure,
             };
-            let wait = retry_after(&status)
+            let wait = failure
+                .retry
                 .filter(|_| attempt < MAX_RETRIES)
                 .map(|asked| asked.unwrap_or(backoff).max(backoff));
             match wait {
@@ -224,17 +353,10 @@ impl SpanExporter for OtlpSpanExporter {
                     attempt += 1;
                 }
                 _ => {
-                    // A status the transport made up (connection refused, bad
-                    // address) explains itself; a collector's message may echo
-                    // credentials, so only its code is reported.
-                    let detail = if std::error::Error::source(&status).is_some() {
-                        format!("{:?}: {}", status.code(), status.message())
-                    } else {
-                        format!("{:?}", status.code())
-                    };
                     return Err(OTelSdkError::InternalFailure(format!(
-                        "OTLP span export failed after {} attempt(s): {detail}",
-                        attempt + 1
+                        "OTLP span export failed after {} attempt(s): {}",
+                        attempt + 1,
+                        failure.detail
                     )));
                 }
             }
@@ -1056,25 +1178,37 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bad_endpoints_and_headers_are_refused() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let _in = rt.enter();
-        let target = |endpoint: &str, headers: &[(&str, &str)]| ExportTarget {
+    fn target(protocol: Protocol, endpoint: &str, headers: &[(&str, &str)]) -> ExportSettings {
+        ExportSettings {
+            protocol,
             endpoint: endpoint.into(),
             headers: headers
                 .iter()
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
-            timeout: Duration::from_secs(1),
+            timeout: Duration::from_millis(800),
             gzip: false,
-        };
-        let err = |t: ExportTarget| OtlpSpanExporter::new(&t).unwrap_err().to_string();
-        assert!(err(target("https://collector:4317", &[])).contains("TLS"));
-        assert!(err(target("collector:4317", &[])).contains("`collector:4317`"));
-        assert!(err(target("http://c:4317", &[("bad key", "v")])).contains("`bad key`"));
-        assert!(err(target("http://c:4317", &[("k", "line\nbreak")])).contains("`k`"));
-        assert!(OtlpSpanExporter::new(&target("http://c:4317", &[("X-Tenant", "keys")])).is_ok());
+            tls: Default::default(),
+        }
+    }
+
+    #[test]
+    fn bad_headers_are_refused() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _in = rt.enter();
+        for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+            let err = |t: ExportSettings| OtlpSpanExporter::new(&t).unwrap_err().to_string();
+            assert!(
+                err(target(protocol, "http://c:4317", &[("bad key", "v")])).contains("`bad key`")
+            );
+            assert!(
+                err(target(protocol, "http://c:4317", &[("k", "line\nbreak")])).contains("`k`")
+            );
+            assert!(
+                OtlpSpanExporter::new(&target(protocol, "http://c:4317", &[("X-Tenant", "keys")]))
+                    .is_ok()
+            );
+        }
     }
 
     #[test]
@@ -1086,49 +1220,50 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let exporter = {
-            let _in = rt.enter();
-            OtlpSpanExporter::new(&ExportTarget {
-                endpoint: format!("http://127.0.0.1:{port}"),
-                headers: Vec::new(),
-                timeout: Duration::from_millis(800),
-                gzip: false,
-            })
-            .unwrap()
-        };
-        let span = SpanData {
-            span_context: SpanContext::new(
-                TraceId::from_bytes([1; 16]),
-                SpanId::from_bytes([2; 8]),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Server,
-            name: "verdict.v1.Authorizer/Authorize".into(),
-            start_time: SystemTime::now(),
-            end_time: SystemTime::now(),
-            attributes: vec![KeyValue::new("verdict.decision", "Allow")],
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Ok,
-            instrumentation_scope: InstrumentationScope::builder("verdict").build(),
-        };
-        // Driven from a plain thread, as the SDK's batch processor does.
-        let started = Instant::now();
-        let result =
-            std::thread::spawn(move || futures_executor::block_on(exporter.export(vec![span])))
-                .join()
-                .unwrap();
-        let err = result.unwrap_err().to_string();
-        assert!(err.contains("Unavailable"), "{err}");
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            started.elapsed()
-        );
+        for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+            let exporter = {
+                let _in = rt.enter();
+                OtlpSpanExporter::new(&target(protocol, &format!("http://127.0.0.1:{port}"), &[]))
+                    .unwrap()
+            };
+            let span = SpanData {
+                span_context: SpanContext::new(
+                    TraceId::from_bytes([1; 16]),
+                    SpanId::from_bytes([2; 8]),
+                    TraceFlags::SAMPLED,
+                    false,
+                    TraceState::NONE,
+                ),
+                parent_span_id: SpanId::INVALID,
+                parent_span_is_remote: false,
+                span_kind: SpanKind::Server,
+                name: "verdict.v1.Authorizer/Authorize".into(),
+                start_time: SystemTime::now(),
+                end_time: SystemTime::now(),
+                attributes: vec![KeyValue::new("verdict.decision", "Allow")],
+                dropped_attributes_count: 0,
+                events: SpanEvents::default(),
+                links: SpanLinks::default(),
+                status: Status::Ok,
+                instrumentation_scope: InstrumentationScope::builder("verdict").build(),
+            };
+            // Driven from a plain thread, as the SDK's batch processor does.
+            let started = Instant::now();
+            let result =
+                std::thread::spawn(move || futures_executor::block_on(exporter.export(vec![span])))
+                    .join()
+                    .unwrap();
+            let err = result.unwrap_err().to_string();
+            let why = match protocol {
+                Protocol::Grpc => "Unavailable",
+                Protocol::HttpProtobuf => "error sending request",
+            };
+            assert!(err.contains(why), "{err}");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                started.elapsed()
+            );
+        }
     }
 }

@@ -7,24 +7,16 @@ use std::time::Duration;
 
 use opentelemetry_sdk::trace::Sampler;
 
+use super::export::{self, ExportSettings, Signal};
+
 /// What to export, and how.
 #[derive(Clone, Debug)]
 pub struct TelemetrySettings {
-    /// OTLP/gRPC endpoint for traces (none: no tracing at all).
-    pub traces_endpoint: Option<String>,
-    /// OTLP/gRPC endpoint for metrics.
-    pub metrics_endpoint: Option<String>,
-    /// gRPC metadata sent with span exports
-    /// (`OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`:
-    /// `key=value` pairs separated by commas, values percent-encoded).
-    pub(crate) traces_headers: Vec<(String, String)>,
-    /// Deadline of one span export, retries included
-    /// (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`,
-    /// milliseconds; default 10,000).
-    pub(crate) traces_timeout: Duration,
-    /// gzip span exports (`OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, else
-    /// `OTEL_EXPORTER_OTLP_COMPRESSION`: `gzip` or `none`).
-    pub(crate) traces_gzip: bool,
+    /// Where and how spans are exported (none: no tracing at all).
+    pub traces: Option<ExportSettings>,
+    /// Where and how metrics are exported over OTLP (none: not exported,
+    /// though `/metrics` may still serve them).
+    pub metrics: Option<ExportSettings>,
     /// `service.name`: `OTEL_SERVICE_NAME`, else `service.name` of
     /// `OTEL_RESOURCE_ATTRIBUTES`, else `verdict`.
     pub service_name: String,
@@ -104,13 +96,12 @@ impl TelemetrySettings {
                 .filter(|v| !v.is_empty())
         };
         let disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let base = get("OTEL_EXPORTER_OTLP_ENDPOINT");
-        let (traces_endpoint, metrics_endpoint) = if disabled {
+        let (traces, metrics) = if disabled {
             (None, None)
         } else {
             (
-                get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| base.clone()),
-                get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").or(base),
+                export::read(&get, Signal::Traces, &mut errors),
+                export::read(&get, Signal::Metrics, &mut errors),
             )
         };
         let mut resource_attributes = Vec::new();
@@ -186,75 +177,12 @@ impl TelemetrySettings {
                 16
             }),
         };
-        let either = |signal: &str, common: &str| {
-            get(signal)
-                .map(|v| (signal.to_owned(), v))
-                .or_else(|| get(common).map(|v| (common.to_owned(), v)))
-        };
-        let mut traces_headers = Vec::new();
-        if let Some((var, list)) = either(
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-            "OTEL_EXPORTER_OTLP_HEADERS",
-        ) {
-            for pair in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let parsed = pair.split_once('=').and_then(|(k, v)| {
-                    let k = k.trim();
-                    let v = percent_encoding::percent_decode_str(v.trim())
-                        .decode_utf8()
-                        .ok()?;
-                    (!k.is_empty()).then(|| (k.to_owned(), v.into_owned()))
-                });
-                match parsed {
-                    Some(kv) => traces_headers.push(kv),
-                    None => errors.push(TelemetryError {
-                        var: var.clone(),
-                        message: format!(
-                            "`{pair}` is not key=value (with a percent-encoded UTF-8 value)"
-                        ),
-                    }),
-                }
-            }
-        }
-        let traces_timeout = match either(
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-        ) {
-            None => Duration::from_secs(10),
-            Some((var, v)) => match v.parse::<u64>() {
-                Ok(ms) if ms > 0 => Duration::from_millis(ms),
-                _ => {
-                    errors.push(TelemetryError {
-                        var,
-                        message: format!("`{v}` is not a positive number of milliseconds"),
-                    });
-                    Duration::from_secs(10)
-                }
-            },
-        };
-        let traces_gzip = match either(
-            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-            "OTEL_EXPORTER_OTLP_COMPRESSION",
-        ) {
-            None => false,
-            Some((_, v)) if v.eq_ignore_ascii_case("none") => false,
-            Some((_, v)) if v.eq_ignore_ascii_case("gzip") => true,
-            Some((var, v)) => {
-                errors.push(TelemetryError {
-                    var,
-                    message: format!("unsupported compression `{v}` (gzip or none)"),
-                });
-                false
-            }
-        };
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(Self {
-            traces_endpoint,
-            metrics_endpoint,
-            traces_headers,
-            traces_timeout,
-            traces_gzip,
+            traces,
+            metrics,
             service_name: get("OTEL_SERVICE_NAME")
                 .or_else(|| {
                     resource_attributes
@@ -290,8 +218,7 @@ mod tests {
     #[test]
     fn off_without_an_endpoint() {
         let s = read(&[]).unwrap();
-        assert_eq!(s.traces_endpoint, None);
-        assert_eq!(s.metrics_endpoint, None);
+        assert!(s.traces.is_none() && s.metrics.is_none());
         assert_eq!(s.service_name, "verdict");
     }
 
@@ -313,28 +240,40 @@ mod tests {
     #[test]
     fn endpoints_and_disabling() {
         let s = read(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
-            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4317"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "http://m:4318/v1/metrics",
+            ),
         ])
         .unwrap();
-        assert_eq!(s.traces_endpoint.as_deref(), Some("http://c:4317"));
-        assert_eq!(s.metrics_endpoint.as_deref(), Some("http://m:4317"));
+        let endpoint = |e: &Option<ExportSettings>| e.as_ref().map(|e| e.endpoint.clone());
+        assert_eq!(
+            endpoint(&s.traces).as_deref(),
+            Some("http://c:4318/v1/traces")
+        );
+        assert_eq!(
+            endpoint(&s.metrics).as_deref(),
+            Some("http://m:4318/v1/metrics")
+        );
         let s = read(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
             ("OTEL_SDK_DISABLED", "TRUE"),
         ])
         .unwrap();
-        assert_eq!(s.traces_endpoint, None);
-        assert_eq!(s.metrics_endpoint, None);
+        assert!(s.traces.is_none() && s.metrics.is_none());
     }
 
     #[test]
     fn export_headers_timeout_and_compression() {
-        let s = read(&[]).unwrap();
-        assert!(s.traces_headers.is_empty());
-        assert_eq!(s.traces_timeout, Duration::from_secs(10));
-        assert!(!s.traces_gzip);
+        let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318");
+        let s = read(&[base]).unwrap();
+        let t = s.traces.unwrap();
+        assert!(t.headers.is_empty());
+        assert_eq!(t.timeout, Duration::from_secs(10));
+        assert!(!t.gzip);
         let s = read(&[
+            base,
             ("OTEL_EXPORTER_OTLP_HEADERS", "a=1"),
             (
                 "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
@@ -344,27 +283,34 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP"),
         ])
         .unwrap();
+        let (t, m) = (s.traces.unwrap(), s.metrics.unwrap());
         assert_eq!(
-            s.traces_headers,
+            t.headers,
             [
                 ("api-key".to_owned(), "s=cr,et".to_owned()),
                 ("x-team".to_owned(), "keys".to_owned())
             ]
         );
-        assert_eq!(s.traces_timeout, Duration::from_millis(2500));
-        assert!(s.traces_gzip);
+        assert_eq!(m.headers, [("a".to_owned(), "1".to_owned())]);
+        assert_eq!(t.timeout, Duration::from_millis(2500));
+        assert!(t.gzip && m.gzip);
         let s = read(&[
+            base,
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
             ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
             ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "100"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "200"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "nonsense"),
         ])
         .unwrap();
-        assert!(!s.traces_gzip);
-        assert_eq!(s.traces_timeout, Duration::from_millis(100));
+        let t = s.traces.unwrap();
+        assert!(!t.gzip);
+        assert_eq!(t.timeout, Duration::from_millis(100));
         let e = read(&[
+            base,
             ("OTEL_EXPORTER_OTLP_HEADERS", "novalue,k=%FF"),
             ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "1"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
         ])
         .unwrap_err();
@@ -375,6 +321,9 @@ mod tests {
                 "OTEL_EXPORTER_OTLP_HEADERS",
                 "OTEL_EXPORTER_OTLP_HEADERS",
                 "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "OTEL_EXPORTER_OTLP_HEADERS",
                 "OTEL_EXPORTER_OTLP_COMPRESSION"
             ]
         );

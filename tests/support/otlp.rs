@@ -62,6 +62,166 @@ impl MetricsService for Received {
     }
 }
 
+/// Start an OTLP/gRPC receiver with mutual TLS on 127.0.0.1:0: it presents
+/// `ca`'s server certificate and requires a client certificate `ca` issued.
+pub async fn receiver_tls(ca: &super::remote::TestCa) -> (SocketAddr, Received) {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Received::default();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            std::fs::read(&ca.cert).unwrap(),
+            std::fs::read(&ca.key).unwrap(),
+        ))
+        .client_ca_root(Certificate::from_pem(std::fs::read(&ca.ca).unwrap()));
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .unwrap()
+        .add_service(
+            TraceServiceServer::new(received.clone())
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+        )
+        .add_service(
+            MetricsServiceServer::new(received.clone())
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+        );
+    tokio::spawn(
+        server.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (addr, received)
+}
+
+/// Start an OTLP/HTTP receiver (`POST /v1/traces`, `POST /v1/metrics`,
+/// protocol buffers, gzip or not) on 127.0.0.1:0; with `tls`, over mutual
+/// TLS as [`receiver_tls`]. Each request's headers are kept as its metadata.
+pub async fn http_receiver(tls: Option<&super::remote::TestCa>) -> (SocketAddr, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Received::default();
+    let acceptor = tls.map(|ca| tokio_rustls::TlsAcceptor::from(Arc::new(server_tls(ca))));
+    let keep = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (keep, acceptor) = (keep.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |r| {
+                    let keep = keep.clone();
+                    async move { Ok::<_, std::convert::Infallible>(keep.http(r).await) }
+                });
+                let http = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    Some(a) => {
+                        if let Ok(tls) = a.accept(stream).await {
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                                .await;
+                        }
+                    }
+                    None => {
+                        let _ = http
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+/// A rustls server configuration presenting `ca`'s server certificate and
+/// requiring a client certificate it issued.
+fn server_tls(ca: &super::remote::TestCa) -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&ca.ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain = CertificateDer::pem_file_iter(&ca.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&ca.key).unwrap();
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap()
+}
+
+impl Received {
+    /// Answer one OTLP/HTTP request, keeping what it carried.
+    async fn http(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+        use http_body_util::BodyExt as _;
+        use std::io::Read as _;
+        let (parts, body) = request.into_parts();
+        let mut bytes = body.collect().await.unwrap().to_bytes().to_vec();
+        if parts
+            .headers
+            .get("content-encoding")
+            .is_some_and(|v| v == "gzip")
+        {
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_end(&mut plain)
+                .unwrap();
+            bytes = plain;
+        }
+        let ok = |body: Vec<u8>| {
+            hyper::Response::builder()
+                .header("content-type", "application/x-protobuf")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap()
+        };
+        assert_eq!(
+            parts.headers.get("content-type").unwrap(),
+            "application/x-protobuf"
+        );
+        match parts.uri.path() {
+            "/v1/traces" => {
+                self.trace_metadata
+                    .lock()
+                    .unwrap()
+                    .push(tonic::metadata::MetadataMap::from_headers(parts.headers));
+                let r: ExportTraceServiceRequest = prost::Message::decode(&bytes[..]).unwrap();
+                self.traces.lock().unwrap().push(r);
+                ok(prost::Message::encode_to_vec(&ExportTraceServiceResponse {
+                    partial_success: None,
+                }))
+            }
+            "/v1/metrics" => {
+                let r: ExportMetricsServiceRequest = prost::Message::decode(&bytes[..]).unwrap();
+                self.metrics.lock().unwrap().push(r);
+                ok(prost::Message::encode_to_vec(
+                    &ExportMetricsServiceResponse {
+                        partial_success: None,
+                    },
+                ))
+            }
+            _ => hyper::Response::builder()
+                .status(404)
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        }
+    }
+}
+
 /// Start a receiver on 127.0.0.1:0.
 pub async fn receiver() -> (SocketAddr, Received) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -72,7 +232,10 @@ pub async fn receiver() -> (SocketAddr, Received) {
             TraceServiceServer::new(received.clone())
                 .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
         )
-        .add_service(MetricsServiceServer::new(received.clone()));
+        .add_service(
+            MetricsServiceServer::new(received.clone())
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+        );
     tokio::spawn(
         server.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );

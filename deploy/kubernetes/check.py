@@ -15,7 +15,10 @@ layout it cannot read or probes that would fail show up here.
 
   python3 deploy/kubernetes/check.py [--verdict target/release/verdict]
 
-Run by the test command after `kubernetes-validate`.
+The manifests are the overlays as `kubectl kustomize` renders them. Also
+checks deploy/Dockerfile: base images pinned by exact version and digest,
+dependencies built in a layer before the sources, a stripped binary. Run
+by the test command after `kubernetes-validate` of the rendered overlays.
 """
 
 import argparse
@@ -42,11 +45,51 @@ def free_port():
         return s.getsockname()[1]
 
 
+OVERLAYS = ("overlays/sidecar", "overlays/central")
+
+
+def render(overlay):
+    """An overlay as `kubectl kustomize` renders it."""
+    out = subprocess.run(["kubectl", "kustomize", str(HERE / overlay)], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"kubectl kustomize {overlay}: {out.stderr}")
+    return out.stdout
+
+
 def documents():
-    for manifest in sorted(HERE.rglob("*.yaml")):
-        for doc in yaml.safe_load_all(manifest.read_text()):
+    """Every rendered object, with the overlay it comes from."""
+    for overlay in OVERLAYS:
+        for doc in yaml.safe_load_all(render(overlay)):
             if doc:
-                yield manifest, doc
+                yield overlay, doc
+
+
+def check_dockerfile():
+    """Every base image of deploy/Dockerfile names an exact version and its
+    digest (no floating tag), dependencies are built in a layer of their
+    own before the sources are copied, and the binary is stripped."""
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    images = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    problems = []
+    for image in images:
+        name, _, digest = image.partition("@")
+        repo, _, tag = name.rpartition(":") if ":" in name.rpartition("/")[2] else (name, "", "")
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            problems.append(f"Dockerfile: {image} is not pinned by digest")
+        if not tag or tag == "latest":
+            problems.append(f"Dockerfile: {image} names no version")
+        elif tag[0].isdigit() and not re.match(r"\d+\.\d+\.\d+", tag):
+            problems.append(f"Dockerfile: {image}: {tag} is not an exact version")
+    deps = text.find("cargo build")
+    sources = text.find("COPY src ")
+    if deps < 0 or sources < 0 or deps > sources:
+        problems.append("Dockerfile: dependencies are not built before the sources are copied")
+    if "CARGO_PROFILE_RELEASE_STRIP=symbols" not in text:
+        problems.append("Dockerfile: the binary is not stripped (CARGO_PROFILE_RELEASE_STRIP=symbols)")
+    if not problems:
+        print(f"ok: deploy/Dockerfile pins its {len(images)} base images by version and digest, "
+              "builds dependencies in their own layer, strips the binary")
+    return problems
 
 
 def configmaps():
@@ -101,8 +144,8 @@ def env_of(container, pod_name):
     return env
 
 
-def check_container(manifest, workload, container, volumes, maps, verdict):
-    name = f"{manifest.relative_to(ROOT)}: {workload}/{container['name']}"
+def check_container(overlay, workload, container, volumes, maps, verdict):
+    name = f"{overlay}: {workload}/{container['name']}"
     with tempfile.TemporaryDirectory(prefix="verdict-manifest-") as tmp:
         tmp = Path(tmp)
         mounts = {}
@@ -194,10 +237,10 @@ def check_bundle_configmap(maps, verdict):
         )
         if base64.b64decode(cm["binaryData"]["bundle.tar.gz"]) != out.read_bytes():
             return (
-                "bundle-configmap.yaml is not the example bundle as `verdict bundle build` makes it; "
+                "base/bundle-configmap.yaml is not the example bundle as `verdict bundle build` makes it; "
                 "rebuild it (see the comment at its top)"
             )
-    print("ok: bundle-configmap.yaml is the example bundle's archive")
+    print("ok: base/bundle-configmap.yaml is the example bundle's archive")
     return None
 
 
@@ -210,7 +253,8 @@ def main():
     problem = check_bundle_configmap(maps, args.verdict)
     if problem:
         problems.append(problem)
-    for manifest, doc in documents():
+    problems.extend(check_dockerfile())
+    for overlay, doc in documents():
         if doc.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet"):
             continue
         pod = doc["spec"]["template"]["spec"]
@@ -219,7 +263,7 @@ def main():
             if not container["image"].startswith("verdict:"):
                 continue
             checked += 1
-            problem = check_container(manifest, doc["metadata"]["name"], container, volumes, maps, args.verdict)
+            problem = check_container(overlay, doc["metadata"]["name"], container, volumes, maps, args.verdict)
             if problem:
                 problems.append(problem)
     if checked == 0:

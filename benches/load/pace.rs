@@ -55,6 +55,12 @@ pub struct Args<'a> {
     pub duration: f64,
     pub connections: usize,
     pub tick: Duration,
+    /// Closed loop instead: this many calls in flight per connection, each
+    /// answer releasing the next, for `duration` (`rate` is not used).
+    pub closed: Option<u64>,
+    /// TLS (ALPN h2) with this configuration, for the server name
+    /// `localhost`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Default)]
@@ -160,6 +166,8 @@ struct Conn<'a> {
     partial: Option<(u32, u8, Vec<u8>)>,
     wbuf: BytesMut,
     report: Report,
+    /// Closed loop: each ended call releases another while the run lasts.
+    refill: bool,
 }
 
 impl<'a> Conn<'a> {
@@ -229,6 +237,9 @@ impl<'a> Conn<'a> {
         s.phase = Phase::Ended;
         let at = s.sent_at;
         self.done += 1;
+        if self.refill {
+            self.pending += 1;
+        }
         match outcome {
             Outcome::Ok => {
                 let now = self.start.elapsed().as_micros() as u64;
@@ -393,8 +404,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     body: &[u8],
     start: Instant,
     mut due: mpsc::UnboundedReceiver<u64>,
+    closed: bool,
 ) -> Report {
     let mut conn = Conn {
+        refill: closed,
         block,
         body,
         start,
@@ -446,9 +459,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     conn.pending += n;
                     conn.release();
                     // The newest calls are the ones left waiting.
-                    conn.report.held += conn.pending.min(n);
+                    if !conn.refill {
+                        conn.report.held += conn.pending.min(n);
+                    }
                 }
-                None => open = false,
+                None => {
+                    open = false;
+                    conn.refill = false;
+                }
             },
             r = io.read_buf(&mut rbuf) => match r {
                 Ok(0) => {
@@ -494,18 +512,39 @@ pub async fn run(args: Args<'_>) -> Report {
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx);
         let (block, body) = (block.clone(), body.clone());
+        let closed = args.closed.is_some();
         if let Some(path) = args.target.strip_prefix("unix:") {
             let io = tokio::net::UnixStream::connect(path).await.unwrap();
             tasks.push(tokio::spawn(async move {
-                drive(io, &block, &body, start, rx).await
+                drive(io, &block, &body, start, rx, closed).await
             }));
         } else {
             let io = tokio::net::TcpStream::connect(args.target).await.unwrap();
             io.set_nodelay(true).unwrap();
-            tasks.push(tokio::spawn(async move {
-                drive(io, &block, &body, start, rx).await
-            }));
+            if let Some(config) = &args.tls {
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let io = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, io)
+                    .await
+                    .unwrap();
+                tasks.push(tokio::spawn(async move {
+                    drive(io, &block, &body, start, rx, closed).await
+                }));
+            } else {
+                tasks.push(tokio::spawn(async move {
+                    drive(io, &block, &body, start, rx, closed).await
+                }));
+            }
         }
+    }
+    if let Some(per_connection) = args.closed {
+        let started = Instant::now();
+        for tx in &senders {
+            let _ = tx.send(per_connection);
+        }
+        tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+        drop(senders);
+        return collect(tasks, started).await;
     }
 
     let mut timer = TimerFd::new_custom(ClockId::Monotonic, true, true).unwrap();
@@ -548,6 +587,11 @@ pub async fn run(args: Args<'_>) -> Report {
         released = due;
     }
     drop(senders);
+    collect(tasks, started).await
+}
+
+/// Wait for every connection and merge what each saw.
+async fn collect(tasks: Vec<tokio::task::JoinHandle<Report>>, started: Instant) -> Report {
     let mut report = Report::default();
     for t in tasks {
         match tokio::time::timeout(Duration::from_secs(10), t).await {

@@ -97,10 +97,12 @@ def free_port():
 class Server:
     """One `verdict serve` process with the given VERDICT_*/OTEL_* settings."""
 
-    def __init__(self, name, workdir, env, binary=None, tls=None):
+    def __init__(self, name, workdir, env, binary=None, tls=None, client=None):
         self.name = name
-        # The CA file clients trust, for a server with TLS on.
+        # The CA file clients trust, for a server with TLS on, and the
+        # client certificate and key a mutual-TLS server asks for.
         self.tls = tls
+        self.client = client
         self.port = free_port()
         self.uds = Path(workdir) / f"{name}.sock"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("VERDICT_", "OTEL_"))}
@@ -134,9 +136,10 @@ class Server:
         if self.tls:
             # The gRPC checker speaks plaintext; a TLS server answers its
             # health check over TLS (h2load checks every call's HTTP status).
+            identity = ["--tls-cert", self.client[0], "--tls-key", self.client[1]] if self.client else []
             out = subprocess.run(
                 [str(VERDICT), "health", "--addr", f"127.0.0.1:{self.port}", "--tls-ca", self.tls,
-                 "--tls-server-name", "localhost"],
+                 "--tls-server-name", "localhost", *identity],
                 capture_output=True, text=True,
             )
             if out.returncode != 0:
@@ -159,6 +162,10 @@ class Server:
             self.proc.kill()
 
 
+# The SAN of the load client's certificate, allowed by the mutual-TLS server.
+LOAD_CLIENT = "spiffe://load.test/ns/keys/sa/load-client"
+
+
 def tls_files(workdir):
     """A throwaway CA and a server certificate for localhost/127.0.0.1
     (the OpenSSL command line); returns (ca, cert, key) paths."""
@@ -173,6 +180,11 @@ def tls_files(workdir):
     (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     run("x509", "-req", "-in", "tls.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
         "-out", "tls.pem", "-days", "1", "-extfile", "san.ext")
+    # A client certificate for the mutual-TLS server.
+    run("req", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=load-client")
+    (d / "client.ext").write_text(f"subjectAltName=URI:{LOAD_CLIENT}\nextendedKeyUsage=clientAuth\n")
+    run("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "client.pem", "-days", "1", "-extfile", "client.ext")
     return str(d / "ca.pem"), str(d / "tls.pem"), str(d / "tls.key")
 
 
@@ -262,6 +274,32 @@ def pace(server, path, body, rate, args):
         result = json.loads(out.stdout)
         if result["errors"]:
             sys.exit(f"pace saw {result['errors']} failed calls on {path}: {result['first_error']}")
+    return result
+
+
+def pace_closed(server, path, body, args):
+    """load_support pace in closed loop: a 1 s warm-up, then the measured
+    run; over mutual TLS when the server has a client certificate set."""
+    tls = []
+    if server.tls:
+        tls = ["--tls-ca", server.tls]
+        if server.client:
+            tls += ["--tls-cert", server.client[0], "--tls-key", server.client[1]]
+    result = None
+    for duration in (1.0, float(str(args.duration).rstrip("s"))):
+        out = subprocess.run(
+            [str(SUPPORT), "pace", "--target", f"127.0.0.1:{server.port}", "--path", path, "--body", str(body),
+             "--rate", "1", "--duration", str(duration), "--connections", str(args.connections),
+             "--closed", str(args.streams), *tls],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            sys.exit(f"pace --closed failed on {server.name}:\n{out.stdout}\n{out.stderr}")
+        result = json.loads(out.stdout)
+        if result["errors"] or result["shed"]:
+            sys.exit(f"pace --closed on {server.name}: {result['errors']} failed, {result['shed']} shed: "
+                     f"{result['first_error']}")
     return result
 
 
@@ -375,6 +413,14 @@ def main():
              "VERDICT_TLS_CERT": cert, "VERDICT_TLS_KEY": key},
             tls=ca,
         )
+        client = (str(Path(ca).parent / "client.pem"), str(Path(ca).parent / "client.key"))
+        servers["tpc_mtls"] = Server(
+            "tpc_mtls", work,
+            {"VERDICT_RUNTIME": "thread_per_core", "VERDICT_CACHE_MAX_ENTRIES": "0",
+             "VERDICT_TLS_CERT": cert, "VERDICT_TLS_KEY": key, "VERDICT_TLS_CLIENT_CA": ca,
+             "VERDICT_TLS_ALLOWED_CLIENTS": f"uri:{LOAD_CLIENT}"},
+            tls=ca, client=client,
+        )
         if args.against:
             old = Path(args.against).resolve()
             servers["old"] = Server("old", work, {"VERDICT_RUNTIME": "thread_per_core"}, binary=old)
@@ -388,6 +434,13 @@ def main():
         def run(server, path, body, uds=False):
             s = servers[server]
             return lambda: h2load(s.tcp, path, body, args, uds=s.uds if uds else None)
+
+        def closed(server, path, body):
+            """A closed-loop run of load_support pace (h2load cannot present a
+            client certificate): --streams calls in flight on each of
+            --connections connections, over the server's TLS when it has it."""
+            s = servers[server]
+            return lambda: pace_closed(s, path, body, args)
 
         results.update({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "settings": vars(args)})
         n = args.pairs
@@ -434,6 +487,8 @@ def main():
              run("current_thread_uncached", AUTHORIZE, single), run("ct_traced", AUTHORIZE, single)),
             ("tpc_tls", "TLS against plaintext, Authorize (cache off), thread_per_core",
              run("tpc_uncached", AUTHORIZE, single), run("tpc_tls", AUTHORIZE, single)),
+            ("tpc_mtls", "mutual TLS with an allowlist against plaintext, Authorize (cache off), thread_per_core, closed-loop pace client",
+             closed("tpc_uncached", AUTHORIZE, single), closed("tpc_mtls", AUTHORIZE, single)),
         ]
         if args.against:
             comparisons += [
@@ -564,6 +619,8 @@ def report(r):
         f"| all telemetry (traced 100%, metrics) / none, Authorize cache off (thread_per_core) | {r['tpc_telemetry']['ratio_median']:.2f} | | {r['tpc_telemetry']['a_rps_median']:,.0f} | {r['tpc_telemetry']['b_rps_median']:,.0f} |",
         f"| all telemetry (traced 100%, metrics) / none, Authorize cache off (multi_thread) | {r['telemetry']['ratio_median']:.2f} | | {r['telemetry']['a_rps_median']:,.0f} | {r['telemetry']['b_rps_median']:,.0f} |",
         f"| all telemetry (traced 100%, metrics) / none, Authorize cache off (current_thread) | {r['ct_telemetry']['ratio_median']:.2f} | | {r['ct_telemetry']['a_rps_median']:,.0f} | {r['ct_telemetry']['b_rps_median']:,.0f} |",
+        f"| TLS / plaintext, Authorize cache off (thread_per_core, h2load) | {r['tpc_tls']['ratio_median']:.2f} | | {r['tpc_tls']['a_rps_median']:,.0f} | {r['tpc_tls']['b_rps_median']:,.0f} |",
+        f"| mutual TLS with an allowlist / plaintext, Authorize cache off (thread_per_core, pace closed loop) | {r['tpc_mtls']['ratio_median']:.2f} | ≥ 0.85 | {r['tpc_mtls']['a_rps_median']:,.0f} | {r['tpc_mtls']['b_rps_median']:,.0f} |",
         "",
         f"BatchAuthorize: {r['tpc_batch']['b_rps_median'] * 100:,.0f} decisions/s on the thread_per_core runtime, "
         f"{b['b_rps_median'] * 100:,.0f} on multi_thread, "

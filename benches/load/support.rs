@@ -83,6 +83,18 @@ enum Cmd {
         /// Microseconds between releases of what is due.
         #[arg(long, default_value_t = 100)]
         tick_us: u64,
+        /// Closed loop: this many calls in flight per connection (each
+        /// answer sends the next) instead of a steady rate.
+        #[arg(long)]
+        closed: Option<u64>,
+        /// TLS: the CA verdict's certificate chains to.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        /// Mutual TLS: the client certificate and key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Receive OTLP traces and metrics; print counts on SIGTERM.
     OtlpSink {
@@ -438,14 +450,47 @@ async fn otlp_sink(listen: &str) {
     );
 }
 
+/// A TLS client configuration (ALPN h2) trusting `ca`, with a client
+/// certificate when given.
+fn tls_client(ca: &Path, identity: Option<(PathBuf, PathBuf)>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+/// `(rate, duration, closed)`: the load's shape.
+type Shape = (f64, f64, Option<u64>);
+
 fn pace(
     target: &str,
     path: &str,
     body: &Path,
-    rate: f64,
-    duration: f64,
+    (rate, duration, closed): Shape,
     connections: usize,
     tick_us: u64,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) {
     let body = std::fs::read(body).unwrap();
     // One thread releases, sends and receives.
@@ -461,6 +506,8 @@ fn pace(
         duration,
         connections,
         tick: std::time::Duration::from_micros(tick_us.max(10)),
+        closed,
+        tls,
     }));
     let latencies = &mut report.latencies;
     latencies.sort_unstable();
@@ -523,8 +570,21 @@ fn main() {
             duration,
             connections,
             tick_us,
+            closed,
+            tls_ca,
+            tls_cert,
+            tls_key,
         } => {
-            pace(&target, &path, &body, rate, duration, connections, tick_us);
+            let tls = tls_ca.map(|ca| tls_client(&ca, tls_cert.zip(tls_key)));
+            pace(
+                &target,
+                &path,
+                &body,
+                (rate, duration, closed),
+                connections,
+                tick_us,
+                tls,
+            );
         }
     }
 }

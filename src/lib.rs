@@ -5,6 +5,7 @@
 //! attachments, and [`eval`] decides requests exactly as AWS's evaluation
 //! logic does. [`cli`] wires these into the `verdict` binary.
 
+pub mod analysis;
 pub mod app;
 pub mod bundle;
 pub mod cache;

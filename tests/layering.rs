@@ -21,6 +21,7 @@ const ORDER: &[&str] = &[
     "compile",
     "eval",
     "suite",
+    "analysis",
     "cache",
     "reload",
     "telemetry",

@@ -1,6 +1,7 @@
 //! The `verdict` command line (docs/api.md, "The command line"): one file per subcommand, each
 //! returning an exit status (0 / 1 / 2 as docs/api.md gives per command).
 
+mod analyze;
 mod bundle;
 mod check;
 mod eval;
@@ -61,6 +62,15 @@ pub(crate) enum Command {
     /// Build a bundle into one deterministic .tar.gz (signed with --sign),
     /// make a signing key pair, verify a signed bundle.
     Bundle(bundle::BundleArgs),
+    /// Who may act on a resource: every principal allowed, per action, with
+    /// the context under which it is and the statements or grant that allow it.
+    WhoCan(analyze::WhoCanArgs),
+    /// What a principal may do: every resource and action allowed, with
+    /// the context and the statements or grant that allow it.
+    WhatCan(analyze::WhatCanArgs),
+    /// What a new bundle changes: every request of the two bundles'
+    /// universe whose Allow differs, gained or lost, with a witness request.
+    Diff(analyze::DiffArgs),
 }
 
 /// Run a parsed command line.
@@ -74,6 +84,9 @@ pub fn run(cli: Cli) -> Exit {
         Command::Health(a) => health::run(a),
         Command::Import(a) => import::run(a),
         Command::Bundle(a) => bundle::run(a),
+        Command::WhoCan(a) => analyze::who_can(a),
+        Command::WhatCan(a) => analyze::what_can(a),
+        Command::Diff(a) => analyze::diff(a),
     }
 }
 

@@ -132,6 +132,24 @@ impl Catalogue {
     /// model keeps them: lower-cased), if anything. `budget` is how many
     /// names may still be compared: a wildcard is checked, and a
     /// suggestion looked for, only while it lasts.
+    /// The actions of `service` (lower-cased prefix) whose lower-cased
+    /// names match `pattern` (`*`, `?`), as AWS writes them, sorted; none
+    /// for a service the catalogue does not know.
+    pub(crate) fn actions_matching(&self, service: &str, pattern: &str) -> Vec<&'static str> {
+        let Some(svc) = self.services.get(service) else {
+            return Vec::new();
+        };
+        let pattern = pattern.to_ascii_lowercase();
+        let mut out: Vec<&'static str> = svc
+            .actions
+            .iter()
+            .filter(|(lower, _)| wildcard_match(pattern.as_bytes(), lower.as_bytes()))
+            .map(|(_, written)| *written)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     pub(crate) fn action(
         &self,
         service: &str,

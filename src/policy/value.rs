@@ -107,6 +107,32 @@ pub(crate) struct OwnedDecimal {
 }
 
 impl OwnedDecimal {
+    /// The value as text, and values just below and above it (for trying
+    /// both sides of a comparison): one less and one more, or, where that
+    /// would cross zero, a value on the far side of zero.
+    pub(crate) fn around(&self) -> [String; 3] {
+        let frac = if self.frac.is_empty() {
+            String::new()
+        } else {
+            format!(".{}", self.frac)
+        };
+        let sign = if self.neg { "-" } else { "" };
+        let at = format!("{sign}{}{frac}", self.int);
+        let further = format!("{sign}{}{frac}", self.int.saturating_add(1));
+        let nearer = if self.int >= 1 {
+            format!("{sign}{}{frac}", self.int - 1)
+        } else if self.neg {
+            "1".to_owned()
+        } else {
+            "-1".to_owned()
+        };
+        if self.neg {
+            [at, further, nearer]
+        } else {
+            [at, nearer, further]
+        }
+    }
+
     /// Borrow as a [`Decimal`].
     pub(crate) fn as_decimal(&self) -> Decimal<'_> {
         Decimal {

@@ -1,0 +1,15 @@
+//! Access analysis: who can use a resource, what a principal can reach, and
+//! what a change to a bundle grants or takes away.
+//!
+//! Every answer is computed by deciding requests with the evaluator that
+//! serves Authorize, over a finite universe the bundle speaks about
+//! ([`Universe`]): its principals, actions, resources and classes of request
+//! context. An answer is therefore exact for every request of the universe,
+//! and says so: the universe's size, and what a bound cut from it, are part
+//! of every result.
+
+pub mod query;
+pub mod universe;
+
+pub use query::{Access, Change, Denial, Diff, Side, diff, what_can, who_can};
+pub use universe::{Bounds, ContextClass, Universe};

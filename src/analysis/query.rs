@@ -1,0 +1,286 @@
+//! The questions: who can use a resource (`who_can`), what a principal can
+//! reach (`what_can`), and which requests two bundles decide differently
+//! (`diff`). Each decides every request of its slice of the universe with
+//! the evaluator that serves Authorize ([`crate::eval::logic::evaluate`]).
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::universe::{ContextClass, Universe, glob};
+use crate::compile::Snapshot;
+use crate::eval::json::DecisionJson;
+use crate::eval::{Decision, Outcome, Request, RequestLimits, RequestParts, logic};
+use crate::policy::PolicyKind;
+
+/// One principal's access to one resource with one action.
+#[derive(Clone, Debug, Serialize)]
+pub struct Access {
+    /// The principal.
+    pub principal: String,
+    /// The action.
+    pub action: String,
+    /// Actions no statement tells apart from `action`: decided the same
+    /// way, so allowed the same way.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub same_for: Vec<String>,
+    /// The resource.
+    pub resource: String,
+    /// Whether every context class is allowed (no condition stands in the way).
+    pub unconditional: bool,
+    /// The context classes under which the request is allowed (by name).
+    pub allowed_when: Vec<String>,
+    /// How it is allowed, under the first of those classes: a key policy
+    /// statement, an identity statement reached through the key policy's
+    /// delegation, a grant…
+    pub path: String,
+    /// The statements that allowed it, as `matched` of a decision.
+    pub allowed_by: serde_json::Value,
+    /// The explicit denies that stop it under other classes.
+    pub denied_when: Vec<Denial>,
+}
+
+/// An explicit deny under one context class.
+#[derive(Clone, Debug, Serialize)]
+pub struct Denial {
+    /// The context class.
+    pub context: String,
+    /// The deny statements.
+    pub by: serde_json::Value,
+}
+
+/// Decide one request of the universe; `None` when the request is not
+/// valid (a sample value its key's type refuses).
+fn decide(
+    snap: &Snapshot,
+    principal: &str,
+    action: &str,
+    resource: &str,
+    context: &ContextClass,
+    now: SystemTime,
+) -> Option<Decision> {
+    let parts = RequestParts {
+        principal: principal.to_owned(),
+        action: action.to_owned(),
+        resource: resource.to_owned(),
+        context: context.pairs.clone(),
+        session_policy: None,
+        explain: false,
+    };
+    let req = Request::new(parts, &RequestLimits::default()).ok()?;
+    Some(logic::evaluate(snap, &req, now))
+}
+
+fn matched(d: &Decision) -> serde_json::Value {
+    serde_json::to_value(DecisionJson::new(d))
+        .ok()
+        .and_then(|mut v| v.get_mut("matched").map(serde_json::Value::take))
+        .unwrap_or_default()
+}
+
+/// The path of an allowing decision, in words.
+fn path(d: &Decision) -> String {
+    let steps: Vec<String> = d
+        .matched
+        .iter()
+        .map(|m| {
+            let at = m.index.map_or_else(String::new, |i| format!("#{i}"));
+            let sid = m
+                .sid
+                .as_deref()
+                .map_or_else(String::new, |s| format!(" ({s})"));
+            match m.kind {
+                PolicyKind::Grant => format!("grant {}", m.policy_id),
+                PolicyKind::KeyPolicy
+                    if d.matched
+                        .iter()
+                        .any(|o| matches!(o.kind, PolicyKind::Identity | PolicyKind::Group)) =>
+                {
+                    format!("key policy {}{at}{sid} delegating to IAM", m.policy_id)
+                }
+                kind => format!("{} {}{at}{sid}", kind.as_str(), m.policy_id),
+            }
+        })
+        .collect();
+    steps.join(" + ")
+}
+
+/// The access of one (principal, action, resource) over every context
+/// class; `None` when no class allows it.
+fn access(
+    snap: &Snapshot,
+    universe: &Universe,
+    (principal, action, resource): (&str, &str, &str),
+    now: SystemTime,
+) -> Option<Access> {
+    let mut allowed_when = Vec::new();
+    let mut first: Option<Decision> = None;
+    let mut denied_when = Vec::new();
+    let mut decided = 0usize;
+    for class in &universe.contexts {
+        let Some(d) = decide(snap, principal, action, resource, class, now) else {
+            continue;
+        };
+        decided += 1;
+        match d.outcome {
+            Outcome::Allow => {
+                allowed_when.push(class.name.clone());
+                first.get_or_insert(d);
+            }
+            Outcome::ExplicitDeny => denied_when.push((class.name.clone(), d)),
+            Outcome::ImplicitDeny => {}
+        }
+    }
+    let first = first?;
+    Some(Access {
+        principal: principal.to_owned(),
+        action: action.to_owned(),
+        same_for: universe.same_as.get(action).cloned().unwrap_or_default(),
+        resource: resource.to_owned(),
+        unconditional: allowed_when.len() == decided,
+        path: path(&first),
+        allowed_by: matched(&first),
+        allowed_when,
+        denied_when: denied_when
+            .into_iter()
+            .map(|(context, d)| Denial {
+                context,
+                by: matched(&d),
+            })
+            .collect(),
+    })
+}
+
+/// Who may do `actions` (every action of the universe when empty) on
+/// `resource`: every principal of the universe allowed under at least one
+/// context class.
+pub fn who_can(
+    snap: &Snapshot,
+    universe: &Universe,
+    resource: &str,
+    actions: &[String],
+) -> Vec<Access> {
+    let now = SystemTime::now();
+    let actions = if actions.is_empty() {
+        &universe.actions
+    } else {
+        actions
+    };
+    let mut out = Vec::new();
+    for action in actions {
+        for principal in &universe.principals {
+            out.extend(access(snap, universe, (principal, action, resource), now));
+        }
+    }
+    out
+}
+
+/// What `principal` may do, on the universe's resources matching
+/// `resource` (`*` and `?` wildcards; every resource when `None`).
+pub fn what_can(
+    snap: &Snapshot,
+    universe: &Universe,
+    principal: &str,
+    resource: Option<&str>,
+) -> Vec<Access> {
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    for r in universe
+        .resources
+        .iter()
+        .filter(|r| resource.is_none_or(|p| glob(p, r)))
+    {
+        for action in &universe.actions {
+            out.extend(access(snap, universe, (principal, action, r), now));
+        }
+    }
+    out
+}
+
+/// One request two bundles decide differently.
+#[derive(Clone, Debug, Serialize)]
+pub struct Change {
+    /// `gained` (allowed by the new bundle only) or `lost`.
+    pub change: &'static str,
+    /// The request, as `verdict eval --requests` reads it.
+    pub witness: serde_json::Value,
+    /// The context class it stands for.
+    pub context: String,
+    /// The old bundle's decision and the statements that decided.
+    pub old: Side,
+    /// The new bundle's.
+    pub new: Side,
+}
+
+/// One bundle's decision of a witness.
+#[derive(Clone, Debug, Serialize)]
+pub struct Side {
+    /// `Allow`, `ExplicitDeny` or `ImplicitDeny`.
+    pub decision: &'static str,
+    /// The statements that decided, as `matched` of a decision.
+    pub matched: serde_json::Value,
+}
+
+/// What two bundles decide differently over the union of their universes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Diff {
+    /// Requests decided on both sides.
+    pub compared: u64,
+    /// Access the new bundle grants that the old did not.
+    pub gained: Vec<Change>,
+    /// Access the new bundle takes away.
+    pub lost: Vec<Change>,
+}
+
+fn side(d: &Decision) -> Side {
+    Side {
+        decision: d.outcome.as_str(),
+        matched: matched(d),
+    }
+}
+
+/// Every request of `universe` whose Allow differs between `old` and `new`.
+pub fn diff(old: &Snapshot, new: &Snapshot, universe: &Universe) -> Diff {
+    let now = SystemTime::now();
+    let mut out = Diff::default();
+    for resource in &universe.resources {
+        for action in &universe.actions {
+            for principal in &universe.principals {
+                for class in &universe.contexts {
+                    let (Some(a), Some(b)) = (
+                        decide(old, principal, action, resource, class, now),
+                        decide(new, principal, action, resource, class, now),
+                    ) else {
+                        continue;
+                    };
+                    out.compared += 1;
+                    let (was, is) = (a.outcome == Outcome::Allow, b.outcome == Outcome::Allow);
+                    if was == is {
+                        continue;
+                    }
+                    let context: serde_json::Map<String, serde_json::Value> = class
+                        .pairs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+                        .collect();
+                    let change = Change {
+                        change: if is { "gained" } else { "lost" },
+                        witness: serde_json::json!({
+                            "principal": principal, "action": action,
+                            "resource": resource, "context": context,
+                        }),
+                        context: class.name.clone(),
+                        old: side(&a),
+                        new: side(&b),
+                    };
+                    if is {
+                        out.gained.push(change);
+                    } else {
+                        out.lost.push(change);
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -166,3 +166,301 @@ fn who_can_and_what_can_agree_with_authorize_on_every_request_of_the_universe() 
         );
     }
 }
+
+/// A copy of the example bundle in `dir`, with `change` applied.
+fn planted(dir: &Path, change: impl FnOnce(&Path)) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bundles/kms");
+    let out = dir.to_path_buf();
+    copy(&root, &out);
+    std::fs::remove_dir_all(out.join("tests")).unwrap();
+    change(&out);
+    out
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Add a statement to a policy file (whether `Statement` is a list or one
+/// object).
+fn add_statement(path: &Path, statement: serde_json::Value) {
+    edit_json(path, |v| {
+        let list = match v["Statement"].take() {
+            serde_json::Value::Array(a) => a,
+            one => vec![one],
+        };
+        v["Statement"] = serde_json::Value::Array(list);
+        v["Statement"].as_array_mut().unwrap().push(statement);
+    });
+}
+
+const KEY1: &str = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+/// `verdict eval` of the witnesses on a bundle: whether each is allowed.
+fn eval_allowed(bundle: &Path, witnesses: &[serde_json::Value]) -> Vec<bool> {
+    let file = bundle.with_extension("witnesses.jsonl");
+    let lines: Vec<String> = witnesses.iter().map(ToString::to_string).collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["eval", "--requests"])
+        .arg(&file)
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["decision"] == "Allow")
+        .collect()
+}
+
+#[test]
+fn diff_reports_every_planted_change_with_witnesses_that_flip_under_eval() {
+    type Plant = (
+        &'static str,
+        &'static str,
+        (&'static str, &'static str),
+        Box<dyn FnOnce(&Path)>,
+    );
+    let plants: Vec<Plant> = vec![
+        (
+            "identity statement",
+            "gained",
+            ("arn:aws:iam::111122223333:user/bob", "kms:Decrypt"),
+            Box::new(|b: &Path| {
+                add_statement(
+                    &b.join("policies/kms/create-keys.json"),
+                    serde_json::json!({"Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEY1}),
+                );
+            }),
+        ),
+        (
+            "key policy statement",
+            "lost",
+            ("arn:aws:iam::111122223333:user/frank", "kms:Encrypt"),
+            Box::new(|b: &Path| {
+                add_statement(
+                    &b.join("policies/keys/default-key-policy.json"),
+                    serde_json::json!({
+                        "Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::111122223333:user/frank"},
+                        "Action": "kms:Encrypt", "Resource": "*"
+                    }),
+                );
+            }),
+        ),
+        (
+            "SCP",
+            "lost",
+            ("arn:aws:iam::111122223333:user/erin", "kms:Decrypt"),
+            Box::new(|b: &Path| {
+                std::fs::create_dir_all(b.join("policies/scp")).unwrap();
+                std::fs::write(
+                    b.join("policies/scp/no-decrypt.json"),
+                    serde_json::json!({
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+                            {"Effect": "Deny", "Action": "kms:Decrypt", "Resource": "*"}
+                        ]
+                    })
+                    .to_string(),
+                )
+                .unwrap();
+                std::fs::write(
+                    b.join("accounts.json"),
+                    serde_json::json!({
+                        "111122223333": {"scps": ["scp/no-decrypt"]}
+                    })
+                    .to_string(),
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "permissions boundary",
+            "lost",
+            ("arn:aws:iam::111122223333:user/frank", "kms:Decrypt"),
+            Box::new(|b: &Path| {
+                edit_json(&b.join("principals.json"), |v| {
+                    v["principals"]["arn:aws:iam::111122223333:user/frank"]["boundary"] =
+                        "kms/view-keys".into();
+                });
+            }),
+        ),
+        (
+            "grant",
+            "gained",
+            (
+                "arn:aws:iam::111122223333:role/PaymentsWorker",
+                "kms:Encrypt",
+            ),
+            Box::new(|b: &Path| {
+                edit_json(&b.join("grants.json"), |v| {
+                    v[0]["operations"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push("Encrypt".into());
+                });
+            }),
+        ),
+        (
+            "condition value",
+            "lost",
+            (
+                "arn:aws:iam::111122223333:role/PaymentsWorker",
+                "kms:Decrypt",
+            ),
+            Box::new(|b: &Path| {
+                edit_json(&b.join("grants.json"), |v| {
+                    v[0]["constraints"]["encryption_context_subset"]["dept"] = "finance".into();
+                });
+            }),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let old = planted(&dir.path().join("old"), |_| {});
+    let load_snap = |p: &Path| {
+        let b = load(p, &LoadOptions::default()).unwrap().bundle;
+        let s = Snapshot::compile(&b, &EvalOptions::default(), 1);
+        (b, s)
+    };
+    let (old_bundle, old_snap) = load_snap(&old);
+    // Identical bundles: nothing.
+    let same = analysis::diff(
+        &old_snap,
+        &old_snap,
+        &Universe::of_all(&[&old_bundle, &old_bundle], Bounds::default()),
+    );
+    assert!(same.compared > 0 && same.gained.is_empty() && same.lost.is_empty());
+    for (i, (kind, want, (principal, action), change)) in plants.into_iter().enumerate() {
+        let new = planted(&dir.path().join(format!("new{i}")), change);
+        let (new_bundle, new_snap) = load_snap(&new);
+        let u = Universe::of_all(&[&old_bundle, &new_bundle], Bounds::default());
+        let d = analysis::diff(&old_snap, &new_snap, &u);
+        let changes = if want == "gained" { &d.gained } else { &d.lost };
+        assert!(
+            changes.iter().any(|c| c.witness["principal"] == principal
+                && c.witness["action"] == action
+                && c.witness["resource"] == KEY1),
+            "{kind}: {principal} {action} not reported {want}; got {} gained, {} lost",
+            d.gained.len(),
+            d.lost.len()
+        );
+        // Every witness flips under `verdict eval` (precision).
+        let all: Vec<_> = d.gained.iter().chain(&d.lost).collect();
+        let witnesses: Vec<serde_json::Value> = all.iter().map(|c| c.witness.clone()).collect();
+        let (before, after) = (
+            eval_allowed(&old, &witnesses),
+            eval_allowed(&new, &witnesses),
+        );
+        for ((c, b), a) in all.iter().zip(&before).zip(&after) {
+            assert_eq!(
+                (*b, *a),
+                (c.change == "lost", c.change == "gained"),
+                "{kind}: {}",
+                c.witness
+            );
+        }
+        eprintln!(
+            "{kind}: {} gained, {} lost; every witness flips under verdict eval",
+            d.gained.len(),
+            d.lost.len()
+        );
+    }
+}
+
+#[test]
+fn the_commands_print_their_answers_and_diff_fails_on_what_it_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = planted(&dir.path().join("old"), |_| {});
+    let new = planted(&dir.path().join("new"), |b| {
+        add_statement(
+            &b.join("policies/kms/create-keys.json"),
+            serde_json::json!({"Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEY1}),
+        );
+    });
+    let verdict = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_verdict"))
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (old_s, new_s) = (old.to_str().unwrap(), new.to_str().unwrap());
+    let (code, text) = verdict(&["diff", old_s, old_s, "--fail-on", "any"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("0 gained, 0 lost"), "{text}");
+    assert_eq!(
+        verdict(&["diff", old_s, new_s, "--fail-on", "gained"]).0,
+        Some(1)
+    );
+    assert_eq!(
+        verdict(&["diff", old_s, new_s, "--fail-on", "lost"]).0,
+        Some(0)
+    );
+    assert_eq!(verdict(&["diff", old_s, new_s]).0, Some(0));
+    assert_eq!(verdict(&["diff", old_s, "/nonexistent"]).0, Some(2));
+    let (code, json) = verdict(&["diff", old_s, new_s, "--format", "json"]);
+    assert_eq!(code, Some(0));
+    let d: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        d["diff"]["gained"][0]["witness"]["principal"],
+        "arn:aws:iam::111122223333:user/bob"
+    );
+    let (code, json) = verdict(&[
+        "who-can",
+        new_s,
+        "--resource",
+        KEY1,
+        "--action",
+        "kms:Decrypt",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, Some(0));
+    let w: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let who: Vec<&str> = w["access"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["principal"].as_str().unwrap())
+        .collect();
+    assert!(
+        who.contains(&"arn:aws:iam::111122223333:user/bob"),
+        "{who:?}"
+    );
+    assert!(w["universe"]["cut"].as_array().unwrap().is_empty());
+    let (code, text) = verdict(&[
+        "what-can",
+        new_s,
+        "--principal",
+        "arn:aws:iam::111122223333:user/bob",
+        "--resource",
+        "arn:aws:kms:us-west-2:*",
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(
+        text.contains("kms:Decrypt") && text.contains("kms:CreateKey"),
+        "{text}"
+    );
+}

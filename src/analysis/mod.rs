@@ -9,6 +9,7 @@
 //! of every result.
 
 pub mod query;
+mod relevance;
 pub mod universe;
 
 pub use query::{Access, Change, Denial, Diff, Side, diff, what_can, who_can};

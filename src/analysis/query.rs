@@ -117,10 +117,32 @@ fn access(
     let mut first: Option<Decision> = None;
     let mut denied_when = Vec::new();
     let mut decided = 0usize;
+    let relevant = universe.relevant(principal, action, resource);
+    // `no context` first: a class that sets no key the decision can read
+    // is decided as it is.
+    let mut plain: Option<Outcome> = None;
     for class in &universe.contexts {
-        let Some(d) = decide(snap, principal, action, resource, class, now) else {
+        let outcome = match plain {
+            Some(o) if !super::relevance::touches(&class.pairs, &relevant) => {
+                if o == Outcome::ExplicitDeny {
+                    // The same denies; decide it for the statements.
+                    decide(snap, principal, action, resource, class, now)
+                } else {
+                    decided += 1;
+                    if o == Outcome::Allow {
+                        allowed_when.push(class.name.clone());
+                    }
+                    continue;
+                }
+            }
+            _ => decide(snap, principal, action, resource, class, now),
+        };
+        let Some(d) = outcome else {
             continue;
         };
+        if plain.is_none() && class.pairs.is_empty() {
+            plain = Some(d.outcome);
+        }
         decided += 1;
         match d.outcome {
             Outcome::Allow => {

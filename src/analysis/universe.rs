@@ -95,6 +95,8 @@ pub struct Universe {
     pub same_as: std::collections::BTreeMap<String, Vec<String>>,
     /// What the bounds cut, one line per dimension that was cut.
     pub cut: Vec<String>,
+    /// Per bundle read, which context keys can change which decisions.
+    pub(crate) relevance: std::sync::Arc<Vec<super::relevance::Relevance>>,
 }
 
 /// A sample string matching a template: wildcards and variables stand in
@@ -213,10 +215,20 @@ impl Universe {
         Self::of_all(&[bundle], bounds)
     }
 
+    /// The universe of `bundle` with these resources in it too (a resource
+    /// a question names that the bundle does not).
+    pub fn of_with(bundle: &Bundle, bounds: Bounds, resources: &[String]) -> Self {
+        Self::collect(&[bundle], bounds, resources)
+    }
+
     /// The universe of several bundles together (to compare them): what
     /// any of them names, with actions told apart when any tells them
     /// apart.
     pub fn of_all(bundles: &[&Bundle], bounds: Bounds) -> Self {
+        Self::collect(bundles, bounds, &[])
+    }
+
+    fn collect(bundles: &[&Bundle], bounds: Bounds, extra: &[String]) -> Self {
         let Some(first) = bundles.first() else {
             return Self::default();
         };
@@ -238,7 +250,24 @@ impl Universe {
             c.grants();
         }
         c.defaults();
-        c.finish(bounds)
+        c.resources.extend(extra.iter().cloned());
+        let mut u = c.finish(bounds);
+        u.relevance = std::sync::Arc::new(
+            bundles
+                .iter()
+                .map(|b| super::relevance::Relevance::new(b, &u.principals, &u.resources))
+                .collect(),
+        );
+        u
+    }
+
+    /// The context keys (lower-cased) that can change the decision of this
+    /// principal, action and resource in any bundle read.
+    pub(crate) fn relevant(&self, principal: &str, action: &str, resource: &str) -> Vec<Box<str>> {
+        self.relevance
+            .iter()
+            .flat_map(|r| r.keys(principal, action, resource))
+            .collect()
     }
 
     /// Requests the universe holds: principals × actions × resources ×
@@ -554,6 +583,10 @@ impl Collect<'_> {
         for joint in self.joint {
             classes.insert(ContextClass::of(joint));
         }
+        // Only classes a request may carry (a sample value the request
+        // limits refuse is left out).
+        let limits = crate::eval::RequestLimits::default();
+        classes.retain(|c| crate::eval::Context::new(c.pairs.clone(), &limits).is_ok());
         Universe {
             principals: bounded(
                 self.principals,
@@ -566,6 +599,7 @@ impl Collect<'_> {
             contexts: with_empty(classes, bounds.max_contexts, &mut cut),
             same_as,
             cut,
+            relevance: std::sync::Arc::default(),
         }
     }
 }

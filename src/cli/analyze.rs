@@ -180,10 +180,11 @@ pub(crate) fn who_can(args: WhoCanArgs) -> Exit {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let mut u = Universe::of(&loaded.bundle, args.bounds.bounds());
-    if !u.resources.contains(&args.resource) {
-        u.resources.push(args.resource.clone());
-    }
+    let u = Universe::of_with(
+        &loaded.bundle,
+        args.bounds.bounds(),
+        std::slice::from_ref(&args.resource),
+    );
     let access = analysis::who_can(&snap, &u, &args.resource, &args.action);
     let json = serde_json::json!({
         "resource": args.resource, "universe": universe_json(&u), "access": access,

@@ -287,6 +287,7 @@ fn connection_gate(config: &Config) -> Gate {
 async fn routes(
     config: &Config,
     authorizer: AuthorizerService,
+    reloader: &Arc<Reloader>,
 ) -> Result<(HealthReporter, Routes), AppError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -305,7 +306,7 @@ async fn routes(
     let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
         .build_v1alpha()
         .map_err(|e| AppError::Reflection(e.to_string()))?;
-    let routes = Routes::new(health_service)
+    let mut routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
@@ -313,6 +314,14 @@ async fn routes(
                 .max_decoding_message_size(config.service.max_batch_bytes)
                 .max_encoding_message_size(usize::MAX),
         );
+    if let Some(max_decisions) = config.service.analyzer {
+        routes = routes.add_service(
+            crate::proto::server::analyzer_server::AnalyzerServer::new(
+                crate::service::analyzer::AnalyzerService::new(reloader.clone(), max_decisions),
+            )
+            .max_decoding_message_size(config.service.max_request_bytes),
+        );
+    }
 
     Ok((health, routes))
 }
@@ -347,7 +356,7 @@ pub async fn start(config: &Config, hooks: Hooks) -> Result<Running, AppError> {
         telemetry.clone(),
     )
     .min_serial_wait(config.service.min_serial_wait);
-    let (health, routes) = routes(config, authorizer).await?;
+    let (health, routes) = routes(config, authorizer, &reloader).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let signal = |mut rx: watch::Receiver<bool>| async move {

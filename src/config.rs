@@ -167,6 +167,8 @@ pub const SETTINGS: &[&str] = &[
     "tls_key",
     "tls_client_ca",
     "tls_allowed_clients",
+    "analyzer",
+    "analyzer_max_decisions",
 ];
 
 /// Values given as flags.
@@ -438,6 +440,8 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
         }),
     };
     let max_batch = p.number("max_batch", 1000);
+    let analyzer = p.boolean("analyzer", false);
+    let analyzer_max_decisions = p.positive("analyzer_max_decisions", 5_000_000);
     let bl = Limits::default();
     let bundle_limits = Limits {
         max_policy_bytes: p.number("max_policy_bytes", bl.max_policy_bytes),
@@ -574,6 +578,7 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
             fetch,
             cache_dir,
             backoff_max,
+            keep_model: analyzer,
         },
         cache: CacheLimits {
             max_entries: cache_max_entries,
@@ -591,6 +596,7 @@ pub fn from_sources(sources: &Sources<'_>) -> Result<Config, Vec<ConfigError>> {
             max_batch_decoded_bytes,
             batch_concurrency_limit,
             min_serial_wait,
+            analyzer: analyzer.then_some(analyzer_max_decisions as u64),
         },
         connections,
         runtime: RuntimeSettings {

@@ -12,5 +12,8 @@ pub mod query;
 mod relevance;
 pub mod universe;
 
-pub use query::{Access, Change, Denial, Diff, Side, diff, what_can, who_can};
+pub use query::{
+    Access, Budget, Change, Denial, Diff, Exhausted, Side, diff, what_can, what_can_each, who_can,
+    who_can_each,
+};
 pub use universe::{Bounds, ContextClass, Universe};

@@ -49,6 +49,32 @@ pub struct Denial {
     pub by: serde_json::Value,
 }
 
+/// The most requests an analysis may decide.
+#[derive(Debug)]
+pub struct Budget {
+    left: u64,
+}
+
+impl Budget {
+    /// At most `decisions` decisions.
+    pub fn new(decisions: u64) -> Self {
+        Self { left: decisions }
+    }
+
+    fn unlimited() -> Self {
+        Self::new(u64::MAX)
+    }
+
+    fn spend(&mut self) -> Result<(), Exhausted> {
+        self.left = self.left.checked_sub(1).ok_or(Exhausted)?;
+        Ok(())
+    }
+}
+
+/// An analysis stopped at its budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exhausted;
+
 /// Decide one request of the universe; `None` when the request is not
 /// valid (a sample value its key's type refuses).
 fn decide(
@@ -112,7 +138,8 @@ fn access(
     universe: &Universe,
     (principal, action, resource): (&str, &str, &str),
     now: SystemTime,
-) -> Option<Access> {
+    budget: &mut Budget,
+) -> Result<Option<Access>, Exhausted> {
     let mut allowed_when = Vec::new();
     let mut first: Option<Decision> = None;
     let mut denied_when = Vec::new();
@@ -126,6 +153,7 @@ fn access(
             Some(o) if !super::relevance::touches(&class.pairs, &relevant) => {
                 if o == Outcome::ExplicitDeny {
                     // The same denies; decide it for the statements.
+                    budget.spend()?;
                     decide(snap, principal, action, resource, class, now)
                 } else {
                     decided += 1;
@@ -135,7 +163,10 @@ fn access(
                     continue;
                 }
             }
-            _ => decide(snap, principal, action, resource, class, now),
+            _ => {
+                budget.spend()?;
+                decide(snap, principal, action, resource, class, now)
+            }
         };
         let Some(d) = outcome else {
             continue;
@@ -153,8 +184,10 @@ fn access(
             Outcome::ImplicitDeny => {}
         }
     }
-    let first = first?;
-    Some(Access {
+    let Some(first) = first else {
+        return Ok(None);
+    };
+    Ok(Some(Access {
         principal: principal.to_owned(),
         action: action.to_owned(),
         same_for: universe.same_as.get(action).cloned().unwrap_or_default(),
@@ -170,7 +203,7 @@ fn access(
                 by: matched(&d),
             })
             .collect(),
-    })
+    }))
 }
 
 /// Who may do `actions` (every action of the universe when empty) on
@@ -182,19 +215,47 @@ pub fn who_can(
     resource: &str,
     actions: &[String],
 ) -> Vec<Access> {
+    let mut out = Vec::new();
+    let _ = who_can_each(
+        snap,
+        universe,
+        resource,
+        actions,
+        &mut Budget::unlimited(),
+        &mut |a| {
+            out.push(a);
+            true
+        },
+    );
+    out
+}
+
+/// [`who_can`], each answer handed to `emit` as it is found (which returns
+/// false to stop), within `budget`.
+pub fn who_can_each(
+    snap: &Snapshot,
+    universe: &Universe,
+    resource: &str,
+    actions: &[String],
+    budget: &mut Budget,
+    emit: &mut dyn FnMut(Access) -> bool,
+) -> Result<(), Exhausted> {
     let now = SystemTime::now();
     let actions = if actions.is_empty() {
         &universe.actions
     } else {
         actions
     };
-    let mut out = Vec::new();
     for action in actions {
         for principal in &universe.principals {
-            out.extend(access(snap, universe, (principal, action, resource), now));
+            if let Some(a) = access(snap, universe, (principal, action, resource), now, budget)?
+                && !emit(a)
+            {
+                return Ok(());
+            }
         }
     }
-    out
+    Ok(())
 }
 
 /// What `principal` may do, on the universe's resources matching
@@ -205,18 +266,46 @@ pub fn what_can(
     principal: &str,
     resource: Option<&str>,
 ) -> Vec<Access> {
-    let now = SystemTime::now();
     let mut out = Vec::new();
+    let _ = what_can_each(
+        snap,
+        universe,
+        principal,
+        resource,
+        &mut Budget::unlimited(),
+        &mut |a| {
+            out.push(a);
+            true
+        },
+    );
+    out
+}
+
+/// [`what_can`], each answer handed to `emit` as it is found, within
+/// `budget`.
+pub fn what_can_each(
+    snap: &Snapshot,
+    universe: &Universe,
+    principal: &str,
+    resource: Option<&str>,
+    budget: &mut Budget,
+    emit: &mut dyn FnMut(Access) -> bool,
+) -> Result<(), Exhausted> {
+    let now = SystemTime::now();
     for r in universe
         .resources
         .iter()
         .filter(|r| resource.is_none_or(|p| glob(p, r)))
     {
         for action in &universe.actions {
-            out.extend(access(snap, universe, (principal, action, r), now));
+            if let Some(a) = access(snap, universe, (principal, action, r), now, budget)?
+                && !emit(a)
+            {
+                return Ok(());
+            }
         }
     }
-    out
+    Ok(())
 }
 
 /// One request two bundles decide differently.

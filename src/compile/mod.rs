@@ -180,6 +180,8 @@ pub struct Snapshot {
     pub bundle: CompiledBundle,
     /// What the bundle's signature said when it loaded.
     pub(crate) signature: crate::bundle::SignatureState,
+    /// The bundle as loaded, kept only for access analysis (`analyzer`).
+    pub model: Option<Arc<Bundle>>,
 }
 
 impl Snapshot {
@@ -194,6 +196,7 @@ impl Snapshot {
             generation,
             bundle: compile(bundle, opts),
             signature: crate::bundle::SignatureState::Unsigned,
+            model: None,
         }
     }
 }

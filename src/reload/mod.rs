@@ -155,6 +155,9 @@ pub struct ReloadSettings {
     pub(crate) cache_dir: Option<PathBuf>,
     /// The longest wait between polls after failures (`bundle_backoff_max_ms`).
     pub(crate) backoff_max: Duration,
+    /// Keep each snapshot's loaded bundle beside it (`analyzer`: access
+    /// analysis reads the policies as written).
+    pub(crate) keep_model: bool,
 }
 
 /// Holds the active snapshot and reloads it.
@@ -182,6 +185,8 @@ pub struct Reloader {
     read_fingerprint: AtomicU64,
     /// The remote source's client and state, when the source is remote.
     remote: Option<remote::Remote>,
+    /// Keep each snapshot's loaded bundle ([`ReloadSettings::keep_model`]).
+    keep_model: bool,
 }
 
 /// Load threads alive at once (stuck ones included) before another load is
@@ -232,6 +237,7 @@ impl Reloader {
             running: Arc::new(AtomicUsize::new(0)),
             read_fingerprint: AtomicU64::new(0),
             remote,
+            keep_model: settings.keep_model,
         }))
     }
 
@@ -338,6 +344,9 @@ impl Reloader {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let mut snap = Snapshot::compile(&loaded.bundle, &self.eval_opts, generation);
         snap.signature = loaded.signature;
+        if self.keep_model {
+            snap.model = Some(Arc::new(loaded.bundle));
+        }
         Ok(snap)
     }
 

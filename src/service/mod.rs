@@ -1,6 +1,7 @@
 //! The gRPC edge: conversions between proto and engine types, and the
 //! `Authorizer` service.
 
+pub(crate) mod analyzer;
 pub(crate) mod authorizer;
 pub mod convert;
 pub(crate) mod edge;
@@ -36,4 +37,7 @@ pub struct ServiceSettings {
     /// How long a call whose `min_serial` is above the active bundle's
     /// waits for a newer one.
     pub(crate) min_serial_wait: Duration,
+    /// `verdict.v1.Analyzer`, with the most requests one call may decide
+    /// (`analyzer`, `analyzer_max_decisions`); none: not served.
+    pub(crate) analyzer: Option<u64>,
 }

@@ -27,7 +27,7 @@ const CALL_BOUNDARIES: [f64; 20] = [
 /// The methods verdict serves: path, `rpc.service`, `rpc.method`, and
 /// whether the call streams its response (its duration then ends with its
 /// stream, not with its first response).
-const METHODS: [(&str, &str, &str, bool); 7] = [
+const METHODS: [(&str, &str, &str, bool); 9] = [
     (
         "/verdict.v1.Authorizer/Authorize",
         "verdict.v1.Authorizer",
@@ -45,6 +45,18 @@ const METHODS: [(&str, &str, &str, bool); 7] = [
         "verdict.v1.Authorizer",
         "GetBundleStatus",
         false,
+    ),
+    (
+        "/verdict.v1.Analyzer/WhoCan",
+        "verdict.v1.Analyzer",
+        "WhoCan",
+        true,
+    ),
+    (
+        "/verdict.v1.Analyzer/WhatCan",
+        "verdict.v1.Analyzer",
+        "WhatCan",
+        true,
     ),
     (
         "/grpc.health.v1.Health/Check",

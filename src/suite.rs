@@ -58,6 +58,24 @@ struct CaseShape<'a> {
     expect_missing_context_keys: Option<Vec<String>>,
     #[serde(default)]
     expect_blocked_by: Option<Vec<String>>,
+    #[serde(default)]
+    expect_near_misses: Option<Vec<ExpectNearMiss>>,
+}
+
+/// One expected `near_misses` entry: the statement, what failed
+/// (`Resource` or `Condition`) and, for a condition, its key.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExpectNearMiss {
+    /// Policy id.
+    pub(crate) policy_id: String,
+    /// Statement index.
+    pub(crate) index: u32,
+    /// `Resource` or `Condition`.
+    pub(crate) failed: String,
+    /// The condition's key (lower-cased), for `Condition`.
+    #[serde(default)]
+    pub(crate) key: Option<String>,
 }
 
 /// One expected `matched` entry.
@@ -101,6 +119,8 @@ pub struct TestCase {
     pub(crate) expect_missing: Option<Vec<String>>,
     /// Expected gates.
     pub(crate) expect_blocked_by: Option<Vec<Gate>>,
+    /// Expected near misses, in order.
+    pub(crate) expect_near_misses: Option<Vec<ExpectNearMiss>>,
 }
 
 fn case_error(
@@ -215,7 +235,9 @@ pub fn parse_tests(bundle: &Bundle, limits: &RequestLimits) -> (Vec<TestCase>, V
                         None => Vec::new(),
                     },
                     session_policy: c.session_policy.map(session_policy_text).transpose()?,
-                    explain: c.explain || c.expect_blocked_by.is_some(),
+                    explain: c.explain
+                        || c.expect_blocked_by.is_some()
+                        || c.expect_near_misses.is_some(),
                 })
             })();
             let request = parts.and_then(|p| Request::new(p, limits));
@@ -245,6 +267,7 @@ pub fn parse_tests(bundle: &Bundle, limits: &RequestLimits) -> (Vec<TestCase>, V
                 expect_matched: c.expect_matched,
                 expect_missing,
                 expect_blocked_by: blocked,
+                expect_near_misses: c.expect_near_misses,
             });
         }
     }
@@ -362,7 +385,32 @@ fn check(case: &TestCase, d: &Decision) -> Vec<String> {
             ));
         }
     }
+    if let Some(want) = &case.expect_near_misses {
+        let got: Vec<ExpectNearMiss> = d
+            .explanation
+            .as_ref()
+            .map(|e| e.near_misses.iter().map(near_miss_shape).collect())
+            .unwrap_or_default();
+        if &got != want {
+            failures.push(format!("expected near_misses {want:?}, got {got:?}"));
+        }
+    }
     failures
+}
+
+/// A near miss in the shape a case expects it.
+fn near_miss_shape(n: &crate::eval::NearMiss) -> ExpectNearMiss {
+    let (failed, key) = match &n.failed {
+        crate::eval::Failed::Resource => ("Resource", None),
+        crate::eval::Failed::Delegation => ("Delegation", None),
+        crate::eval::Failed::Condition { key, .. } => ("Condition", Some(key.clone())),
+    };
+    ExpectNearMiss {
+        policy_id: n.statement.policy_id.to_string(),
+        index: n.statement.index.unwrap_or_default(),
+        failed: failed.to_owned(),
+        key,
+    }
 }
 
 /// `[id#index, …]`.

@@ -251,6 +251,60 @@ pub struct Explanation {
     pub(crate) resource_side: Vec<(PolicyKind, KindDecision)>,
     /// Context keys the caller sent that verdict derives itself and ignored.
     pub(crate) ignored_context_keys: Vec<String>,
+    /// ImplicitDeny only: the Allow statements of identity, group, resource,
+    /// key and trust policies whose action and principal matched but which
+    /// did not allow, each with the first element that failed, sorted as
+    /// `matched` is. (Boundaries, session policies, SCPs and RCPs that did
+    /// not allow are in `blocked_by`.)
+    pub(crate) near_misses: Vec<NearMiss>,
+}
+
+/// An Allow statement that came close: its action and principal matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NearMiss {
+    /// The statement.
+    pub(crate) statement: MatchedStatement,
+    /// What did not match.
+    pub(crate) failed: Failed,
+}
+
+/// The first element of a near miss that failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failed {
+    /// No `Resource` pattern matched (or `NotResource` named it).
+    Resource,
+    /// A key policy statement that names the caller's account (delegating
+    /// to IAM) applied, and no identity or group policy allowed.
+    Delegation,
+    /// A condition was false.
+    Condition {
+        /// Its position in the statement's conditions, in file order.
+        index: u32,
+        /// The operator, as written.
+        operator: String,
+        /// The key, lower-cased.
+        key: String,
+        /// The request's values of the key, sorted; `None`: absent.
+        request: Option<Vec<String>>,
+    },
+}
+
+/// Whether statements of this kind can be near misses (the kinds that
+/// grant; the others are gates).
+pub(crate) fn grants_access(kind: PolicyKind) -> bool {
+    matches!(
+        kind,
+        PolicyKind::Identity
+            | PolicyKind::Group
+            | PolicyKind::Resource
+            | PolicyKind::KeyPolicy
+            | PolicyKind::Trust
+    )
+}
+
+/// Near misses in the order of `matched`.
+pub(crate) fn sort_near_misses(list: &mut [NearMiss]) {
+    list.sort_by(|a, b| a.statement.sort_key().cmp(&b.statement.sort_key()));
 }
 
 impl Explanation {

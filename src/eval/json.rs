@@ -200,6 +200,75 @@ pub(crate) struct ExplanationJson<'a> {
     pub(crate) decision_details: DetailsJson<'a>,
     /// Caller keys ignored because verdict derives them.
     pub(crate) ignored_context_keys: &'a [String],
+    /// ImplicitDeny: the statements that came close.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) near_misses: Vec<NearMissJson<'a>>,
+}
+
+/// A near miss as printed.
+#[derive(Debug, Serialize)]
+pub(crate) struct NearMissJson<'a> {
+    /// The statement.
+    #[serde(flatten)]
+    pub(crate) statement: MatchedJson<'a>,
+    /// `Resource`, `Condition` or `Delegation`.
+    pub(crate) failed: &'static str,
+    /// The condition that was false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) condition: Option<FailedConditionJson<'a>>,
+}
+
+/// The false condition of a near miss.
+#[derive(Debug, Serialize)]
+pub(crate) struct FailedConditionJson<'a> {
+    /// Position in the statement's conditions.
+    pub(crate) index: u32,
+    /// Operator as written.
+    pub(crate) operator: &'a str,
+    /// Key, lower-cased.
+    pub(crate) key: &'a str,
+    /// The request's values; `null`: absent.
+    pub(crate) request_values: Option<&'a [String]>,
+}
+
+fn matched_json(m: &crate::eval::MatchedStatement, explain: bool) -> MatchedJson<'_> {
+    MatchedJson {
+        policy_id: &m.policy_id,
+        kind: m.kind.as_str(),
+        index: m.index,
+        sid: m.sid.as_deref(),
+        effect: m.effect.as_str(),
+        level: m.level,
+        line: m.position.filter(|_| explain).map(|p| p.line),
+        column: m.position.filter(|_| explain).map(|p| p.column),
+    }
+}
+
+fn near_miss_json(n: &crate::eval::NearMiss) -> NearMissJson<'_> {
+    use crate::eval::Failed;
+    let (failed, condition) = match &n.failed {
+        Failed::Resource => ("Resource", None),
+        Failed::Delegation => ("Delegation", None),
+        Failed::Condition {
+            index,
+            operator,
+            key,
+            request,
+        } => (
+            "Condition",
+            Some(FailedConditionJson {
+                index: *index,
+                operator,
+                key,
+                request_values: request.as_deref(),
+            }),
+        ),
+    };
+    NearMissJson {
+        statement: matched_json(&n.statement, true),
+        failed,
+        condition,
+    }
 }
 
 /// A decision as printed.
@@ -253,6 +322,7 @@ impl<'a> DecisionJson<'a> {
                     resource_side: KindsJson(&e.resource_side),
                 },
                 ignored_context_keys: &e.ignored_context_keys,
+                near_misses: e.near_misses.iter().map(near_miss_json).collect(),
             }),
         }
     }

@@ -84,6 +84,8 @@ struct Eval<'s> {
     missing: MissingKeys,
     has_boundary: bool,
     candidates: Candidates,
+    /// With explain: the Allow statements that came close.
+    near: Vec<NearMiss>,
 }
 
 /// Decide `req` against a snapshot. `now` is the server clock for
@@ -105,6 +107,7 @@ pub fn evaluate(snap: &Snapshot, req: &Request, now: SystemTime) -> Decision {
         missing: MissingKeys::new(),
         has_boundary,
         candidates: Candidates::new(),
+        near: Vec::new(),
     };
     ev.decide(snap)
 }
@@ -143,10 +146,97 @@ impl<'s> Eval<'s> {
                     level,
                     strength,
                 });
+            } else {
+                self.near_miss(policy, st, kind, level, None);
             }
         }
         self.candidates = candidates;
         sum
+    }
+
+    /// With explain, note an Allow statement of a granting kind whose
+    /// action matched and that did not apply, if its principal matched:
+    /// the first element that failed (`Failed::Resource` when the caller
+    /// already knows that).
+    fn near_miss(
+        &mut self,
+        policy: &'s CPolicy,
+        st: &'s CStatement,
+        kind: PolicyKind,
+        level: Option<u32>,
+        known: Option<Failed>,
+    ) {
+        if !self.env.req.explain || st.effect != Effect::Allow || !grants_access(kind) {
+            return;
+        }
+        let Some(failed) = known.or_else(|| self.why_not(st, kind)) else {
+            return;
+        };
+        let statement = MatchedStatement {
+            policy_id: policy.id.clone(),
+            kind,
+            index: Some(st.index),
+            sid: st.sid.clone(),
+            effect: st.effect,
+            level,
+            position: Some(st.position),
+        };
+        self.near.push(NearMiss { statement, failed });
+    }
+
+    /// explain's near misses of an ImplicitDeny: the statements noted while
+    /// deciding, and the key policy statements that delegated to IAM
+    /// where no identity or group policy allowed.
+    fn near_misses(&self, said: &Said) -> Vec<NearMiss> {
+        let mut near = self.near.clone();
+        let iam_allows =
+            said.identities.is_some_and(|s| s.allow) || said.groups.is_some_and(|s| s.allow);
+        if self.env.req.explain && !iam_allows {
+            for h in self.hits.iter().filter(|h| {
+                h.kind == PolicyKind::KeyPolicy
+                    && h.st.effect == Effect::Allow
+                    && h.strength == Strength::Account
+            }) {
+                near.push(NearMiss {
+                    statement: h.matched(),
+                    failed: Failed::Delegation,
+                });
+            }
+        }
+        sort_near_misses(&mut near);
+        near
+    }
+
+    /// Why a statement whose action matched did not apply: its resource,
+    /// or its first false condition; `None` when its principal did not
+    /// match (then it was never close).
+    fn why_not(&self, st: &'s CStatement, kind: PolicyKind) -> Option<Failed> {
+        let resource_ok = match st.resources.as_ref() {
+            Some(resources) => self.resources(resources, kind),
+            None => kind == PolicyKind::Trust,
+        };
+        if kind.has_principals() {
+            self.principals(st.principals.as_ref()?)?;
+        }
+        if !resource_ok {
+            return Some(Failed::Resource);
+        }
+        let (i, c) = st
+            .conditions
+            .iter()
+            .enumerate()
+            .find(|(_, c)| !self.condition(c, kind))?;
+        let request = self.env.lookup(&c.key, kind).map(|v| {
+            let mut values: Vec<String> = v.iter().map(str::to_owned).collect();
+            values.sort();
+            values
+        });
+        Some(Failed::Condition {
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            operator: c.op.to_string(),
+            key: c.key.lower.to_string(),
+            request,
+        })
     }
 
     /// Whether a statement whose action matched applies, and how strongly
@@ -545,12 +635,16 @@ impl<'s> Eval<'s> {
                 if e.filter.clock && self.env.server_clock() {
                     self.env.clock_read.set(true);
                 }
+                if let (Some(policy), Some(st)) = (bundle.policy(e.policy), statement(e)) {
+                    self.near_miss(policy, st, e.kind, None, Some(Failed::Resource));
+                }
                 continue;
             }
             let (Some(policy), Some(st)) = (bundle.policy(e.policy), statement(e)) else {
                 continue;
             };
             let Some(strength) = self.statement(st, e.kind) else {
+                self.near_miss(policy, st, e.kind, None, None);
                 continue;
             };
             let slot = if e.kind == PolicyKind::Group {
@@ -832,6 +926,11 @@ impl<'s> Eval<'s> {
             caller_side,
             resource_side,
             ignored_context_keys: self.ignored_keys(),
+            near_misses: if denied {
+                self.near_misses(said)
+            } else {
+                Vec::new()
+            },
         })
     }
 

@@ -14,7 +14,9 @@ pub mod logic;
 pub mod reference;
 pub(crate) mod request;
 
-pub use decision::{Decision, Explanation, Gate, KindDecision, MatchedStatement, Outcome};
+pub use decision::{
+    Decision, Explanation, Failed, Gate, KindDecision, MatchedStatement, NearMiss, Outcome,
+};
 pub use request::{Caller, Context, InvalidRequest, Request, RequestLimits, RequestParts};
 
 /// The evaluation settings, compiled into every snapshot (they live with

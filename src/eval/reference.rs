@@ -35,6 +35,7 @@ pub fn evaluate(bundle: &Bundle, req: &Request, opts: &EvalOptions, now: SystemT
         missing: BTreeSet::new(),
         clock_read: false,
         trust_session_tags: opts.trust_session_tags,
+        near: Vec::new(),
     };
     it.decide(bundle, &resource)
 }
@@ -544,9 +545,60 @@ struct Interp<'a> {
     missing: BTreeSet<String>,
     clock_read: bool,
     trust_session_tags: bool,
+    /// With explain: Allow statements of granting kinds whose action and
+    /// principal matched but which did not apply.
+    near: Vec<NearMiss>,
 }
 
 impl<'a> Interp<'a> {
+    /// The near misses of an ImplicitDeny: those noted, and each key policy
+    /// statement that let the caller's account in (a delegation to IAM)
+    /// when no identity or group policy allowed.
+    fn near_misses(&self, e: &Evals<'_>) -> Vec<NearMiss> {
+        let mut near = self.near.clone();
+        let iam_allowed = e.identities.iter().any(PolicyEval::allows);
+        if let Some(key) = e.rbp.as_ref().filter(|p| p.kind == PolicyKind::KeyPolicy)
+            && self.req.explain
+            && !iam_allowed
+        {
+            for hit in &key.hits {
+                if hit.st.effect == Effect::Allow && hit.strength == Strength::Account {
+                    near.push(NearMiss {
+                        statement: key.matched(hit),
+                        failed: Failed::Delegation,
+                    });
+                }
+            }
+        }
+        sort_near_misses(&mut near);
+        near
+    }
+
+    /// Note a near miss of `st` (an Allow statement of a granting kind,
+    /// with explain on).
+    fn note_near(
+        &mut self,
+        id: &Arc<str>,
+        st: &Statement,
+        (kind, level): (PolicyKind, Option<u32>),
+        failed: Failed,
+    ) {
+        if !self.req.explain || st.effect != Effect::Allow || !grants_access(kind) {
+            return;
+        }
+        let (index, position) = (Some(st.index), Some(st.position));
+        let statement = MatchedStatement {
+            kind,
+            level,
+            effect: st.effect,
+            policy_id: Arc::clone(id),
+            sid: st.sid.as_ref().map(Arc::clone),
+            index,
+            position,
+        };
+        self.near.push(NearMiss { failed, statement });
+    }
+
     fn eval_policy<'p>(
         &mut self,
         id: Arc<str>,
@@ -568,9 +620,6 @@ impl<'a> Interp<'a> {
                 Some(block) => self.resource_matches(block, kind),
                 None => kind == PolicyKind::Trust,
             };
-            if !resource_ok {
-                continue;
-            }
             let strength = if kind.has_principals() {
                 match &st.principal {
                     Some(block) => self.principal_matches(block, has_boundary),
@@ -579,10 +628,17 @@ impl<'a> Interp<'a> {
             } else {
                 Some(Strength::Direct)
             };
+            if !resource_ok {
+                if strength.is_some() {
+                    self.note_near(&id, st, (kind, level), Failed::Resource);
+                }
+                continue;
+            }
             let Some(strength) = strength else { continue };
             // Every condition is evaluated, for missing_context_keys (§8).
             let mut all = true;
-            for c in &st.conditions {
+            let mut first_false = None;
+            for (i, c) in st.conditions.iter().enumerate() {
                 if c.op.reports_missing()
                     && self.ctx.get(&c.key, kind).is_none()
                     && !caller_value_ignored(
@@ -596,10 +652,24 @@ impl<'a> Interp<'a> {
                 }
                 if !self.condition(c, kind) {
                     all = false;
+                    first_false.get_or_insert((i, c));
                 }
             }
             if all {
                 hits.push(Hit { st, strength });
+            } else if let Some((i, c)) = first_false {
+                let request = self.ctx.get(&c.key, kind).map(|e| {
+                    let mut values = e.values.clone();
+                    values.sort();
+                    values
+                });
+                let failed = Failed::Condition {
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                    operator: c.op.to_string(),
+                    key: c.key.to_string(),
+                    request,
+                };
+                self.note_near(&id, st, (kind, level), failed);
             }
         }
         PolicyEval {
@@ -1134,6 +1204,10 @@ impl<'a> Interp<'a> {
             caller_side,
             resource_side,
             ignored_context_keys: self.ctx.ignored.clone(),
+            near_misses: match r.outcome {
+                Outcome::ImplicitDeny => self.near_misses(e),
+                _ => Vec::new(),
+            },
         })
     }
 

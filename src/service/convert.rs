@@ -108,16 +108,7 @@ pub(crate) fn response(
         matched: d
             .matched
             .iter()
-            .map(|m| proto::MatchedStatement {
-                policy_id: String::from(&*m.policy_id),
-                kind: m.kind.as_str().to_owned(),
-                index: m.index,
-                sid: m.sid.as_deref().map(str::to_owned),
-                effect: m.effect.as_str().to_owned(),
-                level: m.level,
-                line: m.position.filter(|_| explain).map(|p| p.line),
-                column: m.position.filter(|_| explain).map(|p| p.column),
-            })
+            .map(|m| matched_statement(m, explain))
             .collect(),
         missing_context_keys: d
             .missing_context_keys
@@ -149,6 +140,46 @@ pub(crate) fn response(
                     .collect(),
             }),
             ignored_context_keys: e.ignored_context_keys.clone(),
+            near_misses: e.near_misses.iter().map(near_miss).collect(),
         }),
     }
+}
+
+fn matched_statement(m: &crate::eval::MatchedStatement, explain: bool) -> proto::MatchedStatement {
+    proto::MatchedStatement {
+        policy_id: String::from(&*m.policy_id),
+        kind: m.kind.as_str().to_owned(),
+        index: m.index,
+        sid: m.sid.as_deref().map(str::to_owned),
+        effect: m.effect.as_str().to_owned(),
+        level: m.level,
+        line: m.position.filter(|_| explain).map(|p| p.line),
+        column: m.position.filter(|_| explain).map(|p| p.column),
+    }
+}
+
+fn near_miss(n: &crate::eval::NearMiss) -> proto::NearMiss {
+    use crate::eval::Failed;
+    let mut out = proto::NearMiss {
+        statement: Some(matched_statement(&n.statement, true)),
+        ..Default::default()
+    };
+    match &n.failed {
+        Failed::Resource => out.failed = "Resource".into(),
+        Failed::Delegation => out.failed = "Delegation".into(),
+        Failed::Condition {
+            index,
+            operator,
+            key,
+            request,
+        } => {
+            out.failed = "Condition".into();
+            out.condition_index = Some(*index);
+            out.operator = Some(operator.clone());
+            out.key = Some(key.clone());
+            out.request_values = request.clone().unwrap_or_default();
+            out.request_value_absent = request.is_none();
+        }
+    }
+    out
 }

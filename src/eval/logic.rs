@@ -635,7 +635,9 @@ impl<'s> Eval<'s> {
                 if e.filter.clock && self.env.server_clock() {
                     self.env.clock_read.set(true);
                 }
-                if let (Some(policy), Some(st)) = (bundle.policy(e.policy), statement(e)) {
+                if self.env.req.explain
+                    && let (Some(policy), Some(st)) = (bundle.policy(e.policy), statement(e))
+                {
                     self.near_miss(policy, st, e.kind, None, Some(Failed::Resource));
                 }
                 continue;

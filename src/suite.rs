@@ -69,11 +69,13 @@ struct CaseShape<'a> {
 pub(crate) struct ExpectNearMiss {
     /// Policy id.
     pub(crate) policy_id: String,
-    /// Statement index.
-    pub(crate) index: u32,
-    /// `Resource` or `Condition`.
+    /// Statement index (none for a grant).
+    #[serde(default)]
+    pub(crate) index: Option<u32>,
+    /// `Resource`, `Condition`, `Delegation` or `GrantConstraint`.
     pub(crate) failed: String,
-    /// The condition's key (lower-cased), for `Condition`.
+    /// The condition's key (lower-cased), for `Condition`; the missing
+    /// encryption context key, for `GrantConstraint`.
     #[serde(default)]
     pub(crate) key: Option<String>,
 }
@@ -403,11 +405,14 @@ fn near_miss_shape(n: &crate::eval::NearMiss) -> ExpectNearMiss {
     let (failed, key) = match &n.failed {
         crate::eval::Failed::Resource => ("Resource", None),
         crate::eval::Failed::Delegation => ("Delegation", None),
+        crate::eval::Failed::GrantConstraint { missing } => {
+            ("GrantConstraint", missing.as_ref().map(|(k, _)| k.clone()))
+        }
         crate::eval::Failed::Condition { key, .. } => ("Condition", Some(key.clone())),
     };
     ExpectNearMiss {
         policy_id: n.statement.policy_id.to_string(),
-        index: n.statement.index.unwrap_or_default(),
+        index: n.statement.index,
         failed: failed.to_owned(),
         key,
     }

@@ -276,6 +276,14 @@ pub enum Failed {
     /// A key policy statement that names the caller's account (delegating
     /// to IAM) applied, and no identity or group policy allowed.
     Delegation,
+    /// A grant to the caller for the operation whose encryption context
+    /// constraint the request did not meet: the first pair it requires
+    /// that the request lacks, or none when the request has every pair
+    /// and more (an `EncryptionContextEquals` constraint).
+    GrantConstraint {
+        /// The missing (key, value).
+        missing: Option<(String, String)>,
+    },
     /// A condition was false.
     Condition {
         /// Its position in the statement's conditions, in file order.

@@ -216,6 +216,10 @@ pub(crate) struct NearMissJson<'a> {
     /// The condition that was false.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) condition: Option<FailedConditionJson<'a>>,
+    /// A grant's constraint: the encryption context pair the request
+    /// lacks (`null`: it has every pair the grant lists, and more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) missing_context_pair: Option<Option<[&'a str; 2]>>,
 }
 
 /// The false condition of a near miss.
@@ -249,6 +253,7 @@ fn near_miss_json(n: &crate::eval::NearMiss) -> NearMissJson<'_> {
     let (failed, condition) = match &n.failed {
         Failed::Resource => ("Resource", None),
         Failed::Delegation => ("Delegation", None),
+        Failed::GrantConstraint { .. } => ("GrantConstraint", None),
         Failed::Condition {
             index,
             operator,
@@ -264,10 +269,17 @@ fn near_miss_json(n: &crate::eval::NearMiss) -> NearMissJson<'_> {
             }),
         ),
     };
+    let missing_context_pair = match &n.failed {
+        Failed::GrantConstraint { missing } => {
+            Some(missing.as_ref().map(|(k, v)| [k.as_str(), v.as_str()]))
+        }
+        _ => None,
+    };
     NearMissJson {
         statement: matched_json(&n.statement, true),
         failed,
         condition,
+        missing_context_pair,
     }
 }
 

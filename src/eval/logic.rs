@@ -207,6 +207,51 @@ impl<'s> Eval<'s> {
         near
     }
 
+    /// explain's near misses among the key's grants: each grant to the
+    /// caller for this operation whose encryption context constraint the
+    /// request does not meet.
+    fn grant_near_misses(&self, snap: &'s Snapshot, p: &Participants<'s>) -> Vec<NearMiss> {
+        let op = match GrantOperation::parse_ignore_case(self.action.name) {
+            Some(op) if self.action.service == "kms" && !p.retire => op,
+            _ => return Vec::new(),
+        };
+        if matches!(
+            op,
+            GrantOperation::DescribeKey | GrantOperation::RetireGrant | GrantOperation::CreateGrant
+        ) {
+            return Vec::new();
+        }
+        let has = |k: &str, v: &str| {
+            self.env
+                .encryption_context()
+                .any(|(pk, pv)| pk == k && matches!(pv, [one] if one == v))
+        };
+        p.grants
+            .iter()
+            .filter_map(|&gi| snap.bundle.grants.get(gi as usize))
+            .filter(|g| {
+                g.operations & op_bit(op) != 0
+                    && g.constraint.is_some()
+                    && self.entry_strength(&g.grantee).is_some()
+                    && !self.grant_applies(g)
+            })
+            .map(|g| {
+                let want = match &g.constraint {
+                    Some(GrantConstraint::Equals(w) | GrantConstraint::Subset(w)) => &w[..],
+                    None => &[][..],
+                };
+                let missing = want
+                    .iter()
+                    .find(|(k, v)| !has(k, v))
+                    .map(|(k, v)| (k.to_string(), v.to_string()));
+                NearMiss {
+                    statement: MatchedStatement::grant(&g.id),
+                    failed: Failed::GrantConstraint { missing },
+                }
+            })
+            .collect()
+    }
+
     /// Why a statement whose action matched did not apply: its resource,
     /// or its first false condition; `None` when its principal did not
     /// match (then it was never close).
@@ -929,7 +974,10 @@ impl<'s> Eval<'s> {
             resource_side,
             ignored_context_keys: self.ignored_keys(),
             near_misses: if denied {
-                self.near_misses(said)
+                let mut near = self.near_misses(said);
+                near.extend(self.grant_near_misses(snap, p));
+                sort_near_misses(&mut near);
+                near
             } else {
                 Vec::new()
             },

@@ -1205,7 +1205,12 @@ impl<'a> Interp<'a> {
             resource_side,
             ignored_context_keys: self.ctx.ignored.clone(),
             near_misses: match r.outcome {
-                Outcome::ImplicitDeny => self.near_misses(e),
+                Outcome::ImplicitDeny => {
+                    let mut near = self.near_misses(e);
+                    near.extend(self.grant_misses(p));
+                    sort_near_misses(&mut near);
+                    near
+                }
                 _ => Vec::new(),
             },
         })
@@ -1290,6 +1295,55 @@ impl<'a> Interp<'a> {
                 .as_ref()
                 .is_none_or(|c| self.context_satisfies(c)),
         }
+    }
+
+    /// The grants to the caller for this operation whose constraint the
+    /// request's encryption context does not meet, with the first pair it
+    /// lacks.
+    fn grant_misses(&self, p: &Participants<'_>) -> Vec<NearMiss> {
+        if p.retire || self.req.service() != "kms" {
+            return Vec::new();
+        }
+        let Some(op) = GrantOperation::parse_ignore_case(self.req.name()) else {
+            return Vec::new();
+        };
+        let plain_use = !matches!(
+            op,
+            GrantOperation::DescribeKey | GrantOperation::RetireGrant | GrantOperation::CreateGrant
+        );
+        let mut out = Vec::new();
+        for grant in &p.grants {
+            let Some(c) = grant.constraint.as_ref() else {
+                continue;
+            };
+            if !plain_use
+                || !grant.operations.contains(&op)
+                || self.entry_strength(&grant.grantee).is_none()
+                || self.context_satisfies(c)
+            {
+                continue;
+            }
+            let (GrantConstraint::Equals(pairs) | GrantConstraint::Subset(pairs)) = c;
+            let lacking = pairs
+                .iter()
+                .find(|pair| !self.context_has(pair))
+                .map(|(k, v)| (k.to_string(), v.to_string()));
+            out.push(NearMiss {
+                statement: MatchedStatement::grant(&grant.grant_id),
+                failed: Failed::GrantConstraint { missing: lacking },
+            });
+        }
+        out
+    }
+
+    /// Whether the request's encryption context holds this pair (as one value).
+    fn context_has(&self, (k, v): &(Box<str>, Box<str>)) -> bool {
+        let skip = ENCRYPTION_CONTEXT_PREFIX.chars().count();
+        self.ctx.map.iter().any(|(lower, e)| {
+            lower.starts_with(ENCRYPTION_CONTEXT_PREFIX)
+                && e.key.chars().skip(skip).collect::<String>() == **k
+                && e.values == [v.to_string()]
+        })
     }
 
     /// U34: the operations and the constraint type a `CreateGrant` asks for

@@ -167,6 +167,13 @@ fn near_miss(n: &crate::eval::NearMiss) -> proto::NearMiss {
     match &n.failed {
         Failed::Resource => out.failed = "Resource".into(),
         Failed::Delegation => out.failed = "Delegation".into(),
+        Failed::GrantConstraint { missing } => {
+            out.failed = "GrantConstraint".into();
+            if let Some((k, v)) = missing {
+                out.key = Some(k.clone());
+                out.request_values = vec![v.clone()];
+            }
+        }
         Failed::Condition {
             index,
             operator,

@@ -20,6 +20,12 @@ pub(crate) struct BoundsArgs {
     /// Principals of the universe.
     #[arg(long, value_name = "N", default_value_t = Bounds::default().max_principals)]
     max_principals: usize,
+    /// Actions of the universe.
+    #[arg(long, value_name = "N", default_value_t = Bounds::default().max_actions)]
+    max_actions: usize,
+    /// Resources of the universe.
+    #[arg(long, value_name = "N", default_value_t = Bounds::default().max_resources)]
+    max_resources: usize,
 }
 
 impl BoundsArgs {
@@ -27,7 +33,8 @@ impl BoundsArgs {
         Bounds {
             max_contexts: self.max_contexts.max(1),
             max_principals: self.max_principals,
-            ..Bounds::default()
+            max_actions: self.max_actions,
+            max_resources: self.max_resources,
         }
     }
 }

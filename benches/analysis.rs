@@ -18,30 +18,13 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use verdict::analysis::{self, Bounds, Universe};
-use verdict::bundle::source::{RawBundle, RawFile};
 use verdict::bundle::{LoadOptions, load_raw};
 use verdict::compile::Snapshot;
 use verdict::eval::EvalOptions;
 
-fn raw(files: &[(String, String)]) -> RawBundle {
-    RawBundle {
-        source: "synth".into(),
-        files: files
-            .iter()
-            .map(|(p, t)| RawFile {
-                path: p.clone(),
-                bytes: t.clone().into_bytes(),
-            })
-            .collect(),
-        diagnostics: Vec::new(),
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let s = synth::generate(42, 10_000, 0);
-    let bundle = load_raw(raw(&s.files), &LoadOptions::default())
-        .unwrap()
-        .bundle;
+    let bundle = load_raw(s.raw(), &LoadOptions::default()).unwrap().bundle;
     let snap = Snapshot::compile(&bundle, &EvalOptions::default(), 1);
     let u = Universe::of(&bundle, Bounds::default());
     let key = u

@@ -17,25 +17,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use verdict::bundle::source::{RawBundle, RawFile};
 use verdict::bundle::{LoadOptions, load_raw};
 use verdict::compile::Snapshot;
 use verdict::eval::EvalOptions;
-
-fn raw(s: &synth::Synth) -> RawBundle {
-    RawBundle {
-        source: "synth".into(),
-        files: s
-            .files
-            .iter()
-            .map(|(p, t)| RawFile {
-                path: p.clone(),
-                bytes: t.clone().into_bytes(),
-            })
-            .collect(),
-        diagnostics: Vec::new(),
-    }
-}
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("compile");
@@ -44,7 +28,7 @@ fn bench(c: &mut Criterion) {
         let s = synth::generate(42, size, 0);
         g.bench_function(format!("load+compile-{size}"), |b| {
             b.iter_batched(
-                || raw(&s),
+                || s.raw(),
                 |r| {
                     let loaded = load_raw(r, &LoadOptions::default()).unwrap();
                     black_box(Snapshot::compile(

@@ -14,6 +14,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::SystemTime;
@@ -171,22 +173,10 @@ fn who_can_and_what_can_agree_with_authorize_on_every_request_of_the_universe() 
 fn planted(dir: &Path, change: impl FnOnce(&Path)) -> std::path::PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bundles/kms");
     let out = dir.to_path_buf();
-    copy(&root, &out);
+    support::copy_dir(&root, &out);
     std::fs::remove_dir_all(out.join("tests")).unwrap();
     change(&out);
     out
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {

@@ -340,6 +340,24 @@ fn action_for(g: &mut Gen, r: &Rule) -> String {
     }
 }
 
+impl Synth {
+    /// The bundle's files as a loader input.
+    pub fn raw(&self) -> verdict::bundle::source::RawBundle {
+        verdict::bundle::source::RawBundle {
+            source: "synth".into(),
+            files: self
+                .files
+                .iter()
+                .map(|(p, t)| verdict::bundle::source::RawFile {
+                    path: p.clone(),
+                    bytes: t.clone().into_bytes(),
+                })
+                .collect(),
+            diagnostics: Vec::new(),
+        }
+    }
+}
+
 /// Generate a bundle of about `target` statements, with `requests` requests.
 pub fn generate(seed: u64, target: usize, requests: usize) -> Synth {
     let mut g = Gen {

@@ -128,9 +128,8 @@ fn samples(c: &Condition) -> Vec<String> {
         match v {
             ConditionValue::String(t) => out.push(sample(t)),
             ConditionValue::Number(d) | ConditionValue::Date(d) => out.extend(d.around()),
-            ConditionValue::Bool(crate::policy::BoolValue::Literal(b)) => {
+            ConditionValue::Bool(crate::policy::BoolValue::Literal(_)) => {
                 out.extend(["true".to_owned(), "false".to_owned()]);
-                let _ = b;
             }
             ConditionValue::Bool(crate::policy::BoolValue::Template(t)) => out.push(sample(t)),
             ConditionValue::Binary(bytes) => {
@@ -150,27 +149,10 @@ fn samples(c: &Condition) -> Vec<String> {
     out
 }
 
-/// Whether `text` matches `pattern` (`*` any run, `?` one character).
+/// Whether `text` matches `pattern` (`*` any run, `?` one byte): the
+/// catalogue's matcher.
 pub(crate) fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if p.get(pi).is_some_and(|c| *c == '?' || Some(c) == t.get(ti)) {
-            pi += 1;
-            ti += 1;
-        } else if p.get(pi) == Some(&'*') {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p.get(pi..).unwrap_or_default().iter().all(|c| *c == '*')
+    crate::policy::catalogue::wildcard_match(pattern.as_bytes(), text.as_bytes())
 }
 
 /// A value no policy compares with.

@@ -305,20 +305,7 @@ impl<'a> DecisionJson<'a> {
         let explain = d.explanation.is_some();
         Self {
             decision: d.outcome.as_str(),
-            matched: d
-                .matched
-                .iter()
-                .map(|m| MatchedJson {
-                    policy_id: &m.policy_id,
-                    kind: m.kind.as_str(),
-                    index: m.index,
-                    sid: m.sid.as_deref(),
-                    effect: m.effect.as_str(),
-                    level: m.level,
-                    line: m.position.filter(|_| explain).map(|p| p.line),
-                    column: m.position.filter(|_| explain).map(|p| p.column),
-                })
-                .collect(),
+            matched: d.matched.iter().map(|m| matched_json(m, explain)).collect(),
             missing_context_keys: &d.missing_context_keys,
             bundle_revision: &d.bundle_revision,
             explanation: d.explanation.as_deref().map(|e| ExplanationJson {

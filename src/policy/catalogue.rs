@@ -230,7 +230,8 @@ fn spend(budget: &mut u64, cost: usize) -> bool {
 /// Whether `text` matches `pattern`, whose `*` is any run and `?` any one
 /// byte (action names are ASCII). Iterative, with one backtrack point: linear
 /// in practice, quadratic at worst, on names of a few dozen bytes.
-fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
+/// Whether `text` matches `pattern` (`*` any run, `?` one byte).
+pub(crate) fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {

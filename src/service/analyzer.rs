@@ -5,7 +5,8 @@
 //!
 //! One analysis runs at a time, on a blocking thread; a second call while
 //! one runs gets RESOURCE_EXHAUSTED. Entries are streamed as they are
-//! found; a call that would decide more than `analyzer_max_decisions`
+//! found (an analysis whose client takes no entry for 30 s is abandoned,
+//! so a client that stops reading cannot hold the analyzer); a call that would decide more than `analyzer_max_decisions`
 //! requests ends, after what it found, with RESOURCE_EXHAUSTED.
 
 use std::pin::Pin;
@@ -36,6 +37,10 @@ impl AnalyzerService {
         }
     }
 }
+
+/// How long an entry may wait for the client to take it before the
+/// analysis is abandoned.
+const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A streamed answer.
 type Entries = Pin<Box<dyn tokio_stream::Stream<Item = Result<AccessEntry, Status>> + Send>>;
@@ -93,11 +98,19 @@ impl AnalyzerService {
         })?;
         let (tx, rx) = mpsc::channel(64);
         let limit = self.max_decisions;
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut send = |a: Access| tx.blocking_send(Ok(entry(a))).is_ok();
-            if work(&mut send).is_err() {
-                let _ = tx.blocking_send(Err(Status::resource_exhausted(format!(
+            // A client that stops reading holds the analysis no longer than
+            // SEND_WAIT per entry: then it ends and frees its place.
+            let send = |item: Result<AccessEntry, Status>| {
+                runtime
+                    .block_on(tokio::time::timeout(SEND_WAIT, tx.send(item)))
+                    .is_ok_and(|sent| sent.is_ok())
+            };
+            let mut emit = |a: Access| send(Ok(entry(a)));
+            if work(&mut emit).is_err() {
+                send(Err(Status::resource_exhausted(format!(
                     "the analysis needs more than {limit} decisions (analyzer_max_decisions); narrow it (fewer actions, a resource pattern)"
                 ))));
             }

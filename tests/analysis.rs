@@ -90,18 +90,36 @@ fn oracle(bundle: &Bundle, opts: &EvalOptions, u: &Universe) -> BTreeSet<Tuple> 
     allowed
 }
 
-fn tuples(access: &[analysis::Access]) -> BTreeSet<Tuple> {
+/// The allowed (principal, action, resource, class) tuples of answers: an
+/// unconditional answer stands for every class whose request is valid.
+fn tuples(access: &[analysis::Access], u: &Universe) -> BTreeSet<Tuple> {
+    let valid = |a: &analysis::Access, pairs: &[(String, Vec<String>)]| {
+        let parts = RequestParts {
+            principal: a.principal.clone(),
+            action: a.action.clone(),
+            resource: a.resource.clone(),
+            context: pairs.to_vec(),
+            session_policy: None,
+            explain: false,
+        };
+        Request::new(parts, &RequestLimits::default()).is_ok()
+    };
     access
         .iter()
         .flat_map(|a| {
-            a.allowed_when.iter().map(|c| {
-                (
-                    a.principal.clone(),
-                    a.action.clone(),
-                    a.resource.clone(),
-                    c.clone(),
-                )
-            })
+            let classes: Vec<String> = if a.unconditional {
+                assert!(a.allowed_when.is_empty(), "unconditional lists no class");
+                u.contexts
+                    .iter()
+                    .filter(|c| valid(a, &c.pairs))
+                    .map(|c| c.name.clone())
+                    .collect()
+            } else {
+                a.allowed_when.clone()
+            };
+            classes
+                .into_iter()
+                .map(|c| (a.principal.clone(), a.action.clone(), a.resource.clone(), c))
         })
         .collect()
 }
@@ -118,12 +136,12 @@ fn cross_check(name: &str, bundle: &Bundle, opts: &EvalOptions) {
     let who: BTreeSet<Tuple> = u
         .resources
         .iter()
-        .flat_map(|r| tuples(&analysis::who_can(&snap, &u, r, &[])))
+        .flat_map(|r| tuples(&analysis::who_can(&snap, &u, r, &[]), &u))
         .collect();
     let what: BTreeSet<Tuple> = u
         .principals
         .iter()
-        .flat_map(|p| tuples(&analysis::what_can(&snap, &u, p, None)))
+        .flat_map(|p| tuples(&analysis::what_can(&snap, &u, p, None), &u))
         .collect();
     for (label, got) in [("who-can", &who), ("what-can", &what)] {
         let missing: Vec<_> = want.difference(got).take(5).collect();

@@ -7,10 +7,10 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::relevance::Focus;
 use super::universe::{ContextClass, Universe, glob};
 use crate::compile::Snapshot;
-use crate::eval::json::DecisionJson;
-use crate::eval::{Decision, Outcome, Request, RequestLimits, RequestParts, logic};
+use crate::eval::{Context, Decision, Outcome, Request, RequestLimits, RequestParts, logic};
 use crate::policy::PolicyKind;
 
 /// One principal's access to one resource with one action.
@@ -28,7 +28,8 @@ pub struct Access {
     pub resource: String,
     /// Whether every context class is allowed (no condition stands in the way).
     pub unconditional: bool,
-    /// The context classes under which the request is allowed (by name).
+    /// The context classes under which the request is allowed (by name);
+    /// empty when it is allowed under every class (`unconditional`).
     pub allowed_when: Vec<String>,
     /// How it is allowed, under the first of those classes: a key policy
     /// statement, an identity statement reached through the key policy's
@@ -75,33 +76,61 @@ impl Budget {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exhausted;
 
-/// Decide one request of the universe; `None` when the request is not
-/// valid (a sample value its key's type refuses).
-fn decide(
-    snap: &Snapshot,
-    principal: &str,
-    action: &str,
-    resource: &str,
-    context: &ContextClass,
-    now: SystemTime,
-) -> Option<Decision> {
+/// A context class made ready to decide: its context built once, and its
+/// keys lower-cased. `context` is `None` when the class is not a valid
+/// request context (a sample value its key's type refuses).
+struct Prepared<'u> {
+    class: &'u ContextClass,
+    context: Option<Context>,
+    keys: Vec<String>,
+}
+
+/// Every context class of `universe`, made ready.
+fn prepare(universe: &Universe) -> Vec<Prepared<'_>> {
+    universe
+        .contexts
+        .iter()
+        .map(|class| Prepared {
+            class,
+            context: Context::new(class.pairs.clone(), &RequestLimits::default()).ok(),
+            keys: class
+                .pairs
+                .iter()
+                .map(|(k, _)| k.to_ascii_lowercase())
+                .collect(),
+        })
+        .collect()
+}
+
+/// The request of one (principal, action, resource) with no context, the
+/// base each class's context is put into; `None` when it is not valid.
+fn base(principal: &str, action: &str, resource: &str) -> Option<Request> {
     let parts = RequestParts {
         principal: principal.to_owned(),
         action: action.to_owned(),
         resource: resource.to_owned(),
-        context: context.pairs.clone(),
-        session_policy: None,
-        explain: false,
+        ..RequestParts::default()
     };
-    let req = Request::new(parts, &RequestLimits::default()).ok()?;
-    Some(logic::evaluate(snap, &req, now))
+    Request::new(parts, &RequestLimits::default()).ok()
+}
+
+/// Decide `base` under one class's context (lent to the request for the
+/// decision, so nothing is copied); `None` when the class is not valid.
+fn decide(
+    snap: &Snapshot,
+    base: &mut Request,
+    class: &mut Prepared<'_>,
+    now: SystemTime,
+) -> Option<Decision> {
+    let context = class.context.as_mut()?;
+    std::mem::swap(&mut base.context, context);
+    let d = logic::evaluate(snap, base, now);
+    std::mem::swap(&mut base.context, context);
+    Some(d)
 }
 
 fn matched(d: &Decision) -> serde_json::Value {
-    serde_json::to_value(DecisionJson::new(d))
-        .ok()
-        .and_then(|mut v| v.get_mut("matched").map(serde_json::Value::take))
-        .unwrap_or_default()
+    crate::eval::json::matched_value(d)
 }
 
 /// The path of an allowing decision, in words.
@@ -136,71 +165,101 @@ fn path(d: &Decision) -> String {
 fn access(
     snap: &Snapshot,
     universe: &Universe,
+    (contexts, focus): (&mut [Prepared<'_>], &mut [Focus<'_>]),
     (principal, action, resource): (&str, &str, &str),
-    now: SystemTime,
     budget: &mut Budget,
 ) -> Result<Option<Access>, Exhausted> {
-    let mut allowed_when = Vec::new();
+    if !focus.iter_mut().any(|f| f.may_allow(principal, action)) {
+        return Ok(None);
+    }
+    let now = SystemTime::now();
+    let Some(mut request) = base(principal, action, resource) else {
+        return Ok(None);
+    };
+    // Indexes into `contexts` of the classes that allow, and of those
+    // that deny explicitly with their decision (`None`: the same as no
+    // context's).
+    let mut allowed_when: Vec<usize> = Vec::new();
+    let mut denied_when: Vec<(usize, Option<Decision>)> = Vec::new();
     let mut first: Option<Decision> = None;
-    let mut denied_when = Vec::new();
     let mut decided = 0usize;
-    let relevant = universe.relevant(principal, action, resource);
+    let trust = snap.bundle.options.trust_session_tags;
+    let relevant: Vec<&str> = focus
+        .iter_mut()
+        .flat_map(|f| f.keys(principal, action, trust))
+        .collect();
     // `no context` first: a class that sets no key the decision can read
     // is decided as it is.
-    let mut plain: Option<Outcome> = None;
-    for class in &universe.contexts {
-        let outcome = match plain {
-            Some(o) if !super::relevance::touches(&class.pairs, &relevant) => {
-                if o == Outcome::ExplicitDeny {
-                    // The same denies; decide it for the statements.
-                    budget.spend()?;
-                    decide(snap, principal, action, resource, class, now)
-                } else {
-                    decided += 1;
-                    if o == Outcome::Allow {
-                        allowed_when.push(class.name.clone());
-                    }
-                    continue;
-                }
+    let mut plain: Option<Decision> = None;
+    for (at, class) in contexts.iter_mut().enumerate() {
+        if class.context.is_none() {
+            continue;
+        }
+        if let Some(p) = &plain
+            && !super::relevance::touches(&class.keys, &relevant)
+        {
+            decided += 1;
+            match p.outcome {
+                Outcome::Allow => allowed_when.push(at),
+                Outcome::ExplicitDeny => denied_when.push((at, None)),
+                Outcome::ImplicitDeny => {}
             }
-            _ => {
-                budget.spend()?;
-                decide(snap, principal, action, resource, class, now)
-            }
-        };
-        let Some(d) = outcome else {
+            continue;
+        }
+        budget.spend()?;
+        let Some(d) = decide(snap, &mut request, class, now) else {
             continue;
         };
-        if plain.is_none() && class.pairs.is_empty() {
-            plain = Some(d.outcome);
-        }
         decided += 1;
+        if plain.is_none() && class.class.pairs.is_empty() {
+            match d.outcome {
+                Outcome::Allow => allowed_when.push(at),
+                Outcome::ExplicitDeny => denied_when.push((at, None)),
+                Outcome::ImplicitDeny => {}
+            }
+            plain = Some(d);
+            continue;
+        }
         match d.outcome {
             Outcome::Allow => {
-                allowed_when.push(class.name.clone());
+                allowed_when.push(at);
                 first.get_or_insert(d);
             }
-            Outcome::ExplicitDeny => denied_when.push((class.name.clone(), d)),
+            Outcome::ExplicitDeny => denied_when.push((at, Some(d))),
             Outcome::ImplicitDeny => {}
         }
     }
-    let Some(first) = first else {
+    // The first class that allows: no context when it does.
+    let plain_allows = plain.as_ref().is_some_and(|p| p.outcome == Outcome::Allow);
+    let Some(first) = (if plain_allows {
+        plain.as_ref()
+    } else {
+        first.as_ref()
+    }) else {
         return Ok(None);
     };
+    let unconditional = allowed_when.len() == decided;
+    let name = |at: usize| contexts.get(at).map(|c| c.class.name.clone());
     Ok(Some(Access {
         principal: principal.to_owned(),
         action: action.to_owned(),
         same_for: universe.same_as.get(action).cloned().unwrap_or_default(),
         resource: resource.to_owned(),
-        unconditional: allowed_when.len() == decided,
-        path: path(&first),
-        allowed_by: matched(&first),
-        allowed_when,
+        unconditional,
+        path: path(first),
+        allowed_by: matched(first),
+        allowed_when: if unconditional {
+            Vec::new()
+        } else {
+            allowed_when.iter().filter_map(|at| name(*at)).collect()
+        },
         denied_when: denied_when
             .into_iter()
-            .map(|(context, d)| Denial {
-                context,
-                by: matched(&d),
+            .filter_map(|(at, d)| {
+                Some(Denial {
+                    context: name(at)?,
+                    by: matched(d.as_ref().or(plain.as_ref())?),
+                })
             })
             .collect(),
     }))
@@ -240,7 +299,8 @@ pub fn who_can_each(
     budget: &mut Budget,
     emit: &mut dyn FnMut(Access) -> bool,
 ) -> Result<(), Exhausted> {
-    let now = SystemTime::now();
+    let mut contexts = prepare(universe);
+    let mut focus = universe.focus(resource);
     let actions = if actions.is_empty() {
         &universe.actions
     } else {
@@ -248,8 +308,13 @@ pub fn who_can_each(
     };
     for action in actions {
         for principal in &universe.principals {
-            if let Some(a) = access(snap, universe, (principal, action, resource), now, budget)?
-                && !emit(a)
+            if let Some(a) = access(
+                snap,
+                universe,
+                (&mut contexts, &mut focus),
+                (principal, action, resource),
+                budget,
+            )? && !emit(a)
             {
                 return Ok(());
             }
@@ -291,15 +356,21 @@ pub fn what_can_each(
     budget: &mut Budget,
     emit: &mut dyn FnMut(Access) -> bool,
 ) -> Result<(), Exhausted> {
-    let now = SystemTime::now();
+    let mut contexts = prepare(universe);
     for r in universe
         .resources
         .iter()
         .filter(|r| resource.is_none_or(|p| glob(p, r)))
     {
+        let mut focus = universe.focus(r);
         for action in &universe.actions {
-            if let Some(a) = access(snap, universe, (principal, action, r), now, budget)?
-                && !emit(a)
+            if let Some(a) = access(
+                snap,
+                universe,
+                (&mut contexts, &mut focus),
+                (principal, action, r),
+                budget,
+            )? && !emit(a)
             {
                 return Ok(());
             }
@@ -353,17 +424,22 @@ fn side(d: &Decision) -> Side {
 /// Every request of `universe` whose Allow differs between `old` and `new`.
 pub fn diff(old: &Snapshot, new: &Snapshot, universe: &Universe) -> Diff {
     let now = SystemTime::now();
+    let mut contexts = prepare(universe);
     let mut out = Diff::default();
     for resource in &universe.resources {
         for action in &universe.actions {
             for principal in &universe.principals {
-                for class in &universe.contexts {
+                let Some(mut request) = base(principal, action, resource) else {
+                    continue;
+                };
+                for prepared in &mut contexts {
                     let (Some(a), Some(b)) = (
-                        decide(old, principal, action, resource, class, now),
-                        decide(new, principal, action, resource, class, now),
+                        decide(old, &mut request, prepared, now),
+                        decide(new, &mut request, prepared, now),
                     ) else {
                         continue;
                     };
+                    let class = prepared.class;
                     out.compared += 1;
                     let (was, is) = (a.outcome == Outcome::Allow, b.outcome == Outcome::Allow);
                     if was == is {

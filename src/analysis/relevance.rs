@@ -2,18 +2,31 @@
 //! resource): the keys that the conditions of every statement that could
 //! take part in it test, or that its policy variables read. A context class
 //! that sets none of them is decided as the request with no context is, so
-//! it need not be decided again. `tests/analysis.rs` checks the answers
-//! this pruning gives against the reference interpreter on every request.
+//! it need not be decided again.
+//!
+//! And whether a (principal, action, resource) can be allowed at all: only
+//! when an `Allow` of the principal's identity or group policies, or of the
+//! resource's policy naming it (or anyone), covers the action and may
+//! match the resource, or a grant on the resource exists; roots and
+//! service principals always may. `tests/analysis.rs` checks the answers
+//! both prunings give against the reference interpreter on every request.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::bundle::{Bundle, GrantConstraint, Identity, Policy};
-use crate::policy::{ActionPattern, Block, ConditionValue, ResourcePattern, Statement};
+use crate::policy::principal::PrincipalArn;
+use crate::policy::{
+    ActionPattern, Block, ConditionValue, Effect, PrincipalEntry, ResourcePattern, Statement,
+};
 
-/// A statement's action block and the context keys it reads (lower-cased).
+/// A statement's action block, the resources it may match and the
+/// context keys it reads (lower-cased).
 struct Reads {
     action: Block<ActionPattern>,
+    /// Lower-cased globs of its resource patterns; `None` when it may
+    /// match any resource ([`resource_globs`]).
+    resources: Option<Box<[String]>>,
     keys: Vec<Box<str>>,
 }
 
@@ -28,6 +41,7 @@ fn reads(policy: &Policy) -> Vec<Reads> {
             let keys = statement_keys(s);
             (!keys.is_empty()).then(|| Reads {
                 action: s.action.clone(),
+                resources: resource_globs(s.resource.as_ref()),
                 keys,
             })
         })
@@ -70,18 +84,137 @@ fn statement_keys(s: &Statement) -> Vec<Box<str>> {
     keys.iter().flat_map(|k| sources(k)).collect()
 }
 
-/// Whether `action` (`service:Name`) is in `block`.
-fn covers(block: &Block<ActionPattern>, action: &str) -> bool {
-    let (service, name) = action.split_once(':').unwrap_or((action, ""));
-    let name = name.to_ascii_lowercase();
+/// Whether the action `service:name` (`name` lower-cased) is in `block`.
+fn covers(block: &Block<ActionPattern>, (service, name): (&str, &str)) -> bool {
     let hit = block.items.iter().any(|p| match p {
         ActionPattern::Any => true,
         ActionPattern::Named {
             service: s,
             name: n,
-        } => s.eq_ignore_ascii_case(service) && super::universe::glob(n, &name),
+        } => s.eq_ignore_ascii_case(service) && super::universe::glob(n, name),
     });
     hit != block.negated
+}
+
+/// The resources a statement's resource block may match, as lower-cased
+/// globs: a superset of the evaluator's matching, compared case-blind
+/// and with a `*` that may also cross a colon. `None` (any resource) for
+/// a `Not…` block, a pattern with variables and a missing block.
+fn resource_globs(block: Option<&Block<ResourcePattern>>) -> Option<Box<[String]>> {
+    let block = block.filter(|b| !b.negated)?;
+    let mut out = Vec::new();
+    for p in block.items.iter() {
+        match p {
+            ResourcePattern::Any => return None,
+            ResourcePattern::Arn(arn) if arn.pieces.iter().any(|t| t.has_variables()) => {
+                return None;
+            }
+            ResourcePattern::Arn(arn) => {
+                let pieces: Vec<String> = arn.pieces.iter().map(|t| t.source()).collect();
+                let mut glob = pieces.join(":").to_ascii_lowercase();
+                if pieces.len() < 6 {
+                    // A short pattern may stand for its missing pieces (U43).
+                    glob.push('*');
+                }
+                out.push(glob);
+            }
+        }
+    }
+    Some(out.into())
+}
+
+/// Whether a statement matching `globs` ([`resource_globs`]) may match the
+/// lower-cased `resource`.
+fn may_match(globs: Option<&[String]>, resource: &str) -> bool {
+    resource == "*" || globs.is_none_or(|g| g.iter().any(|p| super::universe::glob(p, resource)))
+}
+
+/// An `Allow` statement that can allow on its own: its action block, the
+/// resources it may match ([`resource_globs`]) and, in a resource policy,
+/// the lower-cased names of the users, roles and federated users it may
+/// name (`None`: anyone; an account or a service names none of them, as
+/// an account's root is only reached with an identity policy's `Allow`).
+struct Allows {
+    action: Block<ActionPattern>,
+    resources: Option<Box<[String]>>,
+    names: Option<Box<[String]>>,
+}
+
+/// The names a resource policy statement's principal block may name.
+fn principal_names(block: Option<&Block<PrincipalEntry>>) -> Option<Box<[String]>> {
+    let block = block.filter(|b| !b.negated)?;
+    let mut out = Vec::new();
+    for e in block.items.iter() {
+        match e {
+            PrincipalEntry::Everyone => return None,
+            PrincipalEntry::Arn(arn) => match arn {
+                PrincipalArn::Root { .. } => {}
+                PrincipalArn::User { name, .. }
+                | PrincipalArn::Role { name, .. }
+                | PrincipalArn::FederatedUser { name, .. } => {
+                    out.push(name.as_str().to_ascii_lowercase());
+                }
+                PrincipalArn::AssumedRole { role, .. } => {
+                    out.push(role.as_str().to_ascii_lowercase())
+                }
+            },
+            PrincipalEntry::Account(_)
+            | PrincipalEntry::Service(_)
+            | PrincipalEntry::Unmatchable(_) => {}
+        }
+    }
+    Some(out.into())
+}
+
+/// The `Allow` statements of a policy, as [`Allows`] (`resource_side`:
+/// with the names their principal blocks may name).
+fn allows(policy: &Policy, resource_side: bool) -> Vec<Allows> {
+    policy
+        .document
+        .statements
+        .iter()
+        .filter(|s| s.effect == Effect::Allow)
+        .map(|s| Allows {
+            action: s.action.clone(),
+            resources: resource_globs(s.resource.as_ref()),
+            names: if resource_side {
+                principal_names(s.principal.as_ref())
+            } else {
+                None
+            },
+        })
+        .collect()
+}
+
+/// How a principal ARN may be named in a resource policy, lower-cased: a
+/// user's, role's or federated user's name, a session's role; `None` for
+/// a root, a service principal or anything else (always a candidate).
+fn name_of(principal: &str) -> Option<String> {
+    let rest = principal.strip_prefix("arn:")?.splitn(5, ':').nth(4)?;
+    let name = if let Some(r) = rest.strip_prefix("assumed-role/") {
+        r.split('/').next()?
+    } else if rest.starts_with("user/")
+        || rest.starts_with("role/")
+        || rest.starts_with("federated-user/")
+    {
+        rest.rsplit('/').next()?
+    } else {
+        return None;
+    };
+    Some(name.to_ascii_lowercase())
+}
+
+/// Whether a caller's value of `key` (lower-cased; a key ending in `:`
+/// stands for every key it starts) can reach the decision of `principal`
+/// doing `action`: verdict derives the others and ignores what the caller
+/// sends (docs/evaluation.md §1).
+fn caller_may_set(key: &str, principal: &str, action: &str, trust_session_tags: bool) -> bool {
+    let session = principal.starts_with("arn:")
+        && principal.split(':').nth(5).is_some_and(|rest| {
+            rest.starts_with("assumed-role/") || rest.starts_with("federated-user/")
+        });
+    let create_key = action.eq_ignore_ascii_case("kms:CreateKey");
+    !crate::eval::facts::derived_key(key, create_key, trust_session_tags && session)
 }
 
 /// The context keys each principal's and each resource's statements read.
@@ -93,7 +226,16 @@ pub(crate) struct Relevance {
     /// By resource: its resource policy, its account's RCPs, and the keys
     /// of its grants' constraints.
     resources: HashMap<String, (Vec<PolicyReads>, Vec<Box<str>>)>,
+    /// By principal: the `Allow` statements of its identity and group
+    /// policies.
+    principal_allows: HashMap<String, Vec<PolicyAllows>>,
+    /// By resource: the `Allow` statements of its policy, and whether it
+    /// has grants.
+    resource_allows: HashMap<String, (Option<PolicyAllows>, bool)>,
 }
+
+/// The `Allow` statements of one policy.
+type PolicyAllows = Arc<Vec<Allows>>;
 
 /// The statements of one policy that read context keys.
 type PolicyReads = Arc<Vec<Reads>>;
@@ -109,13 +251,23 @@ impl std::fmt::Debug for Relevance {
 
 /// Policies read once each, by address.
 #[derive(Default)]
-struct Cache(HashMap<*const Policy, Arc<Vec<Reads>>>);
+struct Cache {
+    reads: HashMap<*const Policy, Arc<Vec<Reads>>>,
+    allows: HashMap<(*const Policy, bool), PolicyAllows>,
+}
 
 impl Cache {
     fn of(&mut self, p: &Arc<Policy>) -> Arc<Vec<Reads>> {
-        self.0
+        self.reads
             .entry(Arc::as_ptr(p))
             .or_insert_with(|| Arc::new(reads(p)))
+            .clone()
+    }
+
+    fn allows(&mut self, p: &Arc<Policy>, resource_side: bool) -> PolicyAllows {
+        self.allows
+            .entry((Arc::as_ptr(p), resource_side))
+            .or_insert_with(|| Arc::new(allows(p, resource_side)))
             .clone()
     }
 }
@@ -145,9 +297,14 @@ impl Relevance {
     pub(crate) fn new(b: &Bundle, principals: &[String], resources: &[String]) -> Self {
         let mut cache = Cache::default();
         let mut by_principal = HashMap::new();
+        let mut principal_allows = HashMap::new();
         for p in principals {
             let mut sets = Vec::new();
             if let Some(i) = identity(b, p) {
+                let own = i.policies.iter();
+                let groups = i.groups.iter().flat_map(|g| g.policies.iter());
+                let allows = own.chain(groups).map(|pol| cache.allows(pol, false));
+                principal_allows.insert(p.clone(), allows.collect());
                 for pol in i.policies.iter().chain(i.boundary.iter()) {
                     sets.push(cache.of(pol));
                 }
@@ -164,11 +321,21 @@ impl Relevance {
             by_principal.insert(p.clone(), sets);
         }
         let mut by_resource = HashMap::new();
+        let mut resource_allows = HashMap::new();
         for r in resources {
             let mut sets = Vec::new();
-            if let Some(pol) = b.resources.get(r.as_str()).and_then(|x| x.policy.as_ref()) {
+            let policy = b.resources.get(r.as_str()).and_then(|x| x.policy.as_ref());
+            if let Some(pol) = policy {
                 sets.push(cache.of(pol));
             }
+            let grants = b
+                .grants_by_key
+                .get(r.as_str())
+                .is_some_and(|g| !g.is_empty());
+            resource_allows.insert(
+                r.clone(),
+                (policy.map(|pol| cache.allows(pol, true)), grants),
+            );
             let rcps = account_of(r)
                 .and_then(|a| b.accounts.get(a))
                 .and_then(|a| a.rcps.as_ref());
@@ -193,36 +360,147 @@ impl Relevance {
         Self {
             principals: by_principal,
             resources: by_resource,
+            principal_allows,
+            resource_allows,
         }
     }
 
-    /// The keys (lower-cased) that can change the decision of this
-    /// principal, action and resource; a key ending in `:` stands for every
-    /// key it starts.
-    pub(crate) fn keys(&self, principal: &str, action: &str, resource: &str) -> Vec<Box<str>> {
-        let mut out = Vec::new();
-        let sets = self.principals.get(principal).into_iter().flatten();
-        let (resource_sets, grant_keys) = match self.resources.get(resource) {
-            Some((s, g)) => (s.as_slice(), g.as_slice()),
-            None => (&[][..], &[][..]),
+    /// What may bear on the decisions about one resource, gathered once for
+    /// every principal asked about.
+    pub(crate) fn focus(&self, resource: &str) -> Focus<'_> {
+        let lower = resource.to_ascii_lowercase();
+        let (reads, grant_keys) = match self.resources.get(resource) {
+            Some((sets, keys)) => (
+                sets.iter()
+                    .flat_map(|set| set.iter())
+                    .filter(|r| may_match(r.resources.as_deref(), &lower))
+                    .collect(),
+                keys.iter().map(|k| &**k).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
         };
-        for set in sets.chain(resource_sets) {
-            for r in set.iter().filter(|r| covers(&r.action, action)) {
-                out.extend(r.keys.iter().cloned());
+        // A resource this reading did not cover may be allowed by anything.
+        let (allows, grants) = match self.resource_allows.get(resource) {
+            Some((policy, grants)) => (
+                policy
+                    .iter()
+                    .flat_map(|set| set.iter())
+                    .filter(|a| may_match(a.resources.as_deref(), &lower))
+                    .collect(),
+                *grants,
+            ),
+            None => (Vec::new(), true),
+        };
+        Focus {
+            relevance: self,
+            lower,
+            reads,
+            grant_keys,
+            allows,
+            grants,
+            principals: HashMap::new(),
+        }
+    }
+}
+
+/// What may bear on the decisions about one resource ([`Relevance::focus`]):
+/// the resource's statements that may match it, and, gathered on first
+/// use, each principal's.
+pub(crate) struct Focus<'r> {
+    relevance: &'r Relevance,
+    /// The resource, lower-cased.
+    lower: String,
+    reads: Vec<&'r Reads>,
+    grant_keys: Vec<&'r str>,
+    allows: Vec<&'r Allows>,
+    grants: bool,
+    principals: HashMap<String, (Vec<&'r Reads>, Vec<&'r Allows>)>,
+}
+
+impl<'r> Focus<'r> {
+    /// The principal's statements that may match the resource.
+    fn principal(&mut self, principal: &str) -> &(Vec<&'r Reads>, Vec<&'r Allows>) {
+        let (relevance, lower) = (self.relevance, &self.lower);
+        self.principals
+            .entry(principal.to_owned())
+            .or_insert_with(|| {
+                let reads = relevance.principals.get(principal).into_iter().flatten();
+                let allows = relevance
+                    .principal_allows
+                    .get(principal)
+                    .into_iter()
+                    .flatten();
+                (
+                    reads
+                        .flat_map(|set| set.iter())
+                        .filter(|r| may_match(r.resources.as_deref(), lower))
+                        .collect(),
+                    allows
+                        .flat_map(|set| set.iter())
+                        .filter(|a| may_match(a.resources.as_deref(), lower))
+                        .collect(),
+                )
+            })
+    }
+
+    /// Whether some context may let `principal` do `action` on the
+    /// resource: false only when no `Allow` can apply ([the module](self)).
+    pub(crate) fn may_allow(&mut self, principal: &str, action: &str) -> bool {
+        let Some(name) = name_of(principal) else {
+            return true;
+        };
+        if self.grants {
+            return true;
+        }
+        let (service, action_name) = action.split_once(':').unwrap_or((action, ""));
+        let action_name = action_name.to_ascii_lowercase();
+        let action = (service, action_name.as_str());
+        let by_resource = self.allows.iter().any(|a| {
+            covers(&a.action, action) && a.names.as_deref().is_none_or(|n| n.contains(&name))
+        });
+        by_resource
+            || self
+                .principal(principal)
+                .1
+                .iter()
+                .any(|a| covers(&a.action, action))
+    }
+
+    /// The keys (lower-cased) that can change the decision of this
+    /// principal and action on the resource; a key ending in `:` stands
+    /// for every key it starts. `trust_session_tags` is the evaluation
+    /// setting.
+    pub(crate) fn keys(
+        &mut self,
+        principal: &str,
+        action: &str,
+        trust_session_tags: bool,
+    ) -> Vec<&'r str> {
+        let (service, name) = action.split_once(':').unwrap_or((action, ""));
+        let name = name.to_ascii_lowercase();
+        self.principal(principal);
+        let mut out: Vec<&'r str> = self.grant_keys.clone();
+        let own = self.principals.get(principal).map(|(reads, _)| reads);
+        for r in own.into_iter().flatten().chain(&self.reads) {
+            if covers(&r.action, (service, &name)) {
+                out.extend(
+                    r.keys
+                        .iter()
+                        .map(|k| &**k)
+                        .filter(|k| caller_may_set(k, principal, action, trust_session_tags)),
+                );
             }
         }
-        out.extend(grant_keys.iter().cloned());
         out
     }
 }
 
-/// Whether a context class setting `class_keys` can be decided
-/// differently from no context, given the `relevant` keys.
-pub(crate) fn touches(class_keys: &[(String, Vec<String>)], relevant: &[Box<str>]) -> bool {
-    class_keys.iter().any(|(k, _)| {
-        let k = k.to_ascii_lowercase();
+/// Whether a context class setting `class_keys` (lower-cased) can be
+/// decided differently from no context, given the `relevant` keys.
+pub(crate) fn touches(class_keys: &[String], relevant: &[&str]) -> bool {
+    class_keys.iter().any(|k| {
         relevant
             .iter()
-            .any(|r| **r == *k || (r.ends_with(':') && k.starts_with(&**r)))
+            .any(|r| *r == k || (r.ends_with(':') && k.starts_with(r)))
     })
 }

@@ -243,13 +243,10 @@ impl Universe {
         u
     }
 
-    /// The context keys (lower-cased) that can change the decision of this
-    /// principal, action and resource in any bundle read.
-    pub(crate) fn relevant(&self, principal: &str, action: &str, resource: &str) -> Vec<Box<str>> {
-        self.relevance
-            .iter()
-            .flat_map(|r| r.keys(principal, action, resource))
-            .collect()
+    /// What may bear on the decisions about `resource`, in each bundle
+    /// read.
+    pub(crate) fn focus(&self, resource: &str) -> Vec<super::relevance::Focus<'_>> {
+        self.relevance.iter().map(|r| r.focus(resource)).collect()
     }
 
     /// Requests the universe holds: principals × actions × resources ×

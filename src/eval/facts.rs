@@ -233,6 +233,18 @@ pub(crate) fn caller_value_ignored(
     caller: &CallerFacts<'_>,
     trust_session_tags: bool,
 ) -> bool {
+    derived_key(
+        lower,
+        is_create_key(req),
+        trust_session_tags && caller.carries_session_tags(),
+    )
+}
+
+/// Whether verdict derives a (lower-cased) key, so that a caller's value of
+/// it is ignored (docs/evaluation.md §1): on `kms:CreateKey` (`create_key`)
+/// the key properties are the caller's, and caller principal tags count
+/// when `session_tags_count` (a session caller, `trust_session_tags` on).
+pub(crate) fn derived_key(lower: &str, create_key: bool, session_tags_count: bool) -> bool {
     match lower {
         "aws:principalarn"
         | "aws:principaltype"
@@ -245,11 +257,10 @@ pub(crate) fn caller_value_ignored(
         | "aws:principalorgpaths"
         | "aws:resourceaccount"
         | "kms:resourcealiases" => true,
-        "kms:keyspec" | "kms:keyusage" | "kms:keyorigin" => !is_create_key(req),
+        "kms:keyspec" | "kms:keyusage" | "kms:keyorigin" => !create_key,
         _ => {
             lower.starts_with("aws:resourcetag/")
-                || (lower.starts_with("aws:principaltag/")
-                    && !(trust_session_tags && caller.carries_session_tags()))
+                || (lower.starts_with("aws:principaltag/") && !session_tags_count)
         }
     }
 }

@@ -248,6 +248,15 @@ fn matched_json(m: &crate::eval::MatchedStatement, explain: bool) -> MatchedJson
     }
 }
 
+/// The `matched` statements of a decision as a JSON value, as
+/// [`DecisionJson`] prints them.
+pub(crate) fn matched_value(d: &Decision) -> serde_json::Value {
+    let explain = d.explanation.is_some();
+    let matched: Vec<MatchedJson<'_>> =
+        d.matched.iter().map(|m| matched_json(m, explain)).collect();
+    serde_json::to_value(matched).unwrap_or_default()
+}
+
 fn near_miss_json(n: &crate::eval::NearMiss) -> NearMissJson<'_> {
     use crate::eval::Failed;
     let (failed, condition) = match &n.failed {

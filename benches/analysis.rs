@@ -1,6 +1,7 @@
 //! Access analysis on a synthetic bundle of 10,000 statements: the
 //! universe, `who_can` of one key over every KMS action, and `diff` of the
-//! bundle against a copy with one more statement.
+//! bundle against a copy with one more statement and against itself (each
+//! `diff` figure includes building the two bundles' universe).
 
 #![allow(
     clippy::unwrap_used,
@@ -55,6 +56,42 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("who-can-one-key-all-kms-actions-10000", |b| {
         b.iter(|| black_box(analysis::who_can(&snap, &u, &key, &kms)))
+    });
+    // diff: the bundle against a copy in which one user gains one action
+    // on one key (an inline identity statement), and against itself.
+    let mut files = s.files.clone();
+    let (_, principals) = files
+        .iter_mut()
+        .find(|(p, _)| p == "principals.json")
+        .unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(principals).unwrap();
+    let user = format!("arn:aws:iam::{}:user/u-00001", synth::ACCOUNT);
+    v["principals"][&user]["policies"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "kms:ScheduleKeyDeletion", "Resource": key}]}));
+    *principals = v.to_string();
+    let changed = synth::Synth { files, ..s };
+    let new_bundle = load_raw(changed.raw(), &LoadOptions::default())
+        .unwrap()
+        .bundle;
+    let new_snap = Snapshot::compile(&new_bundle, &EvalOptions::default(), 1);
+    g.bench_function("diff-10000-one-identity-statement", |b| {
+        b.iter(|| {
+            let u = Universe::of_all(&[&bundle, &new_bundle], Bounds::default());
+            black_box(analysis::diff(
+                (&bundle, &snap),
+                (&new_bundle, &new_snap),
+                &u,
+            ))
+        })
+    });
+    g.bench_function("diff-10000-identical", |b| {
+        b.iter(|| {
+            let u = Universe::of_all(&[&bundle, &bundle], Bounds::default());
+            black_box(analysis::diff((&bundle, &snap), (&bundle, &snap), &u))
+        })
     });
     g.finish();
 }

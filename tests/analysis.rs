@@ -23,7 +23,7 @@ use std::time::SystemTime;
 use verdict::analysis::{self, Bounds, Universe};
 use verdict::bundle::{Bundle, LoadOptions, load};
 use verdict::compile::Snapshot;
-use verdict::eval::{EvalOptions, Outcome, Request, RequestLimits, RequestParts, reference};
+use verdict::eval::{EvalOptions, Outcome, Request, RequestLimits, RequestParts, logic, reference};
 
 type Tuple = (String, String, String, String);
 
@@ -242,6 +242,96 @@ fn eval_allowed(bundle: &Path, witnesses: &[serde_json::Value]) -> Vec<bool> {
         .collect()
 }
 
+/// A reported change as (change, principal, action, resource, class)
+/// tuples: one per class it lists, or per valid class of the universe when
+/// it holds under every one.
+fn change_tuples(
+    c: &analysis::Change,
+    u: &Universe,
+) -> Vec<(String, String, String, String, String)> {
+    let w = |k: &str| c.witness[k].as_str().unwrap().to_owned();
+    let valid = |pairs: &[(String, Vec<String>)]| {
+        let parts = RequestParts {
+            principal: w("principal"),
+            action: w("action"),
+            resource: w("resource"),
+            context: pairs.to_vec(),
+            session_policy: None,
+            explain: false,
+        };
+        Request::new(parts, &RequestLimits::default()).is_ok()
+    };
+    let classes: Vec<String> = if c.every_context {
+        assert!(c.contexts.is_empty());
+        u.contexts
+            .iter()
+            .filter(|k| valid(&k.pairs))
+            .map(|k| k.name.clone())
+            .collect()
+    } else {
+        assert!(
+            c.contexts.contains(&c.context),
+            "the witness's class is listed"
+        );
+        c.contexts.clone()
+    };
+    classes
+        .into_iter()
+        .map(|class| {
+            (
+                c.change.to_owned(),
+                w("principal"),
+                w("action"),
+                w("resource"),
+                class,
+            )
+        })
+        .collect()
+}
+
+/// Every request of the universe whose Allow differs, found by deciding
+/// each on both sides.
+fn full_diff(
+    old: &Snapshot,
+    new: &Snapshot,
+    u: &Universe,
+) -> BTreeSet<(String, String, String, String, String)> {
+    let now = SystemTime::now();
+    let mut out = BTreeSet::new();
+    for p in &u.principals {
+        for a in &u.actions {
+            for r in &u.resources {
+                for c in &u.contexts {
+                    let parts = RequestParts {
+                        principal: p.clone(),
+                        action: a.clone(),
+                        resource: r.clone(),
+                        context: c.pairs.clone(),
+                        session_policy: None,
+                        explain: false,
+                    };
+                    let Ok(req) = Request::new(parts, &RequestLimits::default()) else {
+                        continue;
+                    };
+                    let was = logic::evaluate(old, &req, now).outcome == Outcome::Allow;
+                    let is = logic::evaluate(new, &req, now).outcome == Outcome::Allow;
+                    if was != is {
+                        let change = if is { "gained" } else { "lost" };
+                        out.insert((
+                            change.into(),
+                            p.clone(),
+                            a.clone(),
+                            r.clone(),
+                            c.name.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn diff_reports_every_planted_change_with_witnesses_that_flip_under_eval() {
     type Plant = (
@@ -355,16 +445,38 @@ fn diff_reports_every_planted_change_with_witnesses_that_flip_under_eval() {
     let (old_bundle, old_snap) = load_snap(&old);
     // Identical bundles: nothing.
     let same = analysis::diff(
-        &old_snap,
-        &old_snap,
+        (&old_bundle, &old_snap),
+        (&old_bundle, &old_snap),
         &Universe::of_all(&[&old_bundle, &old_bundle], Bounds::default()),
     );
-    assert!(same.compared > 0 && same.gained.is_empty() && same.lost.is_empty());
+    assert!(same.gained.is_empty() && same.lost.is_empty());
+    assert_eq!(same.compared, 0, "nothing differs, so nothing is decided");
     for (i, (kind, want, (principal, action), change)) in plants.into_iter().enumerate() {
         let new = planted(&dir.path().join(format!("new{i}")), change);
         let (new_bundle, new_snap) = load_snap(&new);
         let u = Universe::of_all(&[&old_bundle, &new_bundle], Bounds::default());
-        let d = analysis::diff(&old_snap, &new_snap, &u);
+        let d = analysis::diff((&old_bundle, &old_snap), (&new_bundle, &new_snap), &u);
+        // Exactly what deciding every request of the universe on both
+        // sides finds (recall and precision over the whole universe).
+        let listed: Vec<_> = d
+            .gained
+            .iter()
+            .chain(&d.lost)
+            .flat_map(|c| change_tuples(c, &u))
+            .collect();
+        let reported: BTreeSet<_> = listed.iter().cloned().collect();
+        let every = full_diff(&old_snap, &new_snap, &u);
+        assert_eq!(
+            reported.len(),
+            listed.len(),
+            "{kind}: a change reported twice"
+        );
+        assert!(
+            reported == every,
+            "{kind}: diff differs from deciding every request:\n  missing {:?}\n  extra {:?}",
+            every.difference(&reported).take(5).collect::<Vec<_>>(),
+            reported.difference(&every).take(5).collect::<Vec<_>>()
+        );
         let changes = if want == "gained" { &d.gained } else { &d.lost };
         assert!(
             changes.iter().any(|c| c.witness["principal"] == principal

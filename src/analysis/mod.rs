@@ -8,6 +8,7 @@
 //! and says so: the universe's size, and what a bound cut from it, are part
 //! of every result.
 
+mod change;
 pub mod query;
 mod relevance;
 pub mod universe;

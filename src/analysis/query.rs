@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::relevance::Focus;
 use super::universe::{ContextClass, Universe, glob};
+use crate::bundle::Bundle;
 use crate::compile::Snapshot;
 use crate::eval::{Context, Decision, Outcome, Request, RequestLimits, RequestParts, logic};
 use crate::policy::PolicyKind;
@@ -384,11 +385,18 @@ pub fn what_can_each(
 pub struct Change {
     /// `gained` (allowed by the new bundle only) or `lost`.
     pub change: &'static str,
-    /// The request, as `verdict eval --requests` reads it.
+    /// The request, as `verdict eval --requests` reads it: the
+    /// (principal, action, resource) under the first class that changed.
     pub witness: serde_json::Value,
-    /// The context class it stands for.
+    /// The context class of the witness.
     pub context: String,
-    /// The old bundle's decision and the statements that decided.
+    /// Whether the change holds under every context class.
+    pub every_context: bool,
+    /// The context classes under which it changed (by name); empty when
+    /// `every_context`.
+    pub contexts: Vec<String>,
+    /// The old bundle's decision of the witness and the statements that
+    /// decided.
     pub old: Side,
     /// The new bundle's.
     pub new: Side,
@@ -408,7 +416,8 @@ pub struct Side {
 pub struct Diff {
     /// Requests decided on both sides.
     pub compared: u64,
-    /// Access the new bundle grants that the old did not.
+    /// Access the new bundle grants that the old did not, one entry per
+    /// (principal, action, resource).
     pub gained: Vec<Change>,
     /// Access the new bundle takes away.
     pub lost: Vec<Change>,
@@ -421,51 +430,159 @@ fn side(d: &Decision) -> Side {
     }
 }
 
-/// Every request of `universe` whose Allow differs between `old` and `new`.
-pub fn diff(old: &Snapshot, new: &Snapshot, universe: &Universe) -> Diff {
-    let now = SystemTime::now();
-    let mut contexts = prepare(universe);
-    let mut out = Diff::default();
-    for resource in &universe.resources {
-        for action in &universe.actions {
-            for principal in &universe.principals {
-                let Some(mut request) = base(principal, action, resource) else {
+/// The classes of one (principal, action, resource) whose Allow changed
+/// one way, with both decisions of the first.
+struct Changed<'u> {
+    first: Option<(&'u ContextClass, Decision, Decision)>,
+    classes: Vec<&'u str>,
+}
+
+impl<'u> Changed<'u> {
+    fn new() -> Self {
+        Self {
+            first: None,
+            classes: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, class: &'u ContextClass, old: &Decision, new: &Decision) {
+        self.classes.push(&class.name);
+        if self.first.is_none() {
+            self.first = Some((class, old.clone(), new.clone()));
+        }
+    }
+
+    /// The change, if any class changed; `compared` classes were decided.
+    fn finish(
+        self,
+        change: &'static str,
+        (principal, action, resource): (&str, &str, &str),
+        compared: usize,
+    ) -> Option<Change> {
+        let (class, old, new) = self.first?;
+        let context: serde_json::Map<String, serde_json::Value> = class
+            .pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .collect();
+        let every_context = self.classes.len() == compared;
+        Some(Change {
+            change,
+            witness: serde_json::json!({
+                "principal": principal, "action": action,
+                "resource": resource, "context": context,
+            }),
+            context: class.name.clone(),
+            every_context,
+            contexts: if every_context {
+                Vec::new()
+            } else {
+                self.classes.into_iter().map(str::to_owned).collect()
+            },
+            old: side(&old),
+            new: side(&new),
+        })
+    }
+}
+
+/// Compare one (principal, action, resource) on both sides over every
+/// context class, adding what differs to `out` (at most one gained and
+/// one lost change). A class that sets no key either side's applicable
+/// statements read takes each side's no-context decision.
+fn compare<'u>(
+    (old, new): (&Snapshot, &Snapshot),
+    (contexts, relevant): (&mut [Prepared<'u>], &[&str]),
+    request: (&str, &str, &str),
+    now: SystemTime,
+    out: &mut Diff,
+) {
+    let Some(mut base) = base(request.0, request.1, request.2) else {
+        return;
+    };
+    let (mut gained, mut lost) = (Changed::new(), Changed::new());
+    let mut compared = 0;
+    let mut plain: Option<(Decision, Decision)> = None;
+    for prepared in contexts.iter_mut() {
+        let decided;
+        let (a, b) = match &plain {
+            Some(p) if !super::relevance::touches(&prepared.keys, relevant) => {
+                if prepared.context.is_none() {
+                    continue;
+                }
+                (&p.0, &p.1)
+            }
+            _ => {
+                let (Some(a), Some(b)) = (
+                    decide(old, &mut base, prepared, now),
+                    decide(new, &mut base, prepared, now),
+                ) else {
                     continue;
                 };
-                for prepared in &mut contexts {
-                    let (Some(a), Some(b)) = (
-                        decide(old, &mut request, prepared, now),
-                        decide(new, &mut request, prepared, now),
-                    ) else {
-                        continue;
-                    };
-                    let class = prepared.class;
-                    out.compared += 1;
-                    let (was, is) = (a.outcome == Outcome::Allow, b.outcome == Outcome::Allow);
-                    if was == is {
-                        continue;
-                    }
-                    let context: serde_json::Map<String, serde_json::Value> = class
-                        .pairs
-                        .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::json!(v)))
-                        .collect();
-                    let change = Change {
-                        change: if is { "gained" } else { "lost" },
-                        witness: serde_json::json!({
-                            "principal": principal, "action": action,
-                            "resource": resource, "context": context,
-                        }),
-                        context: class.name.clone(),
-                        old: side(&a),
-                        new: side(&b),
-                    };
-                    if is {
-                        out.gained.push(change);
-                    } else {
-                        out.lost.push(change);
-                    }
+                decided = (a, b);
+                (&decided.0, &decided.1)
+            }
+        };
+        compared += 1;
+        match (a.outcome == Outcome::Allow, b.outcome == Outcome::Allow) {
+            (false, true) => gained.add(prepared.class, a, b),
+            (true, false) => lost.add(prepared.class, a, b),
+            _ => {}
+        }
+        if plain.is_none() && prepared.class.pairs.is_empty() {
+            plain = Some((a.clone(), b.clone()));
+        }
+    }
+    out.compared += compared as u64;
+    out.gained
+        .extend(gained.finish("gained", request, compared));
+    out.lost.extend(lost.finish("lost", request, compared));
+}
+
+/// Every request of `universe` whose Allow differs between `old` and `new`
+/// (each a loaded bundle and its compiled snapshot). Only the requests a
+/// statement or fact that differs bears on can differ
+/// ([`super::change`]); of those, the ones some `Allow` can reach on
+/// either side are compared.
+pub fn diff(old: (&Bundle, &Snapshot), new: (&Bundle, &Snapshot), universe: &Universe) -> Diff {
+    let (by_principal, by_resource) =
+        super::change::scopes(old.0, new.0, &universe.principals, &universe.resources);
+    let now = SystemTime::now();
+    let trust = old.1.bundle.options.trust_session_tags || new.1.bundle.options.trust_session_tags;
+    let mut contexts = prepare(universe);
+    let mut out = Diff::default();
+    for (resource, r_scope) in universe.resources.iter().zip(&by_resource) {
+        let lower = resource.to_ascii_lowercase();
+        let principals: Vec<_> = universe
+            .principals
+            .iter()
+            .zip(&by_principal)
+            .filter(|(_, p)| !r_scope.is_empty() || p.may_match(&lower))
+            .collect();
+        if principals.is_empty() {
+            continue;
+        }
+        let mut focus = universe.focus(resource);
+        for action in &universe.actions {
+            let (service, name) = action.split_once(':').unwrap_or((action, ""));
+            let name = name.to_ascii_lowercase();
+            let by_resource = r_scope.may_differ((service, &name), &lower);
+            for (principal, p_scope) in &principals {
+                if !(by_resource || p_scope.may_differ((service, &name), &lower))
+                    || !focus.iter_mut().any(|f| f.may_allow(principal, action))
+                {
+                    continue;
                 }
+                let relevant: Vec<&str> = focus
+                    .iter_mut()
+                    .flat_map(|f| f.keys(principal, action, trust))
+                    .collect();
+                compare(
+                    (old.1, new.1),
+                    (&mut contexts, &relevant),
+                    (principal, action, resource),
+                    now,
+                    &mut out,
+                );
             }
         }
     }

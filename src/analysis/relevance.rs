@@ -85,7 +85,7 @@ fn statement_keys(s: &Statement) -> Vec<Box<str>> {
 }
 
 /// Whether the action `service:name` (`name` lower-cased) is in `block`.
-fn covers(block: &Block<ActionPattern>, (service, name): (&str, &str)) -> bool {
+pub(super) fn covers(block: &Block<ActionPattern>, (service, name): (&str, &str)) -> bool {
     let hit = block.items.iter().any(|p| match p {
         ActionPattern::Any => true,
         ActionPattern::Named {
@@ -100,7 +100,7 @@ fn covers(block: &Block<ActionPattern>, (service, name): (&str, &str)) -> bool {
 /// globs: a superset of the evaluator's matching, compared case-blind
 /// and with a `*` that may also cross a colon. `None` (any resource) for
 /// a `Not…` block, a pattern with variables and a missing block.
-fn resource_globs(block: Option<&Block<ResourcePattern>>) -> Option<Box<[String]>> {
+pub(super) fn resource_globs(block: Option<&Block<ResourcePattern>>) -> Option<Box<[String]>> {
     let block = block.filter(|b| !b.negated)?;
     let mut out = Vec::new();
     for p in block.items.iter() {
@@ -125,7 +125,7 @@ fn resource_globs(block: Option<&Block<ResourcePattern>>) -> Option<Box<[String]
 
 /// Whether a statement matching `globs` ([`resource_globs`]) may match the
 /// lower-cased `resource`.
-fn may_match(globs: Option<&[String]>, resource: &str) -> bool {
+pub(super) fn may_match(globs: Option<&[String]>, resource: &str) -> bool {
     resource == "*" || globs.is_none_or(|g| g.iter().any(|p| super::universe::glob(p, resource)))
 }
 
@@ -273,12 +273,12 @@ impl Cache {
 }
 
 /// The account of an ARN (its fifth piece).
-fn account_of(arn: &str) -> Option<&str> {
+pub(super) fn account_of(arn: &str) -> Option<&str> {
     arn.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
 /// The identity a principal ARN is (a user, a role, a session of a role).
-fn identity<'a>(b: &'a Bundle, arn: &str) -> Option<&'a Arc<Identity>> {
+pub(super) fn identity<'a>(b: &'a Bundle, arn: &str) -> Option<&'a Arc<Identity>> {
     if let Some(u) = b.users.get(arn) {
         return Some(u);
     }

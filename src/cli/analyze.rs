@@ -221,7 +221,7 @@ pub(crate) fn diff(args: DiffArgs) -> Exit {
     };
     let bounds = args.bounds.bounds();
     let u = Universe::of_all(&[&old.0.bundle, &new.0.bundle], bounds);
-    let d = analysis::diff(&old.1, &new.1, &u);
+    let d = analysis::diff((&old.0.bundle, &old.1), (&new.0.bundle, &new.1), &u);
     let mut out = std::io::stdout().lock();
     let written = match args.format {
         Format::Json => serde_json::to_writer_pretty(
@@ -254,7 +254,7 @@ fn diff_text(
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "{} requests compared ({} principals x {} actions x {} resources x {} context classes); {} gained, {} lost{}",
+        "{} requests compared ({} principals x {} actions x {} resources x {} context classes); {} gained, {} lost (principal, action, resource){}",
         d.compared,
         u.principals.len(),
         u.actions.len(),
@@ -269,9 +269,14 @@ fn diff_text(
         }
     )?;
     for c in d.gained.iter().chain(&d.lost) {
+        let when = if c.every_context {
+            "always".to_owned()
+        } else {
+            format!("only with {}", c.contexts.join(" or "))
+        };
         writeln!(
             out,
-            "{}\t{}\told {} by {}\tnew {} by {}",
+            "{}\t{}\t{when}\told {} by {}\tnew {} by {}",
             c.change, c.witness, c.old.decision, c.old.matched, c.new.decision, c.new.matched
         )?;
     }

@@ -78,6 +78,10 @@ pub(crate) struct ExpectNearMiss {
     /// encryption context key, for `GrantConstraint`.
     #[serde(default)]
     pub(crate) key: Option<String>,
+    /// The condition's values as the policy writes them, for `Condition`
+    /// (compared only when the case gives them).
+    #[serde(default)]
+    pub(crate) policy_values: Option<Vec<String>>,
 }
 
 /// One expected `matched` entry.
@@ -388,11 +392,17 @@ fn check(case: &TestCase, d: &Decision) -> Vec<String> {
         }
     }
     if let Some(want) = &case.expect_near_misses {
-        let got: Vec<ExpectNearMiss> = d
+        let mut got: Vec<ExpectNearMiss> = d
             .explanation
             .as_ref()
             .map(|e| e.near_misses.iter().map(near_miss_shape).collect())
             .unwrap_or_default();
+        // Policy values are compared where the case gives them.
+        for (g, w) in got.iter_mut().zip(want) {
+            if w.policy_values.is_none() {
+                g.policy_values = None;
+            }
+        }
         if &got != want {
             failures.push(format!("expected near_misses {want:?}, got {got:?}"));
         }
@@ -402,19 +412,24 @@ fn check(case: &TestCase, d: &Decision) -> Vec<String> {
 
 /// A near miss in the shape a case expects it.
 fn near_miss_shape(n: &crate::eval::NearMiss) -> ExpectNearMiss {
-    let (failed, key) = match &n.failed {
-        crate::eval::Failed::Resource => ("Resource", None),
-        crate::eval::Failed::Delegation => ("Delegation", None),
-        crate::eval::Failed::GrantConstraint { missing } => {
-            ("GrantConstraint", missing.as_ref().map(|(k, _)| k.clone()))
+    let (failed, key, policy_values) = match &n.failed {
+        crate::eval::Failed::Resource => ("Resource", None, None),
+        crate::eval::Failed::Delegation => ("Delegation", None, None),
+        crate::eval::Failed::GrantConstraint { missing } => (
+            "GrantConstraint",
+            missing.as_ref().map(|(k, _)| k.clone()),
+            None,
+        ),
+        crate::eval::Failed::Condition { key, policy, .. } => {
+            ("Condition", Some(key.clone()), Some(policy.clone()))
         }
-        crate::eval::Failed::Condition { key, .. } => ("Condition", Some(key.clone())),
     };
     ExpectNearMiss {
         policy_id: n.statement.policy_id.to_string(),
         index: n.statement.index,
         failed: failed.to_owned(),
         key,
+        policy_values,
     }
 }
 

@@ -264,6 +264,8 @@ pub struct CCondition {
     pub(crate) key: CKey,
     /// The values.
     pub(crate) values: Box<[CValue]>,
+    /// The values as the policy writes them (explanations only).
+    pub(crate) written_values: Box<[Box<str>]>,
 }
 
 impl CCondition {
@@ -302,6 +304,7 @@ impl CCondition {
             op: c.op,
             key: CKey::new(&c.key),
             values,
+            written_values: c.written_values.clone(),
         }
     }
 }

@@ -294,6 +294,8 @@ pub enum Failed {
         key: String,
         /// The request's values of the key, sorted; `None`: absent.
         request: Option<Vec<String>>,
+        /// The condition's values, as the policy writes them.
+        policy: Vec<String>,
     },
 }
 

@@ -233,6 +233,8 @@ pub(crate) struct FailedConditionJson<'a> {
     pub(crate) key: &'a str,
     /// The request's values; `null`: absent.
     pub(crate) request_values: Option<&'a [String]>,
+    /// The condition's values, as the policy writes them.
+    pub(crate) policy_values: &'a [String],
 }
 
 fn matched_json(m: &crate::eval::MatchedStatement, explain: bool) -> MatchedJson<'_> {
@@ -268,6 +270,7 @@ fn near_miss_json(n: &crate::eval::NearMiss) -> NearMissJson<'_> {
             operator,
             key,
             request,
+            policy,
         } => (
             "Condition",
             Some(FailedConditionJson {
@@ -275,6 +278,7 @@ fn near_miss_json(n: &crate::eval::NearMiss) -> NearMissJson<'_> {
                 operator,
                 key,
                 request_values: request.as_deref(),
+                policy_values: policy,
             }),
         ),
     };

@@ -281,6 +281,7 @@ impl<'s> Eval<'s> {
             operator: c.op.to_string(),
             key: c.key.lower.to_string(),
             request,
+            policy: c.written_values.iter().map(|v| v.to_string()).collect(),
         })
     }
 

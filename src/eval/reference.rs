@@ -668,6 +668,7 @@ impl<'a> Interp<'a> {
                     operator: c.op.to_string(),
                     key: c.key.to_string(),
                     request,
+                    policy: c.written_values.iter().map(|v| v.to_string()).collect(),
                 };
                 self.note_near(&id, st, (kind, level), failed);
             }

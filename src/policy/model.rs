@@ -426,6 +426,9 @@ pub struct Condition {
     pub(crate) written_key: Box<str>,
     /// The values, parsed for the operator.
     pub(crate) values: Box<[ConditionValue]>,
+    /// The values as written (numbers and booleans as their JSON text),
+    /// for explanations.
+    pub(crate) written_values: Box<[Box<str>]>,
 }
 
 /// A condition value parsed for its operator.

@@ -721,6 +721,7 @@ fn conditions(cx: &mut Ctx, ptr: &str, block: &UniqueMap<UniqueMap<&RawValue>>) 
                 continue;
             }
             let mut values = Vec::with_capacity(raw_values.len());
+            let written_values = raw_values.iter().map(|(_, t)| t.as_str().into()).collect();
             for (vptr, text) in raw_values {
                 match condition_value(cx, op, &text, &vptr) {
                     Ok(v) => values.push(v),
@@ -743,6 +744,7 @@ fn conditions(cx: &mut Ctx, ptr: &str, block: &UniqueMap<UniqueMap<&RawValue>>) 
                 key: lower.into(),
                 written_key: key.as_str().into(),
                 values: values.into_boxed_slice(),
+                written_values,
             });
         }
     }

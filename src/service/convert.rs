@@ -179,6 +179,7 @@ fn near_miss(n: &crate::eval::NearMiss) -> proto::NearMiss {
             operator,
             key,
             request,
+            policy,
         } => {
             out.failed = "Condition".into();
             out.condition_index = Some(*index);
@@ -186,6 +187,7 @@ fn near_miss(n: &crate::eval::NearMiss) -> proto::NearMiss {
             out.key = Some(key.clone());
             out.request_values = request.clone().unwrap_or_default();
             out.request_value_absent = request.is_none();
+            out.policy_values.clone_from(policy);
         }
     }
     out

@@ -7,7 +7,8 @@
 //! levels, and facts (its ARN and path, tags, unique id, whether it has a
 //! boundary, its account's organization); about its resource, the
 //! statements of its policy and of its account's RCP levels, its grants and
-//! facts (tags, account, key properties and state). If the facts are the
+//! facts (tags, account, key properties and state). A grant one side has
+//! and the other lacks may change the KMS actions on its key. If the facts are the
 //! same on both sides, and every statement one side has in a role (identity,
 //! boundary, an SCP or RCP level, the resource policy) the other has in the
 //! same role, the two decide every request the same. Otherwise a request can
@@ -15,7 +16,7 @@
 //! facts differ ([`Scope::all`]) or its action and resource fit a statement
 //! that differs ([`Scope::spans`]). `verdict diff` decides only those.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::relevance::{covers, resource_globs};
@@ -148,8 +149,9 @@ fn principal_side<'a>(b: &'a Bundle, principal: &str) -> (Bag<'a>, String) {
     (bag, facts)
 }
 
-/// A resource's statements by role, and its facts as text.
-fn resource_side<'a>(b: &'a Bundle, resource: &str) -> (Bag<'a>, String) {
+/// A resource's statements by role, its facts as text, and its grants as
+/// text.
+fn resource_side<'a>(b: &'a Bundle, resource: &str) -> (Bag<'a>, String, BTreeSet<String>) {
     let mut bag = Bag::new();
     let mut facts = String::new();
     let entry = b.resources.get(resource);
@@ -159,7 +161,13 @@ fn resource_side<'a>(b: &'a Bundle, resource: &str) -> (Bag<'a>, String) {
             add(&mut bag, "resource", p);
         }
     }
-    let _ = write!(facts, "|{:?}", b.grants_by_key.get(resource));
+    let grants = b
+        .grants_by_key
+        .get(resource)
+        .into_iter()
+        .flatten()
+        .map(|g| format!("{g:?}"))
+        .collect();
     let account = super::relevance::account_of(resource)
         .or_else(|| entry.and_then(|e| e.account.as_deref()))
         .and_then(|a| b.accounts.get(a));
@@ -171,7 +179,22 @@ fn resource_side<'a>(b: &'a Bundle, resource: &str) -> (Bag<'a>, String) {
             }
         }
     }
-    (bag, facts)
+    (bag, facts, grants)
+}
+
+/// What a grant that one side has and the other lacks may change: the
+/// KMS actions on its key.
+fn grant_span() -> Span {
+    Span {
+        action: Block {
+            negated: false,
+            items: Box::new([ActionPattern::Named {
+                service: "kms".into(),
+                name: "*".into(),
+            }]),
+        },
+        resources: None,
+    }
 }
 
 /// What differs between `old` and `new`, per principal and per resource
@@ -193,7 +216,11 @@ pub(crate) fn scopes(
         .iter()
         .map(|r| {
             let (a, b) = (resource_side(old, r), resource_side(new, r));
-            scope((&a.0, &a.1), (&b.0, &b.1))
+            let mut s = scope((&a.0, &a.1), (&b.0, &b.1));
+            if a.2 != b.2 {
+                s.spans.push(grant_span());
+            }
+            s
         })
         .collect();
     (by_principal, by_resource)

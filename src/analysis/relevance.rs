@@ -7,7 +7,8 @@
 //! And whether a (principal, action, resource) can be allowed at all: only
 //! when an `Allow` of the principal's identity or group policies, or of the
 //! resource's policy naming it (or anyone), covers the action and may
-//! match the resource, or a grant on the resource exists; roots and
+//! match the resource, or a grant on the resource names it (as grantee
+//! or retiring principal, or by its account); roots and
 //! service principals always may. `tests/analysis.rs` checks the answers
 //! both prunings give against the reference interpreter on every request.
 
@@ -140,6 +141,19 @@ struct Allows {
     names: Option<Box<[String]>>,
 }
 
+/// The lower-cased name a principal ARN names in [`name_of`]'s terms: a
+/// user's, role's or federated user's name, a session's role; `None` for
+/// a root.
+fn arn_name(arn: &PrincipalArn) -> Option<String> {
+    match arn {
+        PrincipalArn::Root { .. } => None,
+        PrincipalArn::User { name, .. }
+        | PrincipalArn::Role { name, .. }
+        | PrincipalArn::FederatedUser { name, .. } => Some(name.as_str().to_ascii_lowercase()),
+        PrincipalArn::AssumedRole { role, .. } => Some(role.as_str().to_ascii_lowercase()),
+    }
+}
+
 /// The names a resource policy statement's principal block may name.
 fn principal_names(block: Option<&Block<PrincipalEntry>>) -> Option<Box<[String]>> {
     let block = block.filter(|b| !b.negated)?;
@@ -147,20 +161,27 @@ fn principal_names(block: Option<&Block<PrincipalEntry>>) -> Option<Box<[String]
     for e in block.items.iter() {
         match e {
             PrincipalEntry::Everyone => return None,
-            PrincipalEntry::Arn(arn) => match arn {
-                PrincipalArn::Root { .. } => {}
-                PrincipalArn::User { name, .. }
-                | PrincipalArn::Role { name, .. }
-                | PrincipalArn::FederatedUser { name, .. } => {
-                    out.push(name.as_str().to_ascii_lowercase());
-                }
-                PrincipalArn::AssumedRole { role, .. } => {
-                    out.push(role.as_str().to_ascii_lowercase())
-                }
-            },
+            PrincipalEntry::Arn(arn) => out.extend(arn_name(arn)),
             PrincipalEntry::Account(_)
             | PrincipalEntry::Service(_)
             | PrincipalEntry::Unmatchable(_) => {}
+        }
+    }
+    Some(out.into())
+}
+
+/// The names the grants on a key may let act on it (grantees and retiring
+/// principals); `None`: anyone (a grant to an account or a root).
+fn grant_names(grants: &[Arc<crate::bundle::Grant>]) -> Option<Box<[String]>> {
+    let mut out = Vec::new();
+    for e in grants
+        .iter()
+        .flat_map(|g| std::iter::once(&g.grantee).chain(g.retiring_principal.as_ref()))
+    {
+        match e {
+            PrincipalEntry::Arn(arn) => out.push(arn_name(arn)?),
+            PrincipalEntry::Service(_) | PrincipalEntry::Unmatchable(_) => {}
+            PrincipalEntry::Everyone | PrincipalEntry::Account(_) => return None,
         }
     }
     Some(out.into())
@@ -229,10 +250,14 @@ pub(crate) struct Relevance {
     /// By principal: the `Allow` statements of its identity and group
     /// policies.
     principal_allows: HashMap<String, Vec<PolicyAllows>>,
-    /// By resource: the `Allow` statements of its policy, and whether it
-    /// has grants.
-    resource_allows: HashMap<String, (Option<PolicyAllows>, bool)>,
+    /// By resource: the `Allow` statements of its policy, and the names
+    /// its grants may let act ([`Grantees`]).
+    resource_allows: HashMap<String, (Option<PolicyAllows>, Grantees)>,
 }
+
+/// Who a resource's grants may let act: `None` when it has no grant;
+/// else the names ([`grant_names`]; `None`: anyone).
+type Grantees = Option<Option<Box<[String]>>>;
 
 /// The `Allow` statements of one policy.
 type PolicyAllows = Arc<Vec<Allows>>;
@@ -331,7 +356,8 @@ impl Relevance {
             let grants = b
                 .grants_by_key
                 .get(r.as_str())
-                .is_some_and(|g| !g.is_empty());
+                .filter(|g| !g.is_empty())
+                .map(|g| grant_names(g));
             resource_allows.insert(
                 r.clone(),
                 (policy.map(|pol| cache.allows(pol, true)), grants),
@@ -387,9 +413,9 @@ impl Relevance {
                     .flat_map(|set| set.iter())
                     .filter(|a| may_match(a.resources.as_deref(), &lower))
                     .collect(),
-                *grants,
+                grants.as_ref().map(|g| g.as_deref()),
             ),
-            None => (Vec::new(), true),
+            None => (Vec::new(), Some(None)),
         };
         Focus {
             relevance: self,
@@ -413,7 +439,8 @@ pub(crate) struct Focus<'r> {
     reads: Vec<&'r Reads>,
     grant_keys: Vec<&'r str>,
     allows: Vec<&'r Allows>,
-    grants: bool,
+    /// Who the resource's grants may let act ([`Grantees`]).
+    grants: Option<Option<&'r [String]>>,
     principals: HashMap<String, (Vec<&'r Reads>, Vec<&'r Allows>)>,
 }
 
@@ -449,8 +476,10 @@ impl<'r> Focus<'r> {
         let Some(name) = name_of(principal) else {
             return true;
         };
-        if self.grants {
-            return true;
+        match self.grants {
+            Some(None) => return true,
+            Some(Some(names)) if names.contains(&name) => return true,
+            _ => {}
         }
         let (service, action_name) = action.split_once(':').unwrap_or((action, ""));
         let action_name = action_name.to_ascii_lowercase();

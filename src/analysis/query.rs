@@ -84,21 +84,35 @@ struct Prepared<'u> {
     class: &'u ContextClass,
     context: Option<Context>,
     keys: Vec<String>,
+    /// Whether it sets a key of the snapshot's `default_context` (present
+    /// without context too, so never taken as no context's when allowed).
+    defaulted: bool,
 }
 
-/// Every context class of `universe`, made ready.
-fn prepare(universe: &Universe) -> Vec<Prepared<'_>> {
+/// Every context class of `universe`, made ready for `snaps`.
+fn prepare<'u>(universe: &'u Universe, snaps: &[&Snapshot]) -> Vec<Prepared<'u>> {
     universe
         .contexts
         .iter()
-        .map(|class| Prepared {
-            class,
-            context: Context::new(class.pairs.clone(), &RequestLimits::default()).ok(),
-            keys: class
+        .map(|class| {
+            let keys: Vec<String> = class
                 .pairs
                 .iter()
                 .map(|(k, _)| k.to_ascii_lowercase())
-                .collect(),
+                .collect();
+            let defaulted = snaps.iter().any(|s| {
+                s.bundle
+                    .options
+                    .default_context
+                    .iter()
+                    .any(|d| keys.iter().any(|k| **k == *d.lower))
+            });
+            Prepared {
+                class,
+                context: Context::new(class.pairs.clone(), &RequestLimits::default()).ok(),
+                keys,
+                defaulted,
+            }
         })
         .collect()
 }
@@ -185,19 +199,27 @@ fn access(
     let mut first: Option<Decision> = None;
     let mut decided = 0usize;
     let trust = snap.bundle.options.trust_session_tags;
-    let relevant: Vec<&str> = focus
-        .iter_mut()
-        .flat_map(|f| f.keys(principal, action, trust))
-        .collect();
+    let (mut relevant, mut sticky) = (Vec::new(), Vec::new());
+    for f in focus.iter_mut() {
+        let (all, when_allowed) = f.keys(principal, action, trust);
+        relevant.extend(all);
+        sticky.extend(when_allowed);
+    }
     // `no context` first: a class that sets no key the decision can read
-    // is decided as it is.
+    // is decided as it is; when that is Allow, so is a class that sets
+    // none of the keys that can take an Allow away.
     let mut plain: Option<Decision> = None;
     for (at, class) in contexts.iter_mut().enumerate() {
         if class.context.is_none() {
             continue;
         }
         if let Some(p) = &plain
-            && !super::relevance::touches(&class.keys, &relevant)
+            && !match p.outcome {
+                Outcome::Allow => {
+                    class.defaulted || super::relevance::touches(&class.keys, &sticky)
+                }
+                _ => super::relevance::touches(&class.keys, &relevant),
+            }
         {
             decided += 1;
             match p.outcome {
@@ -300,7 +322,7 @@ pub fn who_can_each(
     budget: &mut Budget,
     emit: &mut dyn FnMut(Access) -> bool,
 ) -> Result<(), Exhausted> {
-    let mut contexts = prepare(universe);
+    let mut contexts = prepare(universe, &[snap]);
     let mut focus = universe.focus(resource);
     let actions = if actions.is_empty() {
         &universe.actions
@@ -357,7 +379,7 @@ pub fn what_can_each(
     budget: &mut Budget,
     emit: &mut dyn FnMut(Access) -> bool,
 ) -> Result<(), Exhausted> {
-    let mut contexts = prepare(universe);
+    let mut contexts = prepare(universe, &[snap]);
     for r in universe
         .resources
         .iter()
@@ -548,7 +570,7 @@ pub fn diff(old: (&Bundle, &Snapshot), new: (&Bundle, &Snapshot), universe: &Uni
         super::change::scopes(old.0, new.0, &universe.principals, &universe.resources);
     let now = SystemTime::now();
     let trust = old.1.bundle.options.trust_session_tags || new.1.bundle.options.trust_session_tags;
-    let mut contexts = prepare(universe);
+    let mut contexts = prepare(universe, &[old.1, new.1]);
     let mut out = Diff::default();
     for (resource, r_scope) in universe.resources.iter().zip(&by_resource) {
         let lower = resource.to_ascii_lowercase();
@@ -574,7 +596,7 @@ pub fn diff(old: (&Bundle, &Snapshot), new: (&Bundle, &Snapshot), universe: &Uni
                 }
                 let relevant: Vec<&str> = focus
                     .iter_mut()
-                    .flat_map(|f| f.keys(principal, action, trust))
+                    .flat_map(|f| f.keys(principal, action, trust).0)
                     .collect();
                 compare(
                     (old.1, new.1),

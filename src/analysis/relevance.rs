@@ -29,6 +29,14 @@ struct Reads {
     /// match any resource ([`resource_globs`]).
     resources: Option<Box<[String]>>,
     keys: Vec<Box<str>>,
+    /// The keys whose setting may make the statement stop applying or
+    /// start denying: every key of a `Deny`; of an `Allow`, the keys of
+    /// conditions that can hold with the key absent or that no-context
+    /// requests carry (the clock, the region, the bundle's principal
+    /// tags), and the keys variables read.
+    /// A request allowed without context stays allowed under a class that
+    /// sets none of them ([`Focus::keys`]).
+    sticky: Vec<Box<str>>,
 }
 
 /// The statements of one policy, as [`Reads`] (those that read no key are
@@ -43,6 +51,11 @@ fn reads(policy: &Policy) -> Vec<Reads> {
             (!keys.is_empty()).then(|| Reads {
                 action: s.action.clone(),
                 resources: resource_globs(s.resource.as_ref()),
+                sticky: if s.effect == Effect::Allow {
+                    sticky_keys(s)
+                } else {
+                    keys.clone()
+                },
                 keys,
             })
         })
@@ -72,6 +85,53 @@ fn statement_keys(s: &Statement) -> Vec<Box<str>> {
         for v in c.values.iter() {
             if let ConditionValue::String(t) = v {
                 keys.extend(t.variables().map(|v| v.key.clone()));
+            }
+        }
+    }
+    for r in s.resource.iter().flat_map(|b| b.items.iter()) {
+        if let ResourcePattern::Arn(p) = r {
+            for piece in p.pieces.iter() {
+                keys.extend(piece.variables().map(|v| v.key.clone()));
+            }
+        }
+    }
+    keys.iter().flat_map(|k| sources(k)).collect()
+}
+
+/// Whether a condition with operator `op` is false whenever its key is
+/// absent (docs/evaluation.md §3): no `IfExists`, not `Null`, not
+/// `ForAllValues`, and not negated unless under `ForAnyValue`.
+fn false_when_absent(op: crate::policy::Operator) -> bool {
+    use crate::policy::{BaseOperator, SetQualifier};
+    !op.if_exists
+        && op.base != BaseOperator::Null
+        && match op.set {
+            Some(SetQualifier::ForAllValues) => false,
+            Some(SetQualifier::ForAnyValue) => true,
+            None => !op.base.negated(),
+        }
+}
+
+/// An `Allow` statement's [`Reads::sticky`] keys.
+fn sticky_keys(s: &Statement) -> Vec<Box<str>> {
+    let mut keys: BTreeSet<Box<str>> = BTreeSet::new();
+    for c in s.conditions.iter() {
+        // The clock and the region are there without context, and so are
+        // the bundle's principal tags, which trusted session tags override.
+        let present_without_context = matches!(
+            &*c.key,
+            "aws:currenttime" | "aws:epochtime" | "aws:requestedregion"
+        ) || c.key.starts_with("aws:principaltag/");
+        if present_without_context || !false_when_absent(c.op) {
+            keys.insert(c.key.clone());
+        }
+        for v in c.values.iter() {
+            match v {
+                ConditionValue::String(t)
+                | ConditionValue::Bool(crate::policy::BoolValue::Template(t)) => {
+                    keys.extend(t.variables().map(|v| v.key.clone()));
+                }
+                _ => {}
             }
         }
     }
@@ -496,31 +556,30 @@ impl<'r> Focus<'r> {
     }
 
     /// The keys (lower-cased) that can change the decision of this
-    /// principal and action on the resource; a key ending in `:` stands
-    /// for every key it starts. `trust_session_tags` is the evaluation
-    /// setting.
+    /// principal and action on the resource, and those that can change it
+    /// when it is Allow without context ([`Reads::sticky`]); a key ending
+    /// in `:` stands for every key it starts. `trust_session_tags` is the
+    /// evaluation setting.
     pub(crate) fn keys(
         &mut self,
         principal: &str,
         action: &str,
         trust_session_tags: bool,
-    ) -> Vec<&'r str> {
+    ) -> (Vec<&'r str>, Vec<&'r str>) {
         let (service, name) = action.split_once(':').unwrap_or((action, ""));
         let name = name.to_ascii_lowercase();
         self.principal(principal);
-        let mut out: Vec<&'r str> = self.grant_keys.clone();
+        let mut all: Vec<&'r str> = self.grant_keys.clone();
+        let mut sticky: Vec<&'r str> = self.grant_keys.clone();
         let own = self.principals.get(principal).map(|(reads, _)| reads);
+        let settable = |k: &&str| caller_may_set(k, principal, action, trust_session_tags);
         for r in own.into_iter().flatten().chain(&self.reads) {
             if covers(&r.action, (service, &name)) {
-                out.extend(
-                    r.keys
-                        .iter()
-                        .map(|k| &**k)
-                        .filter(|k| caller_may_set(k, principal, action, trust_session_tags)),
-                );
+                all.extend(r.keys.iter().map(|k| &**k).filter(settable));
+                sticky.extend(r.sticky.iter().map(|k| &**k).filter(settable));
             }
         }
-        out
+        (all, sticky)
     }
 }
 

@@ -61,32 +61,44 @@ fn table_bundle(path: &Path, dir: &Path) -> (Bundle, EvalOptions) {
     (load(dir, &LoadOptions::default()).unwrap().bundle, opts)
 }
 
-/// The Allow tuples of the universe, by the reference interpreter.
-fn oracle(bundle: &Bundle, opts: &EvalOptions, u: &Universe) -> BTreeSet<Tuple> {
-    let now = SystemTime::now();
-    let mut allowed = BTreeSet::new();
+/// The request of the universe for (principal, action, resource) under a
+/// class's context pairs; `None` when it is not valid.
+fn request(p: &str, a: &str, r: &str, pairs: &[(String, Vec<String>)]) -> Option<Request> {
+    let parts = RequestParts {
+        principal: p.to_owned(),
+        action: a.to_owned(),
+        resource: r.to_owned(),
+        context: pairs.to_vec(),
+        session_policy: None,
+        explain: false,
+    };
+    Request::new(parts, &RequestLimits::default()).ok()
+}
+
+/// Every valid request of the universe, with its tuple.
+fn each_request(u: &Universe, mut f: impl FnMut(Tuple, &Request)) {
     for p in &u.principals {
         for a in &u.actions {
             for r in &u.resources {
                 for c in &u.contexts {
-                    let parts = RequestParts {
-                        principal: p.clone(),
-                        action: a.clone(),
-                        resource: r.clone(),
-                        context: c.pairs.clone(),
-                        session_policy: None,
-                        explain: false,
-                    };
-                    let Ok(req) = Request::new(parts, &RequestLimits::default()) else {
-                        continue;
-                    };
-                    if reference::evaluate(bundle, &req, opts, now).outcome == Outcome::Allow {
-                        allowed.insert((p.clone(), a.clone(), r.clone(), c.name.clone()));
+                    if let Some(req) = request(p, a, r, &c.pairs) {
+                        f((p.clone(), a.clone(), r.clone(), c.name.clone()), &req);
                     }
                 }
             }
         }
     }
+}
+
+/// The Allow tuples of the universe, by the reference interpreter.
+fn oracle(bundle: &Bundle, opts: &EvalOptions, u: &Universe) -> BTreeSet<Tuple> {
+    let now = SystemTime::now();
+    let mut allowed = BTreeSet::new();
+    each_request(u, |t, req| {
+        if reference::evaluate(bundle, req, opts, now).outcome == Outcome::Allow {
+            allowed.insert(t);
+        }
+    });
     allowed
 }
 
@@ -94,15 +106,7 @@ fn oracle(bundle: &Bundle, opts: &EvalOptions, u: &Universe) -> BTreeSet<Tuple> 
 /// unconditional answer stands for every class whose request is valid.
 fn tuples(access: &[analysis::Access], u: &Universe) -> BTreeSet<Tuple> {
     let valid = |a: &analysis::Access, pairs: &[(String, Vec<String>)]| {
-        let parts = RequestParts {
-            principal: a.principal.clone(),
-            action: a.action.clone(),
-            resource: a.resource.clone(),
-            context: pairs.to_vec(),
-            session_policy: None,
-            explain: false,
-        };
-        Request::new(parts, &RequestLimits::default()).is_ok()
+        request(&a.principal, &a.action, &a.resource, pairs).is_some()
     };
     access
         .iter()
@@ -251,15 +255,7 @@ fn change_tuples(
 ) -> Vec<(String, String, String, String, String)> {
     let w = |k: &str| c.witness[k].as_str().unwrap().to_owned();
     let valid = |pairs: &[(String, Vec<String>)]| {
-        let parts = RequestParts {
-            principal: w("principal"),
-            action: w("action"),
-            resource: w("resource"),
-            context: pairs.to_vec(),
-            session_policy: None,
-            explain: false,
-        };
-        Request::new(parts, &RequestLimits::default()).is_ok()
+        request(&w("principal"), &w("action"), &w("resource"), pairs).is_some()
     };
     let classes: Vec<String> = if c.every_context {
         assert!(c.contexts.is_empty());
@@ -298,37 +294,14 @@ fn full_diff(
 ) -> BTreeSet<(String, String, String, String, String)> {
     let now = SystemTime::now();
     let mut out = BTreeSet::new();
-    for p in &u.principals {
-        for a in &u.actions {
-            for r in &u.resources {
-                for c in &u.contexts {
-                    let parts = RequestParts {
-                        principal: p.clone(),
-                        action: a.clone(),
-                        resource: r.clone(),
-                        context: c.pairs.clone(),
-                        session_policy: None,
-                        explain: false,
-                    };
-                    let Ok(req) = Request::new(parts, &RequestLimits::default()) else {
-                        continue;
-                    };
-                    let was = logic::evaluate(old, &req, now).outcome == Outcome::Allow;
-                    let is = logic::evaluate(new, &req, now).outcome == Outcome::Allow;
-                    if was != is {
-                        let change = if is { "gained" } else { "lost" };
-                        out.insert((
-                            change.into(),
-                            p.clone(),
-                            a.clone(),
-                            r.clone(),
-                            c.name.clone(),
-                        ));
-                    }
-                }
-            }
+    each_request(u, |(p, a, r, c), req| {
+        let was = logic::evaluate(old, req, now).outcome == Outcome::Allow;
+        let is = logic::evaluate(new, req, now).outcome == Outcome::Allow;
+        if was != is {
+            let change = if is { "gained" } else { "lost" };
+            out.insert((change.into(), p, a, r, c));
         }
-    }
+    });
     out
 }
 

@@ -62,8 +62,8 @@ struct CaseShape<'a> {
     expect_near_misses: Option<Vec<ExpectNearMiss>>,
 }
 
-/// One expected `near_misses` entry: the statement, what failed
-/// (`Resource` or `Condition`) and, for a condition, its key.
+/// One expected `near_misses` entry: the statement, what failed and,
+/// where something keyed failed, its key.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExpectNearMiss {
@@ -72,16 +72,23 @@ pub(crate) struct ExpectNearMiss {
     /// Statement index (none for a grant).
     #[serde(default)]
     pub(crate) index: Option<u32>,
-    /// `Resource`, `Condition`, `Delegation` or `GrantConstraint`.
+    /// `Resource`, `Condition`, `Delegation`, `GrantConstraint`,
+    /// `GrantRequest` or `NoAllow`.
     pub(crate) failed: String,
     /// The condition's key (lower-cased), for `Condition`; the missing
-    /// encryption context key, for `GrantConstraint`.
+    /// encryption context key, for `GrantConstraint`; the key asked for
+    /// beyond the grant, for `GrantRequest`.
     #[serde(default)]
     pub(crate) key: Option<String>,
     /// The condition's values as the policy writes them, for `Condition`
     /// (compared only when the case gives them).
     #[serde(default)]
     pub(crate) policy_values: Option<Vec<String>>,
+    /// The value asked for beyond a grant, for `GrantRequest`; the missing
+    /// pair's value, for `GrantConstraint` (compared only when the case
+    /// gives it).
+    #[serde(default)]
+    pub(crate) value: Option<String>,
 }
 
 /// One expected `matched` entry.
@@ -397,10 +404,13 @@ fn check(case: &TestCase, d: &Decision) -> Vec<String> {
             .as_ref()
             .map(|e| e.near_misses.iter().map(near_miss_shape).collect())
             .unwrap_or_default();
-        // Policy values are compared where the case gives them.
+        // Policy values and values are compared where the case gives them.
         for (g, w) in got.iter_mut().zip(want) {
             if w.policy_values.is_none() {
                 g.policy_values = None;
+            }
+            if w.value.is_none() {
+                g.value = None;
             }
         }
         if &got != want {
@@ -412,16 +422,26 @@ fn check(case: &TestCase, d: &Decision) -> Vec<String> {
 
 /// A near miss in the shape a case expects it.
 fn near_miss_shape(n: &crate::eval::NearMiss) -> ExpectNearMiss {
-    let (failed, key, policy_values) = match &n.failed {
-        crate::eval::Failed::Resource => ("Resource", None, None),
-        crate::eval::Failed::Delegation => ("Delegation", None, None),
-        crate::eval::Failed::GrantConstraint { missing } => (
-            "GrantConstraint",
-            missing.as_ref().map(|(k, _)| k.clone()),
-            None,
-        ),
-        crate::eval::Failed::Condition { key, policy, .. } => {
-            ("Condition", Some(key.clone()), Some(policy.clone()))
+    use crate::eval::Failed;
+    let (mut key, mut policy_values, mut value) = (None, None, None);
+    let failed = match &n.failed {
+        Failed::Resource => "Resource",
+        Failed::Delegation => "Delegation",
+        Failed::NoAllow => "NoAllow",
+        Failed::GrantConstraint { missing } => {
+            key = missing.as_ref().map(|(k, _)| k.clone());
+            value = missing.as_ref().map(|(_, v)| v.clone());
+            "GrantConstraint"
+        }
+        Failed::GrantRequest { key: k, value: v } => {
+            key = Some(k.clone());
+            value.clone_from(v);
+            "GrantRequest"
+        }
+        Failed::Condition { key: k, policy, .. } => {
+            key = Some(k.clone());
+            policy_values = Some(policy.clone());
+            "Condition"
         }
     };
     ExpectNearMiss {
@@ -430,6 +450,7 @@ fn near_miss_shape(n: &crate::eval::NearMiss) -> ExpectNearMiss {
         failed: failed.to_owned(),
         key,
         policy_values,
+        value,
     }
 }
 

@@ -253,9 +253,10 @@ pub struct Explanation {
     pub(crate) ignored_context_keys: Vec<String>,
     /// ImplicitDeny only: the Allow statements of identity, group, resource,
     /// key and trust policies whose action and principal matched but which
-    /// did not allow, each with the first element that failed, sorted as
-    /// `matched` is. (Boundaries, session policies, SCPs and RCPs that did
-    /// not allow are in `blocked_by`.)
+    /// did not allow, and those of each boundary, session policy, SCP or
+    /// RCP level that refused (a `NoAllow` entry for each such policy with
+    /// none), each with the first element that failed, sorted as `matched`
+    /// is.
     pub(crate) near_misses: Vec<NearMiss>,
 }
 
@@ -284,6 +285,21 @@ pub enum Failed {
         /// The missing (key, value).
         missing: Option<(String, String)>,
     },
+    /// A `CreateGrant` through a grant to the caller asked for more than
+    /// the grant gives (U34).
+    GrantRequest {
+        /// `kms:grantoperations` or `kms:grantconstrainttype`.
+        key: String,
+        /// The first operation asked for that the grant does not give, or
+        /// the constraint type asked for, which does not keep the grant's
+        /// constraint; `None`: the request lacks the key.
+        value: Option<String>,
+    },
+    /// The policy belongs to a gate that refused (a boundary, a session
+    /// policy, an SCP or RCP level) and none of its `Allow` statements'
+    /// action and principal matched; the entry names the policy, with no
+    /// statement index.
+    NoAllow,
     /// A condition was false.
     Condition {
         /// Its position in the statement's conditions, in file order.
@@ -299,8 +315,8 @@ pub enum Failed {
     },
 }
 
-/// Whether statements of this kind can be near misses (the kinds that
-/// grant; the others are gates).
+/// Whether statements of this kind grant (the others are gates, whose
+/// near misses count only when they refused).
 pub(crate) fn grants_access(kind: PolicyKind) -> bool {
     matches!(
         kind,
@@ -312,9 +328,51 @@ pub(crate) fn grants_access(kind: PolicyKind) -> bool {
     )
 }
 
-/// Near misses in the order of `matched`.
-pub(crate) fn sort_near_misses(list: &mut [NearMiss]) {
-    list.sort_by(|a, b| a.statement.sort_key().cmp(&b.statement.sort_key()));
+/// A policy of a gate that refused an `ImplicitDeny`: its id, kind and
+/// level (SCP and RCP levels).
+pub(crate) type Refusing = (Arc<str>, PolicyKind, Option<u32>);
+
+/// explain's near misses of an `ImplicitDeny` from the entries an
+/// evaluator noted (`Allow` statements of every kind whose action and
+/// principal matched but which did not apply, grants, delegations): those
+/// of granting kinds, those of the `refusing` gate policies, and a
+/// `NoAllow` entry for each refusing policy without one; in the order of
+/// `matched`.
+pub(crate) fn near_misses_of(noted: Vec<NearMiss>, refusing: &[Refusing]) -> Vec<NearMiss> {
+    let refused = |s: &MatchedStatement| {
+        refusing
+            .iter()
+            .any(|(id, kind, level)| *kind == s.kind && *level == s.level && *id == s.policy_id)
+    };
+    let mut out: Vec<NearMiss> = noted
+        .into_iter()
+        .filter(|n| {
+            grants_access(n.statement.kind)
+                || n.statement.kind == PolicyKind::Grant
+                || refused(&n.statement)
+        })
+        .collect();
+    for (id, kind, level) in refusing {
+        let named = out.iter().any(|n| {
+            n.statement.kind == *kind && n.statement.level == *level && n.statement.policy_id == *id
+        });
+        if !named {
+            out.push(NearMiss {
+                statement: MatchedStatement {
+                    policy_id: id.clone(),
+                    kind: *kind,
+                    index: None,
+                    sid: None,
+                    effect: Effect::Allow,
+                    level: *level,
+                    position: None,
+                },
+                failed: Failed::NoAllow,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.statement.sort_key().cmp(&b.statement.sort_key()));
+    out
 }
 
 impl Explanation {

@@ -211,7 +211,8 @@ pub(crate) struct NearMissJson<'a> {
     /// The statement.
     #[serde(flatten)]
     pub(crate) statement: MatchedJson<'a>,
-    /// `Resource`, `Condition` or `Delegation`.
+    /// `Resource`, `Condition`, `Delegation`, `GrantConstraint`,
+    /// `GrantRequest` or `NoAllow`.
     pub(crate) failed: &'static str,
     /// The condition that was false.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -220,6 +221,18 @@ pub(crate) struct NearMissJson<'a> {
     /// lacks (`null`: it has every pair the grant lists, and more).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) missing_context_pair: Option<Option<[&'a str; 2]>>,
+    /// A `CreateGrant` beyond a grant: the key and the value asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) grant_request: Option<GrantRequestJson<'a>>,
+}
+
+/// What a `CreateGrant` asked for beyond a grant.
+#[derive(Debug, Serialize)]
+pub(crate) struct GrantRequestJson<'a> {
+    /// `kms:grantoperations` or `kms:grantconstrainttype`.
+    pub(crate) key: &'a str,
+    /// The value asked for; `null`: the request lacks the key.
+    pub(crate) value: Option<&'a str>,
 }
 
 /// The false condition of a near miss.
@@ -265,6 +278,8 @@ fn near_miss_json(n: &crate::eval::NearMiss) -> NearMissJson<'_> {
         Failed::Resource => ("Resource", None),
         Failed::Delegation => ("Delegation", None),
         Failed::GrantConstraint { .. } => ("GrantConstraint", None),
+        Failed::GrantRequest { .. } => ("GrantRequest", None),
+        Failed::NoAllow => ("NoAllow", None),
         Failed::Condition {
             index,
             operator,
@@ -288,11 +303,19 @@ fn near_miss_json(n: &crate::eval::NearMiss) -> NearMissJson<'_> {
         }
         _ => None,
     };
+    let grant_request = match &n.failed {
+        Failed::GrantRequest { key, value } => Some(GrantRequestJson {
+            key,
+            value: value.as_deref(),
+        }),
+        _ => None,
+    };
     NearMissJson {
         statement: matched_json(&n.statement, true),
         failed,
         condition,
         missing_context_pair,
+        grant_request,
     }
 }
 

@@ -166,7 +166,7 @@ impl<'s> Eval<'s> {
         level: Option<u32>,
         known: Option<Failed>,
     ) {
-        if !self.env.req.explain || st.effect != Effect::Allow || !grants_access(kind) {
+        if !self.env.req.explain || st.effect != Effect::Allow {
             return;
         }
         let Some(failed) = known.or_else(|| self.why_not(st, kind)) else {
@@ -185,17 +185,65 @@ impl<'s> Eval<'s> {
     }
 
     /// explain's near misses of an ImplicitDeny: the statements noted while
-    /// deciding, and the key policy statements that delegated to IAM
-    /// where no identity or group policy allowed.
-    fn near_misses(&self, said: &Said) -> Vec<NearMiss> {
+    /// deciding, the key policy statements that delegated to IAM where no
+    /// identity or group policy allowed, and the grants that came close;
+    /// those of gates only for the policies that refused.
+    fn near_misses(&self, snap: &'s Snapshot, d: &Decided<'s>) -> Vec<NearMiss> {
         let mut near = self.near.clone();
+        near.extend(self.delegations(&d.said, &d.participants));
+        near.extend(self.grant_near_misses(snap, &d.participants));
+        near_misses_of(near, &self.refusing(snap, d))
+    }
+
+    /// The policies of the gates that refused: each policy of an SCP or RCP
+    /// level without an applicable `Allow`, the boundary and the session
+    /// policy when they did not allow.
+    fn refusing(&self, snap: &'s Snapshot, d: &Decided<'s>) -> Vec<Refusing> {
+        let mut out = Vec::new();
+        for (kind, levels) in [
+            (PolicyKind::Scp, d.participants.scp),
+            (PolicyKind::Rcp, d.participants.rcp),
+        ] {
+            for (l, level) in levels.unwrap_or_default().iter().enumerate() {
+                let l = u32::try_from(l).ok();
+                let allowed = self
+                    .hits
+                    .iter()
+                    .any(|h| h.kind == kind && h.level == l && h.st.effect == Effect::Allow);
+                if !allowed {
+                    let ids = level.iter().filter_map(|&p| snap.bundle.policy(p));
+                    out.extend(ids.map(|p| (p.id.clone(), kind, l)));
+                }
+            }
+        }
+        let boundary = self.env.caller.identity.and_then(|i| i.boundary);
+        if let Some(b) = boundary.and_then(|b| snap.bundle.policy(b))
+            && !d.gates.boundary
+        {
+            out.push((b.id.clone(), PolicyKind::Boundary, None));
+        }
+        if let Some(sp) = self.env.req.session_policy.as_ref()
+            && !d.gates.session
+        {
+            out.push((sp.compiled.id.clone(), PolicyKind::Session, None));
+        }
+        out
+    }
+
+    /// The resource, key or trust policy statements that applied but allow
+    /// only through the caller's identity policies (they name its account,
+    /// or the call crosses accounts), when no identity or group policy
+    /// allowed (and the caller is no root, whose identity path needs none).
+    fn delegations(&self, said: &Said, p: &Participants<'s>) -> Vec<NearMiss> {
+        let mut near = Vec::new();
         let iam_allows =
             said.identities.is_some_and(|s| s.allow) || said.groups.is_some_and(|s| s.allow);
-        if self.env.req.explain && !iam_allows {
+        let root = self.env.caller.form == Form::Root;
+        if self.env.req.explain && !iam_allows && !root {
             for h in self.hits.iter().filter(|h| {
-                h.kind == PolicyKind::KeyPolicy
+                h.kind == p.rbp_kind
                     && h.st.effect == Effect::Allow
-                    && h.strength == Strength::Account
+                    && (h.strength == Strength::Account || p.cross)
             }) {
                 near.push(NearMiss {
                     statement: h.matched(),
@@ -203,7 +251,6 @@ impl<'s> Eval<'s> {
                 });
             }
         }
-        sort_near_misses(&mut near);
         near
     }
 
@@ -215,9 +262,26 @@ impl<'s> Eval<'s> {
             Some(op) if self.action.service == "kms" && !p.retire => op,
             _ => return Vec::new(),
         };
+        let to_caller = |g: &&CGrant| {
+            g.operations & op_bit(op) != 0 && self.entry_strength(&g.grantee).is_some()
+        };
+        if op == GrantOperation::CreateGrant {
+            return p
+                .grants
+                .iter()
+                .filter_map(|&gi| snap.bundle.grants.get(gi as usize))
+                .filter(to_caller)
+                .filter_map(|g| {
+                    Some(NearMiss {
+                        statement: MatchedStatement::grant(&g.id),
+                        failed: self.create_grant_shortfall(g)?,
+                    })
+                })
+                .collect();
+        }
         if matches!(
             op,
-            GrantOperation::DescribeKey | GrantOperation::RetireGrant | GrantOperation::CreateGrant
+            GrantOperation::DescribeKey | GrantOperation::RetireGrant
         ) {
             return Vec::new();
         }
@@ -229,12 +293,8 @@ impl<'s> Eval<'s> {
         p.grants
             .iter()
             .filter_map(|&gi| snap.bundle.grants.get(gi as usize))
-            .filter(|g| {
-                g.operations & op_bit(op) != 0
-                    && g.constraint.is_some()
-                    && self.entry_strength(&g.grantee).is_some()
-                    && !self.grant_applies(g)
-            })
+            .filter(to_caller)
+            .filter(|g| g.constraint.is_some() && !self.grant_applies(g))
             .map(|g| {
                 let want = match &g.constraint {
                     Some(GrantConstraint::Equals(w) | GrantConstraint::Subset(w)) => &w[..],
@@ -528,27 +588,7 @@ impl<'s> Eval<'s> {
         }
         match op {
             GrantOperation::DescribeKey | GrantOperation::RetireGrant => true,
-            GrantOperation::CreateGrant => {
-                let Some(ops) = self.env.caller_values("kms:grantoperations") else {
-                    return false;
-                };
-                let within = ops.iter().all(|v| {
-                    GrantOperation::parse(v).is_some_and(|o| g.operations & op_bit(o) != 0)
-                });
-                if !within {
-                    return false;
-                }
-                match &g.constraint {
-                    None => true,
-                    Some(c) => match (c, self.env.caller_values("kms:grantconstrainttype")) {
-                        (GrantConstraint::Equals(_), Some([t])) => t == "EncryptionContextEquals",
-                        (GrantConstraint::Subset(_), Some([t])) => {
-                            t == "EncryptionContextEquals" || t == "EncryptionContextSubset"
-                        }
-                        _ => false,
-                    },
-                }
-            }
+            GrantOperation::CreateGrant => self.create_grant_shortfall(g).is_none(),
             _ => match &g.constraint {
                 None => true,
                 Some(c) => {
@@ -566,6 +606,41 @@ impl<'s> Eval<'s> {
                     }
                 }
             },
+        }
+    }
+
+    /// U34: what a `CreateGrant` asks for beyond grant `g` (the grant it
+    /// creates must keep within `g`'s operations and constraint); `None`
+    /// when it keeps within.
+    fn create_grant_shortfall(&self, g: &CGrant) -> Option<Failed> {
+        let short = |key: &str, value: Option<&String>| {
+            Some(Failed::GrantRequest {
+                key: key.to_owned(),
+                value: value.cloned(),
+            })
+        };
+        let Some(ops) = self.env.caller_values("kms:grantoperations") else {
+            return short("kms:grantoperations", None);
+        };
+        let outside = ops
+            .iter()
+            .find(|v| GrantOperation::parse(v).is_none_or(|o| g.operations & op_bit(o) == 0));
+        if let Some(v) = outside {
+            return short("kms:grantoperations", Some(v));
+        }
+        let asked = self.env.caller_values("kms:grantconstrainttype");
+        let keeps = match (&g.constraint, asked) {
+            (None, _) => true,
+            (Some(GrantConstraint::Equals(_)), Some([t])) => t == "EncryptionContextEquals",
+            (Some(GrantConstraint::Subset(_)), Some([t])) => {
+                t == "EncryptionContextEquals" || t == "EncryptionContextSubset"
+            }
+            _ => false,
+        };
+        if keeps {
+            None
+        } else {
+            short("kms:grantconstrainttype", asked.and_then(|a| a.first()))
         }
     }
 
@@ -975,10 +1050,7 @@ impl<'s> Eval<'s> {
             resource_side,
             ignored_context_keys: self.ignored_keys(),
             near_misses: if denied {
-                let mut near = self.near_misses(said);
-                near.extend(self.grant_near_misses(snap, p));
-                sort_near_misses(&mut near);
-                near
+                self.near_misses(snap, d)
             } else {
                 Vec::new()
             },

@@ -551,27 +551,53 @@ struct Interp<'a> {
 }
 
 impl<'a> Interp<'a> {
-    /// The near misses of an ImplicitDeny: those noted, and each key policy
-    /// statement that let the caller's account in (a delegation to IAM)
-    /// when no identity or group policy allowed.
-    fn near_misses(&self, e: &Evals<'_>) -> Vec<NearMiss> {
+    /// The near misses of an ImplicitDeny: those noted, the grants that
+    /// came close, and each resource, key or trust policy statement that
+    /// applied but allows only through IAM (it names the caller's account,
+    /// or the call crosses accounts) when no identity or group policy
+    /// allowed a caller that needs one (any but a root).
+    fn near_misses(&self, p: &Participants<'_>, e: &Evals<'_>, g: &Gates) -> Vec<NearMiss> {
         let mut near = self.near.clone();
+        near.extend(self.grant_misses(p));
         let iam_allowed = e.identities.iter().any(PolicyEval::allows);
-        if let Some(key) = e.rbp.as_ref().filter(|p| p.kind == PolicyKind::KeyPolicy)
+        let root = self.caller.form == Form::Root;
+        if let Some(rbp) = e.rbp.as_ref()
             && self.req.explain
             && !iam_allowed
+            && !root
         {
-            for hit in &key.hits {
-                if hit.st.effect == Effect::Allow && hit.strength == Strength::Account {
+            for hit in &rbp.hits {
+                let needs_iam = hit.strength == Strength::Account || p.cross;
+                if hit.st.effect == Effect::Allow && needs_iam {
                     near.push(NearMiss {
-                        statement: key.matched(hit),
+                        statement: rbp.matched(hit),
                         failed: Failed::Delegation,
                     });
                 }
             }
         }
-        sort_near_misses(&mut near);
-        near
+        near_misses_of(near, &Self::refusing(e, g))
+    }
+
+    /// The gate policies that refused: every policy of an SCP or RCP level
+    /// none of whose policies allowed; the boundary, the session policy
+    /// when their gate is shut.
+    fn refusing(e: &Evals<'_>, g: &Gates) -> Vec<Refusing> {
+        let mut out = Vec::new();
+        for levels in [&e.scp, &e.rcp].into_iter().flatten() {
+            for level in levels {
+                if !level.iter().any(PolicyEval::allows) {
+                    out.extend(level.iter().map(|x| (x.id.clone(), x.kind, x.level)));
+                }
+            }
+        }
+        let shut = [(&e.boundary, g.boundary), (&e.session, g.session)];
+        for (eval, open) in shut {
+            if let Some(x) = eval.as_ref().filter(|_| !open) {
+                out.push((x.id.clone(), x.kind, x.level));
+            }
+        }
+        out
     }
 
     /// Note a near miss of `st` (an Allow statement of a granting kind,
@@ -583,7 +609,7 @@ impl<'a> Interp<'a> {
         (kind, level): (PolicyKind, Option<u32>),
         failed: Failed,
     ) {
-        if !self.req.explain || st.effect != Effect::Allow || !grants_access(kind) {
+        if !self.req.explain || st.effect != Effect::Allow {
             return;
         }
         let (index, position) = (Some(st.index), Some(st.position));
@@ -1206,12 +1232,7 @@ impl<'a> Interp<'a> {
             resource_side,
             ignored_context_keys: self.ctx.ignored.clone(),
             near_misses: match r.outcome {
-                Outcome::ImplicitDeny => {
-                    let mut near = self.near_misses(e);
-                    near.extend(self.grant_misses(p));
-                    sort_near_misses(&mut near);
-                    near
-                }
+                Outcome::ImplicitDeny => self.near_misses(p, e, g),
                 _ => Vec::new(),
             },
         })
@@ -1314,6 +1335,16 @@ impl<'a> Interp<'a> {
         );
         let mut out = Vec::new();
         for grant in &p.grants {
+            if op == GrantOperation::CreateGrant
+                && grant.operations.contains(&op)
+                && self.entry_strength(&grant.grantee).is_some()
+                && let Some(failed) = self.create_grant_beyond(grant)
+            {
+                out.push(NearMiss {
+                    statement: MatchedStatement::grant(&grant.grant_id),
+                    failed,
+                });
+            }
             let Some(c) = grant.constraint.as_ref() else {
                 continue;
             };
@@ -1350,15 +1381,29 @@ impl<'a> Interp<'a> {
     /// U34: the operations and the constraint type a `CreateGrant` asks for
     /// lie within grant `g`.
     fn create_grant_within(&self, g: &Grant) -> bool {
+        self.create_grant_beyond(g).is_none()
+    }
+
+    /// What a `CreateGrant` asks for that grant `g` does not give: the
+    /// first operation outside it (or no `kms:GrantOperations` at all),
+    /// else a constraint type that does not keep its constraint.
+    fn create_grant_beyond(&self, g: &Grant) -> Option<Failed> {
         let values = |k: &str| self.ctx.map.get(k).map(|e| e.values.as_slice());
-        let Some(asked) = values("kms:grantoperations") else {
-            return false;
+        let failed = |key: &str, value: Option<&String>| Failed::GrantRequest {
+            key: key.to_string(),
+            value: value.cloned(),
         };
-        let operations_within = asked
+        let Some(asked) = values("kms:grantoperations") else {
+            return Some(failed("kms:grantoperations", None));
+        };
+        let outside = asked
             .iter()
-            .map(|v| GrantOperation::parse(v))
-            .all(|o| o.is_some_and(|o| g.operations.contains(&o)));
-        let constraint_within = match (&g.constraint, values("kms:grantconstrainttype")) {
+            .find(|v| GrantOperation::parse(v).is_none_or(|o| !g.operations.contains(&o)));
+        if outside.is_some() {
+            return Some(failed("kms:grantoperations", outside));
+        }
+        let kind = values("kms:grantconstrainttype");
+        let constraint_within = match (&g.constraint, kind) {
             (None, _) => true,
             (Some(GrantConstraint::Equals(_)), Some([t])) => t == "EncryptionContextEquals",
             (Some(GrantConstraint::Subset(_)), Some([t])) => {
@@ -1366,7 +1411,8 @@ impl<'a> Interp<'a> {
             }
             _ => false,
         };
-        operations_within && constraint_within
+        (!constraint_within)
+            .then(|| failed("kms:grantconstrainttype", kind.and_then(|k| k.first())))
     }
 
     /// Whether the request's encryption context (its single-valued

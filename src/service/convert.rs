@@ -174,6 +174,13 @@ fn near_miss(n: &crate::eval::NearMiss) -> proto::NearMiss {
                 out.request_values = vec![v.clone()];
             }
         }
+        Failed::GrantRequest { key, value } => {
+            out.failed = "GrantRequest".into();
+            out.key = Some(key.clone());
+            out.request_values = value.iter().cloned().collect();
+            out.request_value_absent = value.is_none();
+        }
+        Failed::NoAllow => out.failed = "NoAllow".into(),
         Failed::Condition {
             index,
             operator,

@@ -49,6 +49,10 @@ fn bench(c: &mut Criterion) {
         u.resources.len(),
         u.contexts.len()
     );
+    eprintln!(
+        "who-can entries: {}",
+        analysis::who_can(&snap, &u, &key, &kms).len()
+    );
     let mut g = c.benchmark_group("analysis");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     g.bench_function("universe-10000", |b| {

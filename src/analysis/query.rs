@@ -7,15 +7,17 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::relevance::Focus;
+use super::relevance::{Focus, Who};
 use super::universe::{ContextClass, Universe, glob};
 use crate::bundle::Bundle;
 use crate::compile::Snapshot;
-use crate::eval::{Context, Decision, Outcome, Request, RequestLimits, RequestParts, logic};
+use crate::eval::{
+    Context, Decision, MatchedStatements, Outcome, Request, RequestLimits, RequestParts, logic,
+};
 use crate::policy::PolicyKind;
 
 /// One principal's access to one resource with one action.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct Access {
     /// The principal.
     pub principal: String,
@@ -23,7 +25,6 @@ pub struct Access {
     pub action: String,
     /// Actions no statement tells apart from `action`: decided the same
     /// way, so allowed the same way.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub same_for: Vec<String>,
     /// The resource.
     pub resource: String,
@@ -32,14 +33,51 @@ pub struct Access {
     /// The context classes under which the request is allowed (by name);
     /// empty when it is allowed under every class (`unconditional`).
     pub allowed_when: Vec<String>,
-    /// How it is allowed, under the first of those classes: a key policy
-    /// statement, an identity statement reached through the key policy's
-    /// delegation, a grant…
-    pub path: String,
-    /// The statements that allowed it, as `matched` of a decision.
-    pub allowed_by: serde_json::Value,
+    /// The statements that allowed it under the first of those classes, as
+    /// `matched` of a decision.
+    pub allowed_by: MatchedStatements,
     /// The explicit denies that stop it under other classes.
     pub denied_when: Vec<Denial>,
+}
+
+impl Access {
+    /// How it is allowed, in words: a key policy statement, an identity
+    /// statement reached through the key policy's delegation, a grant…
+    pub fn path(&self) -> String {
+        path(&self.allowed_by)
+    }
+}
+
+/// [`Access`] as JSON: its fields, with `path` after `allowed_when`.
+#[derive(Serialize)]
+struct AccessJson<'a> {
+    principal: &'a str,
+    action: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    same_for: &'a [String],
+    resource: &'a str,
+    unconditional: bool,
+    allowed_when: &'a [String],
+    path: String,
+    allowed_by: &'a MatchedStatements,
+    denied_when: &'a [Denial],
+}
+
+impl Serialize for Access {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        AccessJson {
+            principal: &self.principal,
+            action: &self.action,
+            same_for: &self.same_for,
+            resource: &self.resource,
+            unconditional: self.unconditional,
+            allowed_when: &self.allowed_when,
+            path: self.path(),
+            allowed_by: &self.allowed_by,
+            denied_when: &self.denied_when,
+        }
+        .serialize(s)
+    }
 }
 
 /// An explicit deny under one context class.
@@ -48,7 +86,7 @@ pub struct Denial {
     /// The context class.
     pub context: String,
     /// The deny statements.
-    pub by: serde_json::Value,
+    pub by: MatchedStatements,
 }
 
 /// The most requests an analysis may decide.
@@ -129,6 +167,19 @@ fn base(principal: &str, action: &str, resource: &str) -> Option<Request> {
     Request::new(parts, &RequestLimits::default()).ok()
 }
 
+/// `slot`'s request made ready for `action`: the one kept there with its
+/// action changed, or a new [`base`] request; `None` when not valid.
+fn ready<'s>(
+    slot: &'s mut Option<Request>,
+    (principal, action, resource): (&str, &str, &str),
+) -> Option<&'s mut Request> {
+    match slot {
+        Some(request) => request.set_action(action, &RequestLimits::default()).ok()?,
+        None => *slot = Some(base(principal, action, resource)?),
+    }
+    slot.as_mut()
+}
+
 /// Decide `base` under one class's context (lent to the request for the
 /// decision, so nothing is copied); `None` when the class is not valid.
 fn decide(
@@ -144,14 +195,16 @@ fn decide(
     Some(d)
 }
 
-fn matched(d: &Decision) -> serde_json::Value {
-    crate::eval::json::matched_value(d)
+fn matched(d: &Decision) -> MatchedStatements {
+    MatchedStatements::of(d)
 }
 
-/// The path of an allowing decision, in words.
-fn path(d: &Decision) -> String {
-    let steps: Vec<String> = d
-        .matched
+/// The path of an allowing decision's statements, in words.
+fn path(matched: &MatchedStatements) -> String {
+    let through_iam = matched
+        .iter()
+        .any(|o| matches!(o.kind, PolicyKind::Identity | PolicyKind::Group));
+    let steps: Vec<String> = matched
         .iter()
         .map(|m| {
             let at = m.index.map_or_else(String::new, |i| format!("#{i}"));
@@ -161,11 +214,7 @@ fn path(d: &Decision) -> String {
                 .map_or_else(String::new, |s| format!(" ({s})"));
             match m.kind {
                 PolicyKind::Grant => format!("grant {}", m.policy_id),
-                PolicyKind::KeyPolicy
-                    if d.matched
-                        .iter()
-                        .any(|o| matches!(o.kind, PolicyKind::Identity | PolicyKind::Group)) =>
-                {
+                PolicyKind::KeyPolicy if through_iam => {
                     format!("key policy {}{at}{sid} delegating to IAM", m.policy_id)
                 }
                 kind => format!("{} {}{at}{sid}", kind.as_str(), m.policy_id),
@@ -181,111 +230,137 @@ fn access(
     snap: &Snapshot,
     universe: &Universe,
     (contexts, focus): (&mut [Prepared<'_>], &mut [Focus<'_>]),
-    (principal, action, resource): (&str, &str, &str),
-    budget: &mut Budget,
+    (who, action, resource): (Who<'_>, &str, &str),
+    (slot, budget): (&mut Option<Request>, &mut Budget),
 ) -> Result<Option<Access>, Exhausted> {
-    if !focus.iter_mut().any(|f| f.may_allow(principal, action)) {
+    if !focus.iter_mut().any(|f| f.may_allow(who, action)) {
         return Ok(None);
     }
+    let principal = who.arn;
     let now = SystemTime::now();
-    let Some(mut request) = base(principal, action, resource) else {
+    let Some(request) = ready(slot, (principal, action, resource)) else {
         return Ok(None);
     };
-    // Indexes into `contexts` of the classes that allow, and of those
-    // that deny explicitly with their decision (`None`: the same as no
-    // context's).
-    let mut allowed_when: Vec<usize> = Vec::new();
-    let mut denied_when: Vec<(usize, Option<Decision>)> = Vec::new();
-    let mut first: Option<Decision> = None;
-    let mut decided = 0usize;
     let trust = snap.bundle.options.trust_session_tags;
     let (mut relevant, mut sticky) = (Vec::new(), Vec::new());
     for f in focus.iter_mut() {
-        let (all, when_allowed) = f.keys(principal, action, trust);
+        let (all, when_allowed) = f.keys(who, action, trust);
         relevant.extend(all);
         sticky.extend(when_allowed);
     }
-    // `no context` first: a class that sets no key the decision can read
+    // No context first: a class that sets no key the decision can read
     // is decided as it is; when that is Allow, so is a class that sets
     // none of the keys that can take an Allow away.
-    let mut plain: Option<Decision> = None;
-    for (at, class) in contexts.iter_mut().enumerate() {
-        if class.context.is_none() {
-            continue;
-        }
-        if let Some(p) = &plain
-            && !match p.outcome {
-                Outcome::Allow => {
-                    class.defaulted || super::relevance::touches(&class.keys, &sticky)
-                }
-                _ => super::relevance::touches(&class.keys, &relevant),
+    budget.spend()?;
+    let plain = logic::evaluate(snap, request, now);
+    let allows = plain.outcome == Outcome::Allow;
+    let like_plain = |class: &Prepared<'_>| {
+        class.class.pairs.is_empty()
+            || if allows {
+                !class.defaulted && !super::relevance::touches(&class.keys, &sticky)
+            } else {
+                !super::relevance::touches(&class.keys, &relevant)
             }
-        {
-            decided += 1;
-            match p.outcome {
-                Outcome::Allow => allowed_when.push(at),
-                Outcome::ExplicitDeny => denied_when.push((at, None)),
-                Outcome::ImplicitDeny => {}
-            }
-            continue;
+    };
+    let classes = if contexts.iter().all(&like_plain) {
+        // Every class is decided as no context is.
+        if !allows {
+            return Ok(None);
         }
-        budget.spend()?;
-        let Some(d) = decide(snap, &mut request, class, now) else {
-            continue;
-        };
-        decided += 1;
-        if plain.is_none() && class.class.pairs.is_empty() {
-            match d.outcome {
-                Outcome::Allow => allowed_when.push(at),
-                Outcome::ExplicitDeny => denied_when.push((at, None)),
-                Outcome::ImplicitDeny => {}
-            }
-            plain = Some(d);
-            continue;
+        Classes {
+            unconditional: true,
+            ..Classes::default()
         }
-        match d.outcome {
-            Outcome::Allow => {
-                allowed_when.push(at);
-                first.get_or_insert(d);
-            }
-            Outcome::ExplicitDeny => denied_when.push((at, Some(d))),
-            Outcome::ImplicitDeny => {}
-        }
-    }
-    // The first class that allows: no context when it does.
-    let plain_allows = plain.as_ref().is_some_and(|p| p.outcome == Outcome::Allow);
-    let Some(first) = (if plain_allows {
-        plain.as_ref()
     } else {
-        first.as_ref()
+        let mut classes = Classes::default();
+        for (at, class) in contexts.iter_mut().enumerate() {
+            if class.context.is_none() {
+                continue;
+            }
+            let d = if like_plain(class) {
+                None
+            } else {
+                budget.spend()?;
+                match decide(snap, request, class, now) {
+                    Some(d) => Some(d),
+                    None => continue,
+                }
+            };
+            classes.add(at, d, plain.outcome);
+        }
+        classes.unconditional = classes.allowed_when.len() == classes.decided;
+        classes
+    };
+    // The first class that allows: no context when it does.
+    let Some(first) = (if allows {
+        Some(&plain)
+    } else {
+        classes.first.as_ref()
     }) else {
         return Ok(None);
     };
-    let unconditional = allowed_when.len() == decided;
     let name = |at: usize| contexts.get(at).map(|c| c.class.name.clone());
     Ok(Some(Access {
         principal: principal.to_owned(),
         action: action.to_owned(),
         same_for: universe.same_as.get(action).cloned().unwrap_or_default(),
         resource: resource.to_owned(),
-        unconditional,
-        path: path(first),
+        unconditional: classes.unconditional,
         allowed_by: matched(first),
-        allowed_when: if unconditional {
+        allowed_when: if classes.unconditional {
             Vec::new()
         } else {
-            allowed_when.iter().filter_map(|at| name(*at)).collect()
+            classes
+                .allowed_when
+                .iter()
+                .filter_map(|at| name(*at))
+                .collect()
         },
-        denied_when: denied_when
+        denied_when: classes
+            .denied_when
             .into_iter()
             .filter_map(|(at, d)| {
                 Some(Denial {
                     context: name(at)?,
-                    by: matched(d.as_ref().or(plain.as_ref())?),
+                    by: matched(d.as_ref().unwrap_or(&plain)),
                 })
             })
             .collect(),
     }))
+}
+
+/// What the context classes of one (principal, action, resource) decided.
+#[derive(Default)]
+struct Classes {
+    /// Indexes of the classes that allow.
+    allowed_when: Vec<usize>,
+    /// Indexes of the classes that deny explicitly, with their decision
+    /// (`None`: the same as no context's).
+    denied_when: Vec<(usize, Option<Decision>)>,
+    /// The first decision that allowed under a class of its own.
+    first: Option<Decision>,
+    /// How many classes were decided (or taken as no context).
+    decided: usize,
+    /// Whether every class allows.
+    unconditional: bool,
+}
+
+impl Classes {
+    /// Count class `at`'s decision: `d`, or no context's (`plain`) when
+    /// `None`.
+    fn add(&mut self, at: usize, d: Option<Decision>, plain: Outcome) {
+        self.decided += 1;
+        match (d.as_ref().map_or(plain, |d| d.outcome), d) {
+            (Outcome::Allow, d) => {
+                self.allowed_when.push(at);
+                if self.first.is_none() {
+                    self.first = d;
+                }
+            }
+            (Outcome::ExplicitDeny, d) => self.denied_when.push((at, d)),
+            (Outcome::ImplicitDeny, _) => {}
+        }
+    }
 }
 
 /// Who may do `actions` (every action of the universe when empty) on
@@ -329,14 +404,20 @@ pub fn who_can_each(
     } else {
         actions
     };
+    // Each principal's request, made once and kept for every action.
+    let mut requests: Vec<Option<Request>> = universe.principals.iter().map(|_| None).collect();
     for action in actions {
-        for principal in &universe.principals {
+        for ((at, principal), slot) in universe.principals.iter().enumerate().zip(&mut requests) {
+            let who = Who {
+                arn: principal,
+                at: Some(at),
+            };
             if let Some(a) = access(
                 snap,
                 universe,
                 (&mut contexts, &mut focus),
-                (principal, action, resource),
-                budget,
+                (who, action, resource),
+                (slot, budget),
             )? && !emit(a)
             {
                 return Ok(());
@@ -380,19 +461,24 @@ pub fn what_can_each(
     emit: &mut dyn FnMut(Access) -> bool,
 ) -> Result<(), Exhausted> {
     let mut contexts = prepare(universe, &[snap]);
+    let who = Who {
+        arn: principal,
+        at: universe.principals.iter().position(|p| p == principal),
+    };
     for r in universe
         .resources
         .iter()
         .filter(|r| resource.is_none_or(|p| glob(p, r)))
     {
         let mut focus = universe.focus(r);
+        let mut request = None;
         for action in &universe.actions {
             if let Some(a) = access(
                 snap,
                 universe,
                 (&mut contexts, &mut focus),
-                (principal, action, r),
-                budget,
+                (who, action, r),
+                (&mut request, budget),
             )? && !emit(a)
             {
                 return Ok(());
@@ -430,7 +516,7 @@ pub struct Side {
     /// `Allow`, `ExplicitDeny` or `ImplicitDeny`.
     pub decision: &'static str,
     /// The statements that decided, as `matched` of a decision.
-    pub matched: serde_json::Value,
+    pub matched: MatchedStatements,
 }
 
 /// What two bundles decide differently over the union of their universes.
@@ -577,8 +663,10 @@ pub fn diff(old: (&Bundle, &Snapshot), new: (&Bundle, &Snapshot), universe: &Uni
         let principals: Vec<_> = universe
             .principals
             .iter()
+            .enumerate()
             .zip(&by_principal)
             .filter(|(_, p)| !r_scope.is_empty() || p.may_match(&lower))
+            .map(|((at, arn), p)| (Who { arn, at: Some(at) }, p))
             .collect();
         if principals.is_empty() {
             continue;
@@ -588,20 +676,20 @@ pub fn diff(old: (&Bundle, &Snapshot), new: (&Bundle, &Snapshot), universe: &Uni
             let (service, name) = action.split_once(':').unwrap_or((action, ""));
             let name = name.to_ascii_lowercase();
             let by_resource = r_scope.may_differ((service, &name), &lower);
-            for (principal, p_scope) in &principals {
+            for &(who, p_scope) in &principals {
                 if !(by_resource || p_scope.may_differ((service, &name), &lower))
-                    || !focus.iter_mut().any(|f| f.may_allow(principal, action))
+                    || !focus.iter_mut().any(|f| f.may_allow(who, action))
                 {
                     continue;
                 }
                 let relevant: Vec<&str> = focus
                     .iter_mut()
-                    .flat_map(|f| f.keys(principal, action, trust).0)
+                    .flat_map(|f| f.keys(who, action, trust).0)
                     .collect();
                 compare(
                     (old.1, new.1),
                     (&mut contexts, &relevant),
-                    (principal, action, resource),
+                    (who.arn, action, resource),
                     now,
                     &mut out,
                 );

@@ -15,6 +15,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use crate::bundle::{Bundle, GrantConstraint, Identity, Policy};
 use crate::policy::principal::PrincipalArn;
 use crate::policy::{
@@ -484,7 +486,10 @@ impl Relevance {
             grant_keys,
             allows,
             grants,
-            principals: HashMap::new(),
+            principals: FxHashMap::default(),
+            slots: Vec::new(),
+            none: PrincipalStatements::default(),
+            action: ActionFocus::default(),
         }
     }
 }
@@ -501,58 +506,144 @@ pub(crate) struct Focus<'r> {
     allows: Vec<&'r Allows>,
     /// Who the resource's grants may let act ([`Grantees`]).
     grants: Option<Option<&'r [String]>>,
-    principals: HashMap<String, (Vec<&'r Reads>, Vec<&'r Allows>)>,
+    principals: FxHashMap<String, PrincipalStatements<'r>>,
+    /// The same, for principals asked about by their place in the
+    /// universe's list.
+    slots: Vec<Option<PrincipalStatements<'r>>>,
+    /// What a principal without statements has.
+    none: PrincipalStatements<'r>,
+    /// The action asked about last, made ready ([`Focus::action`]).
+    action: ActionFocus<'r>,
+}
+
+/// A principal asked about: its ARN, and its place in the universe's
+/// list of principals when it has one (found faster than by name).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Who<'a> {
+    pub(crate) arn: &'a str,
+    pub(crate) at: Option<usize>,
+}
+
+/// The statements of `principal` that may match the resource `lower`
+/// (lower-cased).
+fn gather<'r>(relevance: &'r Relevance, lower: &str, principal: &str) -> PrincipalStatements<'r> {
+    let reads = relevance.principals.get(principal).into_iter().flatten();
+    let allows = relevance
+        .principal_allows
+        .get(principal)
+        .into_iter()
+        .flatten();
+    PrincipalStatements {
+        reads: reads
+            .flat_map(|set| set.iter())
+            .filter(|r| may_match(r.resources.as_deref(), lower))
+            .collect(),
+        allows: allows
+            .flat_map(|set| set.iter())
+            .filter(|a| may_match(a.resources.as_deref(), lower))
+            .collect(),
+        name: name_of(principal),
+    }
+}
+
+/// A principal's statements that may match a resource.
+#[derive(Default)]
+struct PrincipalStatements<'r> {
+    /// Those whose keys may bear on a decision.
+    reads: Vec<&'r Reads>,
+    /// Its `Allow`s.
+    allows: Vec<&'r Allows>,
+    /// Its name in [`name_of`]'s terms.
+    name: Option<String>,
+}
+
+/// One action made ready for [`Focus::may_allow`] and [`Focus::keys`]:
+/// the service and the lower-cased name, and the resource policy's
+/// `Allow`s that cover it. Questions ask about one action for many
+/// principals in a row, so this is kept for the last one.
+#[derive(Default)]
+struct ActionFocus<'r> {
+    action: String,
+    service: String,
+    name: String,
+    allows: Vec<&'r Allows>,
 }
 
 impl<'r> Focus<'r> {
-    /// The principal's statements that may match the resource.
-    fn principal(&mut self, principal: &str) -> &(Vec<&'r Reads>, Vec<&'r Allows>) {
-        let (relevance, lower) = (self.relevance, &self.lower);
-        self.principals
-            .entry(principal.to_owned())
-            .or_insert_with(|| {
-                let reads = relevance.principals.get(principal).into_iter().flatten();
-                let allows = relevance
-                    .principal_allows
-                    .get(principal)
-                    .into_iter()
-                    .flatten();
-                (
-                    reads
-                        .flat_map(|set| set.iter())
-                        .filter(|r| may_match(r.resources.as_deref(), lower))
-                        .collect(),
-                    allows
-                        .flat_map(|set| set.iter())
-                        .filter(|a| may_match(a.resources.as_deref(), lower))
-                        .collect(),
-                )
-            })
+    /// The principal's statements that may match the resource, gathered
+    /// on its first use.
+    fn principal(&mut self, who: Who<'_>) -> &PrincipalStatements<'r> {
+        if let Some(at) = who.at {
+            if self.slots.len() <= at {
+                self.slots.resize_with(at + 1, || None);
+            }
+            let (relevance, lower) = (self.relevance, &self.lower);
+            return match self.slots.get_mut(at) {
+                Some(slot) => slot.get_or_insert_with(|| gather(relevance, lower, who.arn)),
+                None => &self.none,
+            };
+        }
+        if !self.principals.contains_key(who.arn) {
+            let gathered = gather(self.relevance, &self.lower, who.arn);
+            self.principals.insert(who.arn.to_owned(), gathered);
+        }
+        self.principals.get(who.arn).unwrap_or(&self.none)
+    }
+
+    /// What [`Focus::principal`] gathered for `who` (nothing before).
+    fn gathered(&self, who: Who<'_>) -> &PrincipalStatements<'r> {
+        let found = match who.at {
+            Some(at) => self.slots.get(at).and_then(Option::as_ref),
+            None => self.principals.get(who.arn),
+        };
+        found.unwrap_or(&self.none)
+    }
+
+    /// Make `action` the one asked about, unless it is already.
+    fn action(&mut self, action: &str) {
+        // (The empty action of a new focus is made ready like any other.)
+        if self.action.action == action && !action.is_empty() {
+            return;
+        }
+        let (service, name) = action.split_once(':').unwrap_or((action, ""));
+        let name = name.to_ascii_lowercase();
+        let allows = self
+            .allows
+            .iter()
+            .copied()
+            .filter(|a| covers(&a.action, (service, &name)))
+            .collect();
+        self.action = ActionFocus {
+            action: action.to_owned(),
+            service: service.to_owned(),
+            name,
+            allows,
+        };
     }
 
     /// Whether some context may let `principal` do `action` on the
     /// resource: false only when no `Allow` can apply ([the module](self)).
-    pub(crate) fn may_allow(&mut self, principal: &str, action: &str) -> bool {
-        let Some(name) = name_of(principal) else {
+    pub(crate) fn may_allow(&mut self, who: Who<'_>, action: &str) -> bool {
+        self.action(action);
+        self.principal(who);
+        let p = self.gathered(who);
+        let Some(name) = &p.name else {
             return true;
         };
         match self.grants {
             Some(None) => return true,
-            Some(Some(names)) if names.contains(&name) => return true,
+            Some(Some(names)) if names.contains(name) => return true,
             _ => {}
         }
-        let (service, action_name) = action.split_once(':').unwrap_or((action, ""));
-        let action_name = action_name.to_ascii_lowercase();
-        let action = (service, action_name.as_str());
-        let by_resource = self.allows.iter().any(|a| {
-            covers(&a.action, action) && a.names.as_deref().is_none_or(|n| n.contains(&name))
-        });
+        let a = &self.action;
+        let by_resource = a
+            .allows
+            .iter()
+            .any(|x| x.names.as_deref().is_none_or(|n| n.contains(name)));
         by_resource
-            || self
-                .principal(principal)
-                .1
+            || p.allows
                 .iter()
-                .any(|a| covers(&a.action, action))
+                .any(|x| covers(&x.action, (&a.service, &a.name)))
     }
 
     /// The keys (lower-cased) that can change the decision of this
@@ -562,19 +653,19 @@ impl<'r> Focus<'r> {
     /// evaluation setting.
     pub(crate) fn keys(
         &mut self,
-        principal: &str,
+        who: Who<'_>,
         action: &str,
         trust_session_tags: bool,
     ) -> (Vec<&'r str>, Vec<&'r str>) {
-        let (service, name) = action.split_once(':').unwrap_or((action, ""));
-        let name = name.to_ascii_lowercase();
-        self.principal(principal);
+        self.action(action);
+        self.principal(who);
+        let (service, name) = (&self.action.service, &self.action.name);
         let mut all: Vec<&'r str> = self.grant_keys.clone();
         let mut sticky: Vec<&'r str> = self.grant_keys.clone();
-        let own = self.principals.get(principal).map(|(reads, _)| reads);
-        let settable = |k: &&str| caller_may_set(k, principal, action, trust_session_tags);
-        for r in own.into_iter().flatten().chain(&self.reads) {
-            if covers(&r.action, (service, &name)) {
+        let own = &self.gathered(who).reads;
+        let settable = |k: &&str| caller_may_set(k, who.arn, action, trust_session_tags);
+        for r in own.iter().chain(&self.reads) {
+            if covers(&r.action, (service, name)) {
                 all.extend(r.keys.iter().map(|k| &**k).filter(settable));
                 sticky.extend(r.sticky.iter().map(|k| &**k).filter(settable));
             }

@@ -172,7 +172,10 @@ fn table(out: &mut impl std::io::Write, access: &[Access], u: &Universe) -> std:
         writeln!(
             out,
             "{}\t{}\t{}\t{when}\t{}",
-            a.principal, a.action, a.resource, a.path
+            a.principal,
+            a.action,
+            a.resource,
+            a.path()
         )?;
         for d in &a.denied_when {
             writeln!(out, "\t\t\tdenied with {}\t{}", d.context, d.by)?;

@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use crate::policy::document::UniqueMap;
 use crate::policy::parse::scalar;
 
-use super::decision::{Decision, KindDecision};
+use super::decision::{Decision, KindDecision, MatchedList};
 use super::request::{InvalidRequest, RequestParts};
 
 /// A request as JSON (strict: unknown keys are errors).
@@ -263,13 +263,35 @@ fn matched_json(m: &crate::eval::MatchedStatement, explain: bool) -> MatchedJson
     }
 }
 
-/// The `matched` statements of a decision as a JSON value, as
-/// [`DecisionJson`] prints them.
-pub(crate) fn matched_value(d: &Decision) -> serde_json::Value {
-    let explain = d.explanation.is_some();
-    let matched: Vec<MatchedJson<'_>> =
-        d.matched.iter().map(|m| matched_json(m, explain)).collect();
-    serde_json::to_value(matched).unwrap_or_default()
+/// Statements as `matched` of a decision without explain prints them (no
+/// line and column), serialized straight from the decision's list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MatchedStatements(pub(crate) MatchedList);
+
+impl MatchedStatements {
+    /// The `matched` statements of `d`.
+    pub(crate) fn of(d: &Decision) -> Self {
+        Self(d.matched.clone())
+    }
+
+    /// The statements.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &crate::eval::MatchedStatement> {
+        self.0.iter()
+    }
+}
+
+impl Serialize for MatchedStatements {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|m| matched_json(m, false)))
+    }
+}
+
+impl std::fmt::Display for MatchedStatements {
+    /// The statements as one line of JSON.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
+    }
 }
 
 fn near_miss_json(n: &crate::eval::NearMiss) -> NearMissJson<'_> {

@@ -17,6 +17,7 @@ pub(crate) mod request;
 pub use decision::{
     Decision, Explanation, Failed, Gate, KindDecision, MatchedStatement, NearMiss, Outcome,
 };
+pub use json::MatchedStatements;
 pub use request::{Caller, Context, InvalidRequest, Request, RequestLimits, RequestParts};
 
 /// The evaluation settings, compiled into every snapshot (they live with

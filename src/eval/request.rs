@@ -474,6 +474,37 @@ impl Request {
         })
     }
 
+    /// The same request for another action (checked as [`Request::new`]
+    /// checks one), so that a question over many actions parses its
+    /// principal and resource once.
+    pub(crate) fn set_action(
+        &mut self,
+        action: &str,
+        limits: &RequestLimits,
+    ) -> Result<(), InvalidRequest> {
+        if action.len() > limits.max_arn_bytes {
+            return Err(InvalidRequest::new(
+                "action",
+                format!(
+                    "{} bytes, over the limit of {}",
+                    action.len(),
+                    limits.max_arn_bytes
+                ),
+            ));
+        }
+        if let Some(at) = control_char(action) {
+            return Err(InvalidRequest::new(
+                "action",
+                format!("holds a control character at byte {at}"),
+            ));
+        }
+        let (action_key, service_len) = parse_action(action)?;
+        action.clone_into(&mut self.action);
+        self.action_key = action_key;
+        self.service_len = service_len;
+        Ok(())
+    }
+
     /// The caller's own ARN, canonical (none for service principals).
     pub(crate) fn caller_arn(&self) -> Option<&str> {
         match self.caller {
@@ -512,6 +543,25 @@ mod tests {
         Request::new(p, &RequestLimits::default())
             .unwrap_err()
             .field
+    }
+
+    #[test]
+    fn set_action_gives_the_request_new_would() {
+        let limits = RequestLimits::default();
+        let user = "arn:aws:iam::111122223333:user/alice";
+        let key = "arn:aws:kms:us-west-2:111122223333:key/k";
+        let mut r = Request::new(parts(user, "kms:Decrypt", key), &limits).unwrap();
+        r.set_action("KMS:GenerateDataKey", &limits).unwrap();
+        let fresh = Request::new(parts(user, "KMS:GenerateDataKey", key), &limits).unwrap();
+        assert_eq!(r.action, fresh.action);
+        assert_eq!(r.action_key, fresh.action_key);
+        assert_eq!((r.service(), r.name()), (fresh.service(), fresh.name()));
+        // A bad action is refused and leaves the request as it was.
+        let err = r.set_action("GenerateDataKey", &limits).unwrap_err();
+        assert_eq!(err.field, "action");
+        assert!(r.set_action("kms:De\u{7}crypt", &limits).is_err());
+        assert_eq!(r.action, "KMS:GenerateDataKey");
+        assert_eq!(r.name(), "generatedatakey");
     }
 
     #[test]

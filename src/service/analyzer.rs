@@ -46,39 +46,28 @@ const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 type Entries = Pin<Box<dyn tokio_stream::Stream<Item = Result<AccessEntry, Status>> + Send>>;
 
 fn entry(a: Access) -> AccessEntry {
+    let path = a.path();
     let matched = a
         .allowed_by
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|m| {
-                    let text = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-                    let number = |k: &str| {
-                        m.get(k)
-                            .and_then(serde_json::Value::as_u64)
-                            .and_then(|n| u32::try_from(n).ok())
-                    };
-                    MatchedStatement {
-                        policy_id: text("policy_id").unwrap_or_default(),
-                        kind: text("kind").unwrap_or_default(),
-                        index: number("index"),
-                        sid: text("sid"),
-                        effect: text("effect").unwrap_or_default(),
-                        level: number("level"),
-                        line: None,
-                        column: None,
-                    }
-                })
-                .collect()
+        .iter()
+        .map(|m| MatchedStatement {
+            policy_id: m.policy_id.to_string(),
+            kind: m.kind.as_str().to_owned(),
+            index: m.index,
+            sid: m.sid.as_deref().map(str::to_owned),
+            effect: m.effect.as_str().to_owned(),
+            level: m.level,
+            line: None,
+            column: None,
         })
-        .unwrap_or_default();
+        .collect();
     AccessEntry {
         principal: a.principal,
         action: a.action,
         resource: a.resource,
         unconditional: a.unconditional,
         allowed_when: a.allowed_when,
-        path: a.path,
+        path,
         allowed_by: matched,
         same_for: a.same_for,
         denied_when: a.denied_when.into_iter().map(|d| d.context).collect(),

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use verdict::bundle::{LoadOptions, load};
 use verdict::compile::Snapshot;
+use verdict::eval::usage::Usage;
 use verdict::eval::{EvalOptions, Outcome, Request, RequestLimits, RequestParts, logic};
 
 const KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
@@ -37,12 +38,18 @@ fn request(principal: &str, action: &str, resource: &str, context: &[(&str, &str
     .unwrap()
 }
 
-/// Decide, counting this thread's allocations (building and dropping the
-/// decision both count).
-fn decide_counting(snapshot: &Snapshot, req: &Request, now: SystemTime) -> (Outcome, u64) {
+/// Decide and count the decision in the usage ledger, counting this
+/// thread's allocations (building and dropping the decision count too).
+fn decide_counting(
+    snapshot: &Snapshot,
+    usage: &Usage,
+    req: &Request,
+    now: SystemTime,
+) -> (Outcome, u64) {
     let mut outcome = None;
     let info = allocation_counter::measure(|| {
         let d = logic::evaluate(snapshot, req, now);
+        usage.record(&d);
         outcome = Some(d.outcome);
     });
     (outcome.unwrap(), info.count_total)
@@ -122,8 +129,9 @@ fn decisions_do_not_allocate() {
         ),
     ];
     let now = SystemTime::now();
+    let usage = Usage::new(&snapshot);
     for (req, want) in &cases {
-        let (outcome, n) = decide_counting(&snapshot, req, now);
+        let (outcome, n) = decide_counting(&snapshot, &usage, req, now);
         assert_eq!(outcome, *want, "{} {}", req.principal, req.action);
         assert_eq!(
             n, 0,
@@ -131,6 +139,10 @@ fn decisions_do_not_allocate() {
             req.principal, req.action, req.resource
         );
     }
+    // The ledger counted what it saw: the allows' and the deny's statements.
+    let report = usage.report(&snapshot);
+    assert!(report.iter().any(|u| u.allow > 0) && report.iter().any(|u| u.deny > 0));
+    assert_eq!(usage.decisions(), cases.len() as u64);
 }
 
 #[test]
@@ -169,9 +181,11 @@ fn a_large_policy_uses_its_index_without_allocating() {
         "arn:aws:s3:::bucket-700/k",
         &[],
     );
-    let (outcome, n) = decide_counting(&snapshot, &req, SystemTime::now());
+    let usage = Usage::new(&snapshot);
+    let (outcome, n) = decide_counting(&snapshot, &usage, &req, SystemTime::now());
     assert_eq!(outcome, Outcome::Allow);
     assert_eq!(n, 0);
+    assert_eq!(usage.decisions(), 1);
 }
 
 #[test]
@@ -188,7 +202,8 @@ fn the_counter_sees_allocations() {
         &[],
     );
     req.explain = true;
-    let (outcome, n) = decide_counting(&snapshot, &req, SystemTime::now());
+    let usage = Usage::new(&snapshot);
+    let (outcome, n) = decide_counting(&snapshot, &usage, &req, SystemTime::now());
     assert_eq!(outcome, Outcome::Allow);
     assert!(n > 0);
 }

@@ -4,12 +4,14 @@
 mod analyze;
 mod bundle;
 mod check;
+mod client;
 mod eval;
 mod health;
 mod import;
 pub(crate) mod serve;
 mod settings;
 mod test;
+mod usage;
 
 use std::path::PathBuf;
 
@@ -48,7 +50,7 @@ pub(crate) enum Command {
     Check(check::CheckArgs),
     /// Run the bundle's tests/ cases.
     Test(test::TestArgs),
-    /// Serve the gRPC API (Authorize, BatchAuthorize, GetBundleStatus, health, reflection).
+    /// Serve the gRPC API (Authorize, BatchAuthorize, GetBundleStatus, GetUsage, health, reflection).
     #[command(after_long_help = settings::help())]
     Serve(serve::ServeArgs),
     /// Check the configuration `serve` would run with (same flags) and print
@@ -56,6 +58,9 @@ pub(crate) enum Command {
     Config(settings::ConfigArgs),
     /// Ask a running server's gRPC health service; exit 0 only when SERVING.
     Health(health::HealthArgs),
+    /// Read a running server's statement-usage ledger: every statement and
+    /// grant of its active bundle, with the decisions it took part in.
+    Usage(usage::UsageArgs),
     /// Build a bundle from an AWS CLI export (IAM account authorization
     /// details, KMS keys, grants and aliases).
     Import(import::ImportArgs),
@@ -82,6 +87,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Serve(a) => serve::run(a),
         Command::Config(a) => settings::run(a),
         Command::Health(a) => health::run(a),
+        Command::Usage(a) => usage::run(a),
         Command::Import(a) => import::run(a),
         Command::Bundle(a) => bundle::run(a),
         Command::WhoCan(a) => analyze::who_can(a),

@@ -13,6 +13,7 @@ pub mod logic;
 #[cfg(feature = "reference")]
 pub mod reference;
 pub(crate) mod request;
+pub mod usage;
 
 pub use decision::{
     Decision, Explanation, Failed, Gate, KindDecision, MatchedStatement, NearMiss, Outcome,

@@ -1,5 +1,6 @@
-//! The `verdict.v1.Authorizer` service: `Authorize`, `BatchAuthorize` and
-//! `GetBundleStatus` over the active snapshot and the decision cache.
+//! The `verdict.v1.Authorizer` service: `Authorize`, `BatchAuthorize`,
+//! `GetBundleStatus` and `GetUsage` over the active snapshot, the decision
+//! cache and the statement-usage ledger.
 //!
 //! A request takes one `Arc` of the active snapshot at entry and decides with
 //! it, so a reload never splits a call (a batch is decided by one snapshot).
@@ -34,6 +35,8 @@ pub struct AuthorizerService {
     /// How long a call whose `min_serial` is above the active bundle's
     /// waits for a newer one (`min_serial_wait_ms`).
     min_serial_wait: Duration,
+    /// The statement-usage ledger of the active snapshot (`GetUsage`).
+    ledger: super::ledger::Ledger,
 }
 
 impl AuthorizerService {
@@ -52,6 +55,7 @@ impl AuthorizerService {
             max_batch,
             telemetry,
             min_serial_wait: Duration::ZERO,
+            ledger: super::ledger::Ledger::default(),
         }
     }
 
@@ -144,6 +148,7 @@ impl AuthorizerService {
                 spent,
             } => {
                 let response = respond(&answer, true, id);
+                self.ledger.record(snap, &answer);
                 self.telemetry.decided(
                     call,
                     id,
@@ -183,6 +188,7 @@ impl AuthorizerService {
                 let elapsed =
                     timer.map_or(Duration::ZERO, |(since, spent)| spent + since.elapsed());
                 let response = respond(&answer, false, id);
+                self.ledger.record(snap, &answer);
                 self.telemetry.decided(
                     call,
                     id,
@@ -406,6 +412,33 @@ impl Authorizer for AuthorizerService {
         let result = self.batch_call(&mut call, request.into_inner()).await;
         self.telemetry.finish(call, result.as_ref().map(|_| ()));
         result.map(Response::new)
+    }
+
+    async fn get_usage(
+        &self,
+        _request: Request<proto::GetUsageRequest>,
+    ) -> Result<Response<proto::UsageReport>, Status> {
+        let snap = self.reloader.snapshot().ok_or_else(no_bundle)?;
+        let usage = self.ledger.of(&snap);
+        let statements = usage
+            .report(&snap)
+            .into_iter()
+            .map(|u| proto::StatementUsage {
+                policy_id: u.policy_id.to_string(),
+                index: u.index,
+                sid: u.sid.map(|s| s.to_string()),
+                allow: u.allow,
+                deny: u.deny,
+            })
+            .collect();
+        Ok(Response::new(proto::UsageReport {
+            revision: snap.revision.to_string(),
+            serial: snap.serial,
+            generation: snap.generation,
+            since: rfc3339(snap.loaded_at),
+            decisions: usage.decisions(),
+            statements,
+        }))
     }
 
     async fn get_bundle_status(

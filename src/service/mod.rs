@@ -5,6 +5,7 @@ pub(crate) mod analyzer;
 pub(crate) mod authorizer;
 pub mod convert;
 pub(crate) mod edge;
+mod ledger;
 mod measure;
 mod observe;
 pub mod stored;

@@ -27,7 +27,7 @@ const CALL_BOUNDARIES: [f64; 20] = [
 /// The methods verdict serves: path, `rpc.service`, `rpc.method`, and
 /// whether the call streams its response (its duration then ends with its
 /// stream, not with its first response).
-const METHODS: [(&str, &str, &str, bool); 9] = [
+const METHODS: [(&str, &str, &str, bool); 10] = [
     (
         "/verdict.v1.Authorizer/Authorize",
         "verdict.v1.Authorizer",
@@ -44,6 +44,12 @@ const METHODS: [(&str, &str, &str, bool); 9] = [
         "/verdict.v1.Authorizer/GetBundleStatus",
         "verdict.v1.Authorizer",
         "GetBundleStatus",
+        false,
+    ),
+    (
+        "/verdict.v1.Authorizer/GetUsage",
+        "verdict.v1.Authorizer",
+        "GetUsage",
         false,
     ),
     (

@@ -103,6 +103,17 @@ fn bench(c: &mut Criterion) {
             black_box(logic::evaluate(&kms_snap, black_box(&kms_reqs[i]), now))
         })
     });
+    // The same with the statement-usage ledger counting each decision, as
+    // the server does.
+    let usage = verdict::eval::usage::Usage::new(&kms_snap);
+    g.bench_function("verdict+ledger", |b| {
+        b.iter(|| {
+            i = (i + 1) % kms_reqs.len();
+            let d = logic::evaluate(&kms_snap, black_box(&kms_reqs[i]), now);
+            usage.record(&d);
+            black_box(d)
+        })
+    });
     g.bench_function("reference", |b| {
         b.iter(|| {
             i = (i + 1) % kms_reqs.len();

@@ -19,13 +19,10 @@ mod support;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 use support::*;
-use tokio::io::AsyncReadExt as _;
 use verdict::proto::{self, AuthorizeRequest, ContextValues};
-use verdict::telemetry::{LogFilter, LogSink, Telemetry, TelemetrySettings};
 
 const ACCOUNT_KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/k1";
 const BOUNDED: &str = "arn:aws:iam::111122223333:role/Bounded";
@@ -211,16 +208,7 @@ async fn near_misses_agree_over_grpc_the_decision_log_and_eval() {
     let b = dir.path().join("bundle");
     bundle(&b);
 
-    let (log_out, mut log_in) = tokio::io::duplex(1 << 20);
-    let opts = verdict::telemetry::TelemetryOptions {
-        settings: TelemetrySettings::from_env(&|_| None).unwrap(),
-        prometheus: false,
-        decision_log: Some(LogSink::Writer(Box::new(log_out))),
-        decision_log_queue: 1024,
-        decision_log_queue_bytes: 16 << 20,
-        decision_log_filter: LogFilter::All,
-    };
-    let telemetry = Arc::new(Telemetry::start(opts).unwrap());
+    let (telemetry, log_in) = log_telemetry();
     let running = start_with(&config(&b, None, &[]), telemetry).await;
     let mut c = client(&running).await;
 
@@ -257,18 +245,7 @@ async fn near_misses_agree_over_grpc_the_decision_log_and_eval() {
             .to_string(),
         );
     }
-    let reader = tokio::spawn(async move {
-        let mut s = String::new();
-        log_in.read_to_string(&mut s).await.unwrap();
-        s
-    });
-    running.shutdown().await;
-    let log: Vec<Value> = reader
-        .await
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let log = shutdown_and_read_log(running, log_in).await;
 
     let requests = dir.path().join("requests.jsonl");
     std::fs::write(&requests, lines.join("\n") + "\n").unwrap();

@@ -21,7 +21,6 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use support::otlp::{self, bool_attr, int_attr, list_attr, str_attr};
 use support::*;
-use tokio::io::AsyncReadExt as _;
 use verdict::config::LogFilter;
 use verdict::proto::{AuthorizeRequest, BatchAuthorizeRequest, Decision};
 use verdict::telemetry::metrics::DURATION_BOUNDARIES;
@@ -566,24 +565,6 @@ async fn the_decision_log_records_trace_ids_and_can_keep_denies_only() {
     assert_eq!(lines[0]["trace_id"], TRACE);
     assert!(lines[0]["span_id"].is_null());
     assert!(lines[1]["trace_id"].is_null());
-}
-
-/// Stop the server (which drains and flushes the decision log) while
-/// reading the log's other end; its JSON lines.
-async fn shutdown_and_read_log(
-    running: verdict::app::Running,
-    mut log_in: tokio::io::DuplexStream,
-) -> Vec<serde_json::Value> {
-    let reader = tokio::spawn(async move {
-        let mut s = String::new();
-        log_in.read_to_string(&mut s).await.unwrap();
-        s
-    });
-    running.shutdown().await;
-    let text = reader.await.unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,16 +16,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::Arc;
 
 use serde_json::Value;
 use support::*;
-use tokio::io::AsyncReadExt as _;
 use verdict::proto::authorizer_client::AuthorizerClient;
 use verdict::proto::{
     AuthorizeRequest, BatchAuthorizeRequest, ContextValues, GetUsageRequest, UsageReport,
 };
-use verdict::telemetry::{LogFilter, LogSink, Telemetry, TelemetryOptions, TelemetrySettings};
 
 /// The requests of the example bundle's tests.
 fn example_requests() -> Vec<AuthorizeRequest> {
@@ -107,18 +104,7 @@ fn from_log(records: &[Value]) -> Counts {
 async fn get_usage_counts_what_the_decision_log_lists() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("verdict.sock");
-    let (log_out, mut log_in) = tokio::io::duplex(4 << 20);
-    let telemetry = Arc::new(
-        Telemetry::start(TelemetryOptions {
-            settings: TelemetrySettings::from_env(&|_| None).unwrap(),
-            prometheus: false,
-            decision_log: Some(LogSink::Writer(Box::new(log_out))),
-            decision_log_queue: 4096,
-            decision_log_queue_bytes: 16 << 20,
-            decision_log_filter: LogFilter::All,
-        })
-        .unwrap(),
-    );
+    let (telemetry, log_in) = log_telemetry();
     let running = start_with(&config(&root().join(KMS), Some(&sock), &[]), telemetry).await;
     let mut tcp = AuthorizerClient::new(tcp_channel(&running).await);
     let mut uds = AuthorizerClient::new(uds_channel(&sock).await);
@@ -169,18 +155,7 @@ async fn get_usage_counts_what_the_decision_log_lists() {
     );
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
 
-    let reader = tokio::spawn(async move {
-        let mut s = String::new();
-        log_in.read_to_string(&mut s).await.unwrap();
-        s
-    });
-    running.shutdown().await;
-    let log: Vec<Value> = reader
-        .await
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let log = shutdown_and_read_log(running, log_in).await;
 
     let n = requests.len() as u64 * 3;
     assert_eq!(report.decisions, n);

@@ -195,10 +195,6 @@ fn decide(
     Some(d)
 }
 
-fn matched(d: &Decision) -> MatchedStatements {
-    MatchedStatements::of(d)
-}
-
 /// The path of an allowing decision's statements, in words.
 fn path(matched: &MatchedStatements) -> String {
     let through_iam = matched
@@ -306,7 +302,7 @@ fn access(
         same_for: universe.same_as.get(action).cloned().unwrap_or_default(),
         resource: resource.to_owned(),
         unconditional: classes.unconditional,
-        allowed_by: matched(first),
+        allowed_by: MatchedStatements::of(first),
         allowed_when: if classes.unconditional {
             Vec::new()
         } else {
@@ -322,7 +318,7 @@ fn access(
             .filter_map(|(at, d)| {
                 Some(Denial {
                     context: name(at)?,
-                    by: matched(d.as_ref().unwrap_or(&plain)),
+                    by: MatchedStatements::of(d.as_ref().unwrap_or(&plain)),
                 })
             })
             .collect(),
@@ -534,7 +530,7 @@ pub struct Diff {
 fn side(d: &Decision) -> Side {
     Side {
         decision: d.outcome.as_str(),
-        matched: matched(d),
+        matched: MatchedStatements::of(d),
     }
 }
 

@@ -135,14 +135,7 @@ fn print(format: Format, json: &serde_json::Value, access: &[Access], u: &Univer
             .and_then(|()| writeln!(out)),
         Format::Text => table(&mut out, access, u),
     };
-    match written {
-        Ok(()) => Exit::Ok,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
-        Err(e) => {
-            eprintln!("error: {e}");
-            Exit::Usage
-        }
-    }
+    super::printed(written)
 }
 
 fn table(out: &mut impl std::io::Write, access: &[Access], u: &Universe) -> std::io::Result<()> {

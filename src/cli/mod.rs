@@ -96,6 +96,19 @@ pub fn run(cli: Cli) -> Exit {
     }
 }
 
+/// The exit status of a command that has printed its result: a reader
+/// that went away (a closed pipe) is no failure.
+pub(crate) fn printed(written: std::io::Result<()>) -> Exit {
+    match written {
+        Ok(()) => Exit::Ok,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Usage
+        }
+    }
+}
+
 /// How a command prints its result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {

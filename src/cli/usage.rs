@@ -90,12 +90,5 @@ pub(crate) fn run(args: UsageArgs) -> Exit {
         Format::Json => writeln!(out, "{}", json(&report, args.unused)),
         Format::Text => text(&mut out, &report, args.unused),
     };
-    match written {
-        Ok(()) => Exit::Ok,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
-        Err(e) => {
-            eprintln!("error: {e}");
-            Exit::Usage
-        }
-    }
+    super::printed(written)
 }

@@ -411,22 +411,7 @@ impl Request {
             ("action", &parts.action),
             ("resource", &parts.resource),
         ] {
-            if value.len() > limits.max_arn_bytes {
-                return Err(InvalidRequest::new(
-                    field,
-                    format!(
-                        "{} bytes, over the limit of {}",
-                        value.len(),
-                        limits.max_arn_bytes
-                    ),
-                ));
-            }
-            if let Some(at) = control_char(value) {
-                return Err(InvalidRequest::new(
-                    field,
-                    format!("holds a control character at byte {at}"),
-                ));
-            }
+            check_arn_text(field, value, limits)?;
         }
         let caller = parse_caller(&parts.principal)?;
         let mut principal = parts.principal;
@@ -482,22 +467,7 @@ impl Request {
         action: &str,
         limits: &RequestLimits,
     ) -> Result<(), InvalidRequest> {
-        if action.len() > limits.max_arn_bytes {
-            return Err(InvalidRequest::new(
-                "action",
-                format!(
-                    "{} bytes, over the limit of {}",
-                    action.len(),
-                    limits.max_arn_bytes
-                ),
-            ));
-        }
-        if let Some(at) = control_char(action) {
-            return Err(InvalidRequest::new(
-                "action",
-                format!("holds a control character at byte {at}"),
-            ));
-        }
+        check_arn_text("action", action, limits)?;
         let (action_key, service_len) = parse_action(action)?;
         action.clone_into(&mut self.action);
         self.action_key = action_key;
@@ -524,6 +494,32 @@ impl Request {
             .get(self.service_len + 1..)
             .unwrap_or_default()
     }
+}
+
+/// The checks every principal, action and resource text passes first:
+/// within `max_arn_bytes`, and no control character.
+fn check_arn_text(
+    field: &'static str,
+    value: &str,
+    limits: &RequestLimits,
+) -> Result<(), InvalidRequest> {
+    if value.len() > limits.max_arn_bytes {
+        return Err(InvalidRequest::new(
+            field,
+            format!(
+                "{} bytes, over the limit of {}",
+                value.len(),
+                limits.max_arn_bytes
+            ),
+        ));
+    }
+    if let Some(at) = control_char(value) {
+        return Err(InvalidRequest::new(
+            field,
+            format!("holds a control character at byte {at}"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -102,6 +102,11 @@ impl Usage {
         usize::try_from(slot).ok()
     }
 
+    /// Slot `slot`'s counter of `Allow`s (`side` 0) or explicit denies (1).
+    fn counter(&self, slot: usize, side: usize) -> Option<&AtomicU64> {
+        self.counts.get(slot.checked_mul(2)?.checked_add(side)?)
+    }
+
     /// Count one decision: each statement and grant it lists in `matched`.
     pub fn record(&self, d: &Decision) {
         self.decisions.fetch_add(1, Ordering::Relaxed);
@@ -111,11 +116,7 @@ impl Usage {
             Outcome::ImplicitDeny => return,
         };
         for m in d.matched.iter() {
-            if let Some(counter) = self
-                .slot(m)
-                .and_then(|s| s.checked_mul(2))
-                .and_then(|s| self.counts.get(s + side))
-            {
+            if let Some(counter) = self.slot(m).and_then(|s| self.counter(s, side)) {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -131,8 +132,7 @@ impl Usage {
     /// their statements, then grants.
     pub fn report(&self, snap: &Snapshot) -> Vec<Used> {
         let count = |slot: usize, side: usize| {
-            slot.checked_mul(2)
-                .and_then(|s| self.counts.get(s + side))
+            self.counter(slot, side)
                 .map_or(0, |c| c.load(Ordering::Relaxed))
         };
         let mut out = Vec::new();

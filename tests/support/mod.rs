@@ -130,3 +130,43 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Telemetry that writes the decision log of every decision to the
+/// returned stream (no tracing, no Prometheus), for reading with
+/// [`shutdown_and_read_log`].
+pub fn log_telemetry() -> (
+    std::sync::Arc<verdict::telemetry::Telemetry>,
+    tokio::io::DuplexStream,
+) {
+    use verdict::telemetry::{LogFilter, LogSink, Telemetry, TelemetryOptions, TelemetrySettings};
+    let (log_out, log_in) = tokio::io::duplex(4 << 20);
+    let telemetry = Telemetry::start(TelemetryOptions {
+        settings: TelemetrySettings::from_env(&|_| None).unwrap(),
+        prometheus: false,
+        decision_log: Some(LogSink::Writer(Box::new(log_out))),
+        decision_log_queue: 4096,
+        decision_log_queue_bytes: 16 << 20,
+        decision_log_filter: LogFilter::All,
+    })
+    .unwrap();
+    (std::sync::Arc::new(telemetry), log_in)
+}
+
+/// Stop the server (which drains and flushes the decision log) while
+/// reading the log's other end; its JSON lines.
+pub async fn shutdown_and_read_log(
+    running: Running,
+    mut log_in: tokio::io::DuplexStream,
+) -> Vec<serde_json::Value> {
+    use tokio::io::AsyncReadExt as _;
+    let reader = tokio::spawn(async move {
+        let mut s = String::new();
+        log_in.read_to_string(&mut s).await.unwrap();
+        s
+    });
+    running.shutdown().await;
+    let text = reader.await.unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
